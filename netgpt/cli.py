@@ -1,0 +1,60 @@
+"""`netgpt <command>`: parse the command line, then hand over to one function of the package."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+
+def _add_config_args(parser: argparse.ArgumentParser, default: str = "demo") -> None:
+    parser.add_argument("--config", default=default, help="preset name (demo, xs_video) or a YAML path")
+    parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. graph.num_partitions=4")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="netgpt", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    demo = commands.add_parser(
+        "demo", help="the embedded default: synthetic data to a trained, evaluated model"
+    )
+    _add_config_args(demo)
+
+    synth = commands.add_parser("synth", help="write a synthetic XS-Video-like JSON file")
+    synth.add_argument("--out", required=True, help="JSON file to write")
+    synth.add_argument("--videos", type=int, default=300, help="number of videos")
+    synth.add_argument("--seed", type=int, default=0, help="random seed (same seed, same file)")
+
+    prepare = commands.add_parser("prepare", help="import XS-Video JSON into validated, split parquet tables")
+    prepare.add_argument("--input", required=True, help="the released XS-Video JSON (or a synthetic one)")
+    prepare.add_argument("--out", required=True, help="output folder of the tables")
+    _add_config_args(prepare)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from netgpt.config import load_config
+
+    if args.command == "synth":
+        from netgpt.data.synthetic import write_synthetic
+
+        write_synthetic(args.out, videos=args.videos, seed=args.seed)
+        return 0
+    config = load_config(args.config, args.overrides)
+    if args.command == "prepare":
+        from netgpt.data.prepare import prepare
+
+        prepare(args.input, args.out, config.data)
+        return 0
+    if args.command == "demo":
+        from netgpt.demo import run_demo
+
+        run_demo(config)
+        return 0
+    raise AssertionError(f"unhandled command {args.command}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

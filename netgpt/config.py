@@ -1,0 +1,407 @@
+"""The one config tree: dataclasses with defaults, a YAML preset on top, dotted `key=value` overrides last.
+
+Every component declares its own dataclass here (the ground floor: this module imports nothing of netgpt),
+with a docstring per field and checks in `__post_init__`. `load_config` merges the three layers with
+OmegaConf, then instantiates the dataclasses, so a bad value fails in `__post_init__` with the key's name.
+
+    cfg = load_config("demo", ["train.num_workers=2", "model.hidden_size=32"])
+    save_config(cfg, run_dir)            # config.yaml next to every output
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field, fields, is_dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+
+class ConfigError(ValueError):
+    """A config key that does not exist, or a value that breaks the key's rule."""
+
+
+def _check(condition: bool, key: str, rule: str, value: Any) -> None:
+    if not condition:
+        raise ConfigError(f"config key {key!r}: expected {rule}, got {value!r}")
+
+
+@dataclass
+class DataConfig:
+    """Where the XS-Video tables come from and how they are split (SPEC §2)."""
+
+    raw_path: str = ""
+    """The released XS-Video JSON file (or a synthetic one in the same format) that `prepare` imports."""
+    tables_dir: str = "runs/demo/tables"
+    """Folder of the imported parquet tables (`samples.parquet`, `comments.parquet`, `summary.json`)."""
+    split_date: str = "2024-12-20"
+    """Videos posted on or before this date (YYYY-MM-DD) train; later ones test."""
+    val_days: int = 3
+    """The last `val_days` days of the train period (by post date) form the validation slice."""
+    synth_videos: int = 300
+    """How many videos the synthetic generator writes for the demo."""
+    synth_seed: int = 0
+    """Seed of the synthetic generator: same seed, same file."""
+
+    def __post_init__(self) -> None:
+        _check(self.val_days >= 0, "data.val_days", "an integer >= 0", self.val_days)
+        _check(self.synth_videos > 0, "data.synth_videos", "an integer > 0", self.synth_videos)
+        _check(
+            len(self.split_date) == 10 and self.split_date[4] == "-" and self.split_date[7] == "-",
+            "data.split_date",
+            "a date YYYY-MM-DD",
+            self.split_date,
+        )
+
+
+@dataclass
+class TextEncoderConfig:
+    """How text (titles, descriptions, topics, platform names, comments) becomes a node feature."""
+
+    kind: str = "hashed"
+    """`hashed` (character n-grams hashed into `dim` buckets, no dependencies) or `transformer`."""
+    dim: int = 64
+    """Output dimension of the hashed encoder (the transformer's own size is read from its config)."""
+    ngram_max: int = 3
+    """Longest character n-gram of the hashed encoder."""
+    path: str = ""
+    """Local folder of a transformer sentence encoder (`kind=transformer`); never a hub id."""
+    batch_size: int = 256
+    """Texts encoded at once by the transformer encoder."""
+
+    def __post_init__(self) -> None:
+        _check(
+            self.kind in ("hashed", "transformer"), "graph.text.kind", "'hashed' or 'transformer'", self.kind
+        )
+        _check(self.dim > 0, "graph.text.dim", "an integer > 0", self.dim)
+        _check(self.ngram_max >= 1, "graph.text.ngram_max", "an integer >= 1", self.ngram_max)
+        _check(self.kind != "transformer" or bool(self.path), "graph.text.path", "a local folder", self.path)
+
+
+@dataclass
+class GraphConfig:
+    """The propagation graph (SPEC §3), its partitioned store, and the neighbourhood sampler."""
+
+    store_dir: str = "runs/demo/graph"
+    """Folder of the partitioned graph store (`meta.json` + one folder per partition)."""
+    num_partitions: int = 2
+    """K: how many partitions the store is split into (one sampler actor each)."""
+    partitioner: str = "metis"
+    """`metis` (pymetis over the video-level graph), `topic` (whole topics per part) or `hash`."""
+    text: TextEncoderConfig = field(default_factory=TextEncoderConfig)
+    """Text feature encoder."""
+    time_dim: int = 8
+    """Dimension of the timestamp encoding (post time, crawl time, comment time)."""
+    content_dir: str = ""
+    """Optional folder of per-video content vectors; missing vectors are zeros (counted in the summary)."""
+    content_dim: int = 16
+    """Dimension of the video content vector (3,584 in the paper; zeros when no vectors are given)."""
+    fanouts: list[int] = field(default_factory=lambda: [50, 51])
+    """Neighbours sampled per relation at each layer, outermost layer first (-1 = all)."""
+    batch_size: int = 512
+    """Seed samples per sampled batch."""
+    samplers_per_partition: int = 1
+    """Sampler actors per partition."""
+    seed: int = 0
+    """Seed of the sampler and of the per-epoch shuffle."""
+
+    def __post_init__(self) -> None:
+        _check(self.num_partitions >= 1, "graph.num_partitions", "an integer >= 1", self.num_partitions)
+        _check(
+            self.partitioner in ("metis", "topic", "hash"),
+            "graph.partitioner",
+            "one of 'metis', 'topic', 'hash'",
+            self.partitioner,
+        )
+        _check(self.time_dim >= 2, "graph.time_dim", "an integer >= 2", self.time_dim)
+        _check(self.content_dim >= 1, "graph.content_dim", "an integer >= 1", self.content_dim)
+        _check(
+            len(self.fanouts) >= 1 and all(f == -1 or f > 0 for f in self.fanouts),
+            "graph.fanouts",
+            "a non-empty list of positive integers or -1",
+            self.fanouts,
+        )
+        _check(self.batch_size > 0, "graph.batch_size", "an integer > 0", self.batch_size)
+        _check(
+            self.samplers_per_partition >= 1,
+            "graph.samplers_per_partition",
+            "an integer >= 1",
+            self.samplers_per_partition,
+        )
+
+
+@dataclass
+class TinyLLMConfig:
+    """A small Qwen2-style causal LM built from config (tests, CPU demo), with a trained tokenizer."""
+
+    hidden_size: int = 64
+    """Hidden size of the tiny LLM."""
+    num_layers: int = 2
+    """Decoder layers."""
+    num_heads: int = 4
+    """Attention heads (key/value heads are the same number)."""
+    intermediate_size: int = 128
+    """MLP width."""
+    vocab_size: int = 1024
+    """Vocabulary of the byte-level BPE tokenizer trained on the data's text."""
+
+
+@dataclass
+class ModelConfig:
+    """NetGPT: graph encoder + projector + causal LLM + heads (SPEC §4)."""
+
+    encoder: str = "rgcn"
+    """Heterogeneous graph encoder: `rgcn` (the paper's) or `hgt`."""
+    hidden_size: int = 1024
+    """Hidden size of the graph encoder."""
+    num_layers: int = 2
+    """Message-passing layers of the encoder (must equal the number of sampler fan-outs)."""
+    dropout: float = 0.0
+    """Dropout inside the encoder and projector."""
+    projector_layers: int = 2
+    """Layers of the MLP projector from the encoder's hidden size to the LLM's."""
+    num_graph_tokens: int = 1
+    """k: graph tokens per prompt (the target, plus pooled neighbours when k > 1)."""
+    llm_path: str = ""
+    """Local folder of an HF causal LM (or of a GGUF file, see `gguf_file`); empty builds `tiny_llm`."""
+    gguf_file: str = ""
+    """GGUF file name inside `llm_path`, when the LLM ships as GGUF."""
+    tiny_llm: TinyLLMConfig = field(default_factory=TinyLLMConfig)
+    """The LLM built from config when `llm_path` is empty."""
+    prompt_language: str = "en"
+    """Prompt template: `en` or `zh`."""
+    max_prompt_tokens: int = 4000
+    """Token budget of a prompt; long text fields are cut to fit, graph tokens and the answer never are."""
+    regression_loss: str = "smooth_l1"
+    """Loss of the regression heads: `smooth_l1` or `mse`."""
+
+    def __post_init__(self) -> None:
+        _check(self.encoder in ("rgcn", "hgt"), "model.encoder", "'rgcn' or 'hgt'", self.encoder)
+        _check(self.hidden_size > 0, "model.hidden_size", "an integer > 0", self.hidden_size)
+        _check(self.num_layers >= 1, "model.num_layers", "an integer >= 1", self.num_layers)
+        _check(0.0 <= self.dropout < 1.0, "model.dropout", "a float in [0, 1)", self.dropout)
+        _check(self.projector_layers >= 1, "model.projector_layers", "an integer >= 1", self.projector_layers)
+        _check(self.num_graph_tokens >= 1, "model.num_graph_tokens", "an integer >= 1", self.num_graph_tokens)
+        _check(
+            self.prompt_language in ("en", "zh"),
+            "model.prompt_language",
+            "'en' or 'zh'",
+            self.prompt_language,
+        )
+        _check(
+            self.max_prompt_tokens >= 32,
+            "model.max_prompt_tokens",
+            "an integer >= 32",
+            self.max_prompt_tokens,
+        )
+        _check(
+            self.regression_loss in ("smooth_l1", "mse"),
+            "model.regression_loss",
+            "'smooth_l1' or 'mse'",
+            self.regression_loss,
+        )
+
+
+TRAINABLE_PARTS = ("encoder", "projector", "llm", "graph_head", "prompt_head")
+LOSS_TERMS = ("graph_regression", "answer_ce", "prompt_regression")
+
+
+@dataclass
+class StageConfig:
+    """One stage of the curriculum (SPEC §5), as data: what trains, on which losses, for how long."""
+
+    name: str = "stage"
+    """Name used in logs, TensorBoard tags and checkpoint folders."""
+    trainable: list[str] = field(default_factory=lambda: list(TRAINABLE_PARTS))
+    """Parts that train: any of encoder, projector, llm, graph_head, prompt_head; the rest are frozen."""
+    losses: dict[str, float] = field(default_factory=dict)
+    """Loss terms and their weights: graph_regression, answer_ce, prompt_regression (at least one).
+
+    Empty by default so that a YAML stage's `losses` replaces, rather than merges into, a default."""
+    uses_llm: bool = True
+    """False for graph pretraining: the LLM is not run (the encoder and graph head alone)."""
+    epochs: int = 1
+    """Passes over the train split (the stage also ends at `max_steps` when > 0)."""
+    max_steps: int = 0
+    """Optimizer steps at most (0 = no limit beyond `epochs`)."""
+    lr: float = 1e-5
+    """Peak learning rate."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    warmup_steps: int = 0
+    """Linear warm-up steps, then cosine decay to `min_lr_ratio` × `lr`."""
+    min_lr_ratio: float = 0.1
+    """Floor of the cosine schedule, as a fraction of `lr`."""
+    micro_batch_size: int = 2
+    """Seed samples per worker per forward pass."""
+    grad_accum: int = 1
+    """Micro-batches accumulated per optimizer step."""
+    patience: int = 0
+    """Stop the stage after this many validations without improvement (0 = never stop early)."""
+
+    def __post_init__(self) -> None:
+        key = f"train.stages[{self.name}]"
+        unknown = [p for p in self.trainable if p not in TRAINABLE_PARTS]
+        _check(not unknown, f"{key}.trainable", f"parts among {list(TRAINABLE_PARTS)}", self.trainable)
+        bad = [t for t in self.losses if t not in LOSS_TERMS]
+        _check(not bad, f"{key}.losses", f"loss terms among {list(LOSS_TERMS)}", dict(self.losses))
+        _check(bool(self.losses), f"{key}.losses", "at least one loss term", dict(self.losses))
+        _check(self.epochs >= 1, f"{key}.epochs", "an integer >= 1", self.epochs)
+        _check(self.max_steps >= 0, f"{key}.max_steps", "an integer >= 0", self.max_steps)
+        _check(self.lr > 0, f"{key}.lr", "a float > 0", self.lr)
+        _check(0.0 <= self.min_lr_ratio <= 1.0, f"{key}.min_lr_ratio", "a float in [0, 1]", self.min_lr_ratio)
+        _check(
+            self.micro_batch_size >= 1, f"{key}.micro_batch_size", "an integer >= 1", self.micro_batch_size
+        )
+        _check(self.grad_accum >= 1, f"{key}.grad_accum", "an integer >= 1", self.grad_accum)
+
+
+def _default_stages() -> list[StageConfig]:
+    """Our column of SPEC §5: graph pretraining, then joint full-parameter alignment and fine-tuning."""
+    return [
+        StageConfig(
+            name="graph_pretrain",
+            trainable=["encoder", "graph_head"],
+            losses={"graph_regression": 1.0},
+            uses_llm=False,
+            lr=1e-5,
+            weight_decay=1e-4,
+        ),
+        StageConfig(
+            name="alignment",
+            trainable=["projector", "llm"],
+            losses={"answer_ce": 1.0},
+        ),
+        StageConfig(
+            name="finetune",
+            trainable=list(TRAINABLE_PARTS),
+            losses={"answer_ce": 1.0, "prompt_regression": 1.0},
+        ),
+    ]
+
+
+@dataclass
+class TrainConfig:
+    """The distributed run: Ray Train workers, DeepSpeed, the stages, checkpoints and logs."""
+
+    run_name: str = "netgpt"
+    """Name of the run: its folder under `storage_path`."""
+    storage_path: str = "runs/demo/ray"
+    """Where Ray Train keeps checkpoints, TensorBoard logs and the resolved config (local path or URI)."""
+    num_workers: int = 2
+    """Ray Train workers (DeepSpeed ranks)."""
+    use_gpu: bool = False
+    """One GPU per worker (NCCL, bf16) when true; gloo on CPU otherwise."""
+    cpus_per_worker: int = 1
+    """CPUs reserved for each worker."""
+    ds_config: str = "ds_configs/zero3.json"
+    """DeepSpeed JSON; its "auto" values are filled from this config."""
+    bf16: str = "auto"
+    """`auto` (bf16 on GPU, fp32 on CPU), `true` or `false`."""
+    grad_clip: float = 1.0
+    """Gradient clipping by global norm."""
+    stages: list[StageConfig] = field(default_factory=_default_stages)
+    """The curriculum, run in order; each stage starts from the previous stage's weights."""
+    checkpoint_every: int = 50
+    """Checkpoint every N optimizer steps (and at each stage end)."""
+    keep_checkpoints: int = 2
+    """Complete checkpoints kept (the best of each stage is kept besides)."""
+    max_failures: int = 2
+    """Worker-group restarts Ray Train may make before the run fails."""
+    log_every: int = 5
+    """TensorBoard scalars every N optimizer steps."""
+    val_every_epoch: bool = True
+    """Validate at the end of each epoch."""
+    seed: int = 0
+    """Seed of model initialisation and data order."""
+    timeout_s: int = 600
+    """Process-group timeout: a collective that hangs fails after this many seconds."""
+
+    def __post_init__(self) -> None:
+        _check(self.num_workers >= 1, "train.num_workers", "an integer >= 1", self.num_workers)
+        _check(self.bf16 in ("auto", "true", "false"), "train.bf16", "'auto', 'true' or 'false'", self.bf16)
+        _check(bool(self.stages), "train.stages", "at least one stage", self.stages)
+        names = [s.name for s in self.stages]
+        _check(len(set(names)) == len(names), "train.stages", "unique stage names", names)
+        _check(self.checkpoint_every >= 1, "train.checkpoint_every", "an integer >= 1", self.checkpoint_every)
+        _check(self.keep_checkpoints >= 1, "train.keep_checkpoints", "an integer >= 1", self.keep_checkpoints)
+
+
+@dataclass
+class NetGPTConfig:
+    """The root of the tree."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    graph: GraphConfig = field(default_factory=GraphConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def preset_path(preset: str | os.PathLike[str]) -> Path:
+    """A shipped preset by name (`demo`, `xs_video`) or a YAML file by path."""
+    path = Path(preset)
+    if path.suffix in (".yaml", ".yml"):
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        return path
+    shipped = resources.files("netgpt") / "configs" / f"{preset}.yaml"
+    if not shipped.is_file():
+        names = sorted(
+            p.name.removesuffix(".yaml") for p in (resources.files("netgpt") / "configs").iterdir()
+        )
+        raise ConfigError(f"no preset named {preset!r}; shipped presets: {names}, or pass a .yaml path")
+    return Path(str(shipped))
+
+
+def load_config(
+    preset: str | os.PathLike[str] | None = None, overrides: list[str] | None = None
+) -> NetGPTConfig:
+    """Defaults, then the preset's YAML, then dotted `key=value` overrides; checked and instantiated."""
+    merged = OmegaConf.structured(NetGPTConfig)
+    try:
+        if preset is not None:
+            merged = OmegaConf.merge(merged, OmegaConf.load(preset_path(preset)))
+        for override in overrides or []:
+            key, equals, text = override.partition("=")
+            if not equals or not key:
+                raise ConfigError(f"override {override!r}: expected key=value, e.g. graph.num_partitions=4")
+            # `update` (unlike merging a dotlist) reaches into lists: train.stages.0.lr=1e-4
+            value = OmegaConf.to_container(OmegaConf.from_dotlist([f"value={text}"]))["value"]
+            OmegaConf.update(merged, key, value, merge=False)
+        config = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as error:
+        raise ConfigError(_explain(error)) from None
+    assert isinstance(config, NetGPTConfig)
+    return config
+
+
+def _explain(error: OmegaConfBaseException) -> str:
+    """OmegaConf's message plus the keys that are allowed where an unknown key was given."""
+    key = getattr(error, "full_key", None) or getattr(error, "key", None)
+    message = f"config key {key!r}: {str(error).splitlines()[0]}"
+    parent_type = getattr(error, "object_type", None)
+    if parent_type is not None and is_dataclass(parent_type) and "not in" in str(error).lower():
+        message += f"; allowed keys: {[f.name for f in fields(parent_type)]}"
+    return message
+
+
+def to_yaml(config: NetGPTConfig) -> str:
+    """The resolved config as YAML, as saved next to outputs."""
+    return OmegaConf.to_yaml(OmegaConf.structured(config))
+
+
+def save_config(config: NetGPTConfig, folder: str | os.PathLike[str], name: str = "config.yaml") -> Path:
+    """Write the resolved config into `folder` atomically (temporary name, then rename)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / name
+    with tempfile.NamedTemporaryFile(
+        "w", dir=folder, prefix=f".{name}.", delete=False, encoding="utf-8"
+    ) as tmp:
+        tmp.write(to_yaml(config))
+    os.replace(tmp.name, target)
+    return target

@@ -1,0 +1,55 @@
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from netgpt.config import ConfigError, NetGPTConfig, load_config, save_config
+
+
+def test_defaults_preset_and_overrides_layer_in_order():
+    config = load_config("demo", ["graph.num_partitions=4", "train.stages.0.lr=0.5"])
+    assert isinstance(config, NetGPTConfig)
+    assert config.graph.num_partitions == 4  # override beats the preset's 2
+    assert config.graph.text.dim == 32  # from the preset
+    assert config.model.encoder == "rgcn"  # default
+    assert config.train.stages[0].lr == 0.5
+    assert [s.name for s in config.train.stages] == ["graph_pretrain", "alignment", "finetune"]
+
+
+def test_unknown_key_names_the_key_and_the_allowed_ones():
+    with pytest.raises(ConfigError, match=r"graph\.nope.*allowed keys: \[.*'num_partitions'"):
+        load_config("demo", ["graph.nope=1"])
+
+
+def test_wrong_type_names_the_key():
+    with pytest.raises(ConfigError, match=r"graph\.num_partitions.*abc"):
+        load_config("demo", ["graph.num_partitions=abc"])
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("graph.num_partitions=0", r"graph\.num_partitions.*>= 1"),
+        ("graph.partitioner=random", r"graph\.partitioner"),
+        ("data.split_date=20241220", r"data\.split_date.*YYYY-MM-DD"),
+        ("train.stages.0.losses={bogus: 1.0}", r"train\.stages\[graph_pretrain\]\.losses"),
+        ("model.prompt_language=fr", r"model\.prompt_language"),
+    ],
+)
+def test_rule_violations_name_the_key(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config("demo", [override])
+
+
+def test_unknown_preset_lists_the_shipped_ones():
+    with pytest.raises(ConfigError, match=r"no preset named 'nope'.*demo"):
+        load_config("nope")
+
+
+def test_saved_config_round_trips(tmp_path: Path):
+    config = load_config("demo", ["model.hidden_size=48"])
+    path = save_config(config, tmp_path)
+    assert path == tmp_path / "config.yaml"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left behind
+    again = load_config(path)
+    assert OmegaConf.structured(again) == OmegaConf.structured(config)
