@@ -13,7 +13,6 @@ def run_demo(config: NetGPTConfig) -> None:
     from netgpt.data.synthetic import write_synthetic
 
     tables_dir = Path(config.data.tables_dir)
-    raw = write_synthetic(
-        tables_dir.parent / "xs_video_synthetic.json", videos=config.data.synth_videos, seed=config.data.synth_seed
-    )
+    raw_path = tables_dir.parent / "xs_video_synthetic.json"
+    raw = write_synthetic(raw_path, videos=config.data.synth_videos, seed=config.data.synth_seed)
     prepare(raw, tables_dir, config.data)
