@@ -1,0 +1,73 @@
+"""DeepSpeed JSON from `ds_configs/` with its "auto" values filled from the training config.
+
+Batch sizes, learning rate, weight decay and clipping are said once, in `TrainConfig`/`StageConfig`; the JSON
+says only what is DeepSpeed's own business (ZeRO stage, offload, buckets). The values filled here are those of
+the first stage: the trainer sets each stage's learning rate, weight decay and accumulation boundary itself
+(one engine serves all stages, see `netgpt.train.stages`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from netgpt.config import ConfigError, TrainConfig
+
+
+def use_bf16(train: TrainConfig) -> bool:
+    """bf16 on GPU when `train.bf16` is `auto`; fp32 on CPU (CPU bf16 matmuls are slow and lossy)."""
+    return train.use_gpu if train.bf16 == "auto" else train.bf16 == "true"
+
+
+def _resolve(path: str | Path) -> Path:
+    path = Path(path)
+    if path.is_file():
+        return path
+    shipped = Path(__file__).resolve().parents[2] / path
+    if shipped.is_file():
+        return shipped
+    raise ConfigError(f"config key 'train.ds_config': DeepSpeed JSON {str(path)!r} not found")
+
+
+def build_ds_config(train: TrainConfig, world_size: int, llm_hidden_size: int) -> dict[str, Any]:
+    """Read `train.ds_config` and replace every "auto" with its value; an unknown "auto" is an error."""
+    path = _resolve(train.ds_config)
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"{path}: not valid JSON ({error})") from None
+    first = train.stages[0]
+    hidden = llm_hidden_size
+    values: dict[str, Any] = {
+        "train_micro_batch_size_per_gpu": first.micro_batch_size,
+        "gradient_accumulation_steps": first.grad_accum,
+        "train_batch_size": first.micro_batch_size * first.grad_accum * world_size,
+        "gradient_clipping": train.grad_clip,
+        "bf16.enabled": use_bf16(train),
+        "optimizer.params.lr": first.lr,
+        "optimizer.params.weight_decay": first.weight_decay,
+        # the sizes Hugging Face's Trainer derives from the hidden size for ZeRO-3
+        "zero_optimization.reduce_bucket_size": hidden * hidden,
+        "zero_optimization.allgather_bucket_size": hidden * hidden,
+        "zero_optimization.stage3_prefetch_bucket_size": int(0.9 * hidden * hidden),
+        "zero_optimization.stage3_param_persistence_threshold": 10 * hidden,
+    }
+
+    def fill(node: dict[str, Any], prefix: str) -> None:
+        for key, value in node.items():
+            dotted = f"{prefix}{key}"
+            if isinstance(value, dict):
+                fill(value, f"{dotted}.")
+            elif value == "auto":
+                if dotted not in values:
+                    raise ConfigError(f'{path}: no value to fill for "auto" at {dotted!r}')
+                node[key] = values[dotted]
+
+    fill(config, "")
+    config.setdefault("bf16", {})["enabled"] = use_bf16(train)
+    return config
+
+
+def zero_stage(ds_config: dict[str, Any]) -> int:
+    return int(ds_config.get("zero_optimization", {}).get("stage", 0))

@@ -1,0 +1,71 @@
+"""NetGPT on a DeepSpeed engine (ZeRO-3 shards from the start), and the CPU traps avoided on the way."""
+
+from __future__ import annotations
+
+import importlib
+import random
+from typing import Any
+
+import numpy as np
+import torch
+
+from netgpt.config import NetGPTConfig
+from netgpt.train.ds_config import build_ds_config, zero_stage
+from netgpt.train.stages import parameter_groups
+
+
+def avoid_jit_builds() -> None:
+    """DeepSpeed would JIT-compile its shared-memory allreduce op on CPU (~100 s); gloo works without it."""
+    importlib.import_module("deepspeed.comm.torch").build_shm_op = lambda: None
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def build_engine(
+    config: NetGPTConfig, feature_dims: dict[str, int], tokenizer, world_size: int
+) -> tuple[Any, dict[str, Any]]:
+    """NetGPT on a DeepSpeed engine: under ZeRO-3 the LLM is built straight into shards.
+
+    `HfDeepSpeedConfig` makes transformers build (or load) the LLM inside `deepspeed.zero.Init` with its own
+    weight initialisation; it is unset right after, because left alive it made a later rank-0-only HF export
+    hang. The graph encoder, projector and heads are plain torch modules built outside `zero.Init` (PyG layers
+    built inside it were seen uninitialised); `deepspeed.initialize` partitions them."""
+    import deepspeed
+    import torch._dynamo  # noqa: F401  (imported before zero.Init: see ENVIRONMENT.md)
+    import transformers.generation.utils  # noqa: F401
+    from transformers.integrations import HfDeepSpeedConfig, unset_hf_deepspeed_config
+
+    from netgpt.model.netgpt import NetGPT
+
+    llm_hidden = _llm_hidden_size(config)
+    ds_config = build_ds_config(config.train, world_size, llm_hidden)
+    seed_everything(config.train.seed)
+    if zero_stage(ds_config) == 3:
+        keep_alive = HfDeepSpeedConfig(ds_config)
+        try:
+            model = NetGPT.build(config.model, feature_dims, tokenizer)
+        finally:
+            del keep_alive
+            unset_hf_deepspeed_config()
+    else:
+        model = NetGPT.build(config.model, feature_dims, tokenizer)
+    engine, *_ = deepspeed.initialize(model=model, model_parameters=parameter_groups(model), config=ds_config)
+    return engine, ds_config
+
+
+def _llm_hidden_size(config: NetGPTConfig) -> int:
+    if not config.model.llm_path:
+        return config.model.tiny_llm.hidden_size
+    from transformers import AutoConfig
+
+    kwargs = {"gguf_file": config.model.gguf_file} if config.model.gguf_file else {}
+    return int(AutoConfig.from_pretrained(config.model.llm_path, **kwargs).hidden_size)
+
+
+def param_count(module: torch.nn.Module) -> int:
+    """Full parameter count, also for ZeRO-3 partitioned parameters (whose `numel()` is 0)."""
+    return sum(getattr(p, "ds_numel", p.numel()) for p in module.parameters())

@@ -1,0 +1,105 @@
+"""Rank 0's TensorBoard log: loss terms, learning rate, grad norm, throughput, data wait, memory, MFU,
+validation metrics, a confusion-matrix image and a few rendered predictions."""
+
+from __future__ import annotations
+
+import resource
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.tensorboard import SummaryWriter
+
+from netgpt.metrics import Metrics
+
+# Dense bf16 peak of the GPUs we expect (FLOP/s); MFU is logged only when the device is known.
+PEAK_BF16_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 70e12}
+
+
+def peak_flops() -> float | None:
+    if not torch.cuda.is_available():
+        return None
+    name = torch.cuda.get_device_name()
+    return next((flops for key, flops in PEAK_BF16_FLOPS.items() if key in name), None)
+
+
+def train_flops(llm_params: int, tokens: int, encoder_params: int, nodes: int) -> float:
+    """Forward + backward FLOPs of a step: 6 per parameter per token (LLM) or per sampled node (encoder)."""
+    return 6.0 * llm_params * tokens + 6.0 * encoder_params * nodes
+
+
+def memory_bytes() -> float:
+    """Peak memory of this process: the GPU's allocator when on GPU, else the process's max RSS."""
+    if torch.cuda.is_available():
+        return float(torch.cuda.max_memory_allocated())
+    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
+    return float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale)
+
+
+@dataclass
+class StepMeter:
+    """Accumulates a logging window's work and time; `rates()` turns it into per-second figures."""
+
+    samples: int = 0
+    tokens: int = 0
+    flops: float = 0.0
+    wait_s: float = 0.0
+    started: float = field(default_factory=time.perf_counter)
+
+    def rates(self, world_size: int) -> dict[str, float]:
+        elapsed = max(time.perf_counter() - self.started, 1e-9)
+        out = {
+            "perf/samples_per_s": self.samples * world_size / elapsed,
+            "perf/tokens_per_s": self.tokens * world_size / elapsed,
+            "perf/data_wait_share": self.wait_s / elapsed,
+            "perf/memory_gb": memory_bytes() / 2**30,
+        }
+        peak = peak_flops()
+        if peak:
+            out["perf/mfu"] = self.flops / elapsed / peak
+        return out
+
+
+def confusion_image(confusion: np.ndarray, cell: int = 12) -> np.ndarray:
+    """The confusion matrix as a grey-scale image (rows: truth, columns: prediction), each row normalised.
+
+    Drawn with numpy because the project has no plotting dependency; TensorBoard shows it as an image."""
+    totals = confusion.sum(axis=1, keepdims=True).astype(float)
+    share = np.divide(confusion, totals, out=np.zeros(confusion.shape), where=totals > 0)
+    return np.kron(1.0 - share, np.ones((cell, cell))).astype(np.float32)
+
+
+class TensorBoardLog:
+    """A `SummaryWriter` on rank 0 and a no-op elsewhere, so call sites need no rank checks."""
+
+    def __init__(self, log_dir: Path | None):
+        self.writer = SummaryWriter(str(log_dir)) if log_dir is not None else None
+
+    def scalars(self, values: dict[str, float], step: int, prefix: str = "") -> None:
+        if self.writer is None:
+            return
+        for name, value in values.items():
+            if value is not None and np.isfinite(value):
+                self.writer.add_scalar(f"{prefix}{name}", float(value), step)
+
+    def validation(self, stage: str, results: dict[str, Metrics], examples: list[dict], step: int) -> None:
+        if self.writer is None:
+            return
+        for source, metrics in results.items():
+            self.scalars(metrics.scalars(), step, prefix=f"val/{stage}/{source}/")
+            self.writer.add_image(
+                f"val/{stage}/{source}/confusion", confusion_image(metrics.confusion), step, dataformats="HW"
+            )
+        if examples:
+            keys = list(examples[0])
+            rows = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+            rows += ["| " + " | ".join(str(example[k]) for k in keys) + " |" for example in examples]
+            self.writer.add_text(f"val/{stage}/predictions", "\n".join(rows), step)
+        self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()

@@ -1,0 +1,138 @@
+"""The driver: one `TorchTrainer` over the loader's streams, with progress shown while it runs.
+
+    result = train(load_config("demo", ["train.num_workers=2"]))
+    result.metrics["test/regression/acc"], result.run_dir / "model"
+
+`ray_jobs/train.py` (on a cluster, via `ray job submit`) and `netgpt train` (local Ray) both call `train`.
+Re-running with the same `train.storage_path` and `train.run_name` resumes from the latest complete
+checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import ray
+from netgpt.graph.loader import GraphStreams
+from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train.torch import TorchConfig, TorchTrainer
+
+from netgpt.config import NetGPTConfig, save_config
+from netgpt.graph.store import read_meta
+from netgpt.train.progress import ProgressActor, run_with_progress
+from netgpt.train.worker import train_loop_per_worker
+
+TOKENIZER_TEXT_COLUMNS = ("title", "description", "topic")
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    """The run's folder: checkpoints, `tensorboard/`, `best/`, `model/` (the HF-format NetGPT), config."""
+    metrics: dict[str, float]
+    """The last metrics rank 0 reported (test metrics when the test split was evaluated)."""
+    progress: dict[str, Any]
+    """The progress actor's last snapshot: validation summaries, worker pids, resumes."""
+
+
+def run_dir_of(config: NetGPTConfig) -> Path:
+    return Path(config.train.storage_path).resolve() / config.train.run_name
+
+
+def prepare_tokenizer(config: NetGPTConfig, run_dir: Path) -> Path:
+    """The run's tokenizer folder: the LLM's own, or (tiny LLM) a BPE trained on the train split's text.
+
+    Written once per run; a resumed run reuses it, so the vocabulary never changes under a checkpoint."""
+    from netgpt.model.llm import load_tokenizer
+    from netgpt.model.tokenizer import train_tokenizer
+
+    folder = run_dir / "tokenizer"
+    if (folder / "tokenizer_config.json").is_file():
+        return folder
+    if config.model.llm_path:
+        tokenizer = load_tokenizer(config.model)
+    else:
+        samples = Path(config.data.tables_dir) / "samples.parquet"
+        if not samples.is_file():
+            raise FileNotFoundError(f"{samples}: missing; run `netgpt prepare` first (data.tables_dir)")
+        table = pq.read_table(samples, columns=[*TOKENIZER_TEXT_COLUMNS, "split"])
+        table = table.filter(pc.equal(table["split"], "train"))
+        texts = (text for column in TOKENIZER_TEXT_COLUMNS for text in table[column].to_pylist())
+        tokenizer = train_tokenizer(texts, config.model.tiny_llm.vocab_size)
+    partial = run_dir / ".tokenizer.partial"
+    tokenizer.save_pretrained(partial)
+    partial.rename(folder)
+    return folder
+
+
+def build_trainer(config: NetGPTConfig, progress=None, evaluate_test: bool = True) -> TorchTrainer:
+    """The run's `TorchTrainer`: scaling, storage, retention, failures, one stream per stage and split."""
+    train_cfg = config.train
+    run_dir = run_dir_of(config)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(config, run_dir)
+    store_dir = config.graph.store_dir
+    feature_dims = read_meta(store_dir)["feature_dims"]
+    tokenizer_dir = prepare_tokenizer(config, run_dir)
+    streams = GraphStreams(config.graph, store_dir)
+    datasets = {}
+    for index, stage in enumerate(train_cfg.stages):
+        seed = train_cfg.seed + 1000 * index
+        datasets[f"train_{stage.name}"] = streams.dataset(
+            "train", stage.micro_batch_size, stage.epochs, shuffle=True, seed=seed
+        )
+        datasets[f"val_{stage.name}"] = streams.dataset(
+            "val", stage.micro_batch_size, stage.epochs, shuffle=False, seed=seed
+        )
+    if evaluate_test:
+        last = train_cfg.stages[-1]
+        datasets["test"] = streams.dataset(
+            "test", last.micro_batch_size, 1, shuffle=False, seed=train_cfg.seed
+        )
+    resources = {"CPU": train_cfg.cpus_per_worker}
+    if train_cfg.use_gpu:
+        resources["GPU"] = 1
+    return TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={
+            "config": config,
+            "run_dir": str(run_dir),
+            "feature_dims": feature_dims,
+            "tokenizer_dir": str(tokenizer_dir),
+            "progress": progress,
+            "evaluate_test": evaluate_test,
+        },
+        torch_config=TorchConfig(timeout_s=train_cfg.timeout_s),
+        scaling_config=ScalingConfig(
+            num_workers=train_cfg.num_workers, use_gpu=train_cfg.use_gpu, resources_per_worker=resources
+        ),
+        run_config=RunConfig(
+            name=train_cfg.run_name,
+            storage_path=str(run_dir.parent),
+            checkpoint_config=CheckpointConfig(num_to_keep=train_cfg.keep_checkpoints),
+            failure_config=FailureConfig(max_failures=train_cfg.max_failures),
+        ),
+        datasets=datasets,
+        dataset_config=streams.data_config(list(datasets)),
+    )
+
+
+def train(config: NetGPTConfig, show_progress: bool = True, evaluate_test: bool = True) -> TrainResult:
+    """Run (or resume) the whole curriculum on the current Ray cluster (a local one if none is running)."""
+    if not ray.is_initialized():
+        ray.init()
+    progress = ProgressActor.remote()
+    trainer = build_trainer(config, progress, evaluate_test)
+    result = run_with_progress(trainer.fit, progress, show=show_progress)
+    if result.error is not None:
+        raise result.error
+    snapshot = ray.get(progress.snapshot.remote())
+    metrics = dict(result.metrics or {})
+    run_dir = run_dir_of(config)
+    (run_dir / "final_metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False))
+    return TrainResult(run_dir=run_dir, metrics=metrics, progress=snapshot)

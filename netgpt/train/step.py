@@ -1,0 +1,62 @@
+"""One optimizer step over a window of micro-batches on a DeepSpeed engine (the hot loop's body)."""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+
+from netgpt.config import StageConfig
+from netgpt.train.monitor import StepMeter, train_flops
+
+
+def encode_prompts(prompt_builder, batch, with_answer: bool, device: torch.device):
+    return prompt_builder.encode(batch.seed_fields, with_answer=with_answer).to(device)
+
+
+def train_step(
+    engine,
+    window: list,
+    stage: StageConfig,
+    prompt_builder,
+    meter: StepMeter,
+    flop_params: tuple[int, int] = (0, 0),
+) -> dict[str, float]:
+    """Forward/backward each micro-batch of `window`, then one optimizer step; returns mean loss terms.
+
+    Each micro-batch's loss (a mean over its seeds) is weighted by its share of all the step's seeds across
+    ranks, times the world size because DeepSpeed averages gradients over ranks: the gradient is that of the
+    mean loss over every seed of the step, also for a short last window or a ragged batch. DeepSpeed's own
+    1/accumulation scaling is off and the accumulation boundary is set per window, so a stage's windows may
+    differ in length (the end of an epoch) and stages may differ in accumulation. A non-finite loss on any
+    rank stops all ranks before the optimizer step, with the stage's name.
+    """
+    engine.train()
+    world = dist.get_world_size()
+    sizes = [int(batch["video"].batch_size) for batch in window]
+    total_seeds = torch.tensor(float(sum(sizes)))
+    dist.all_reduce(total_seeds)
+    sums: dict[str, float] = {}
+    finite = True
+    llm_params, encoder_params = flop_params
+    for i, batch in enumerate(window):
+        batch = batch.to(engine.device)
+        prompts = encode_prompts(prompt_builder, batch, True, engine.device) if stage.uses_llm else None
+        engine.set_gradient_accumulation_boundary(i == len(window) - 1)
+        out = engine(batch, prompts, dict(stage.losses))
+        finite &= bool(torch.isfinite(out.loss).item())
+        engine.backward(out.loss * (sizes[i] * world / total_seeds.item()), scale_wrt_gas=False)
+        for name, value in {"loss": out.loss, **out.losses}.items():
+            sums[name] = sums.get(name, 0.0) + float(value.detach()) * sizes[i]
+        tokens = int(prompts.attention_mask.sum()) if prompts is not None else 0
+        nodes = sum(int(batch[t].num_nodes or 0) for t in batch.node_types)
+        meter.samples += sizes[i]
+        meter.tokens += tokens
+        meter.flops += train_flops(llm_params, tokens, encoder_params, nodes)
+    flag = torch.tensor(0.0 if finite else 1.0)
+    dist.all_reduce(flag)
+    if flag.item() > 0:
+        raise FloatingPointError(
+            f"non-finite loss in stage {stage.name!r}; lower train.stages[{stage.name}].lr or check the data"
+        )
+    engine.step()
+    return {name: value / sum(sizes) for name, value in sums.items()}

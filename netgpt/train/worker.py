@@ -1,0 +1,277 @@
+"""The function every Ray Train worker runs: build NetGPT on a DeepSpeed engine and walk the curriculum.
+
+    train_loop_per_worker(loop_config)     # called by TorchTrainer on each rank
+
+Reading order: `train_loop_per_worker` (setup, resume, stages, test, export) → `Curriculum.run_stage`
+(windows of micro-batches, one optimizer step each) → `Curriculum.train_step` → `Curriculum.validate`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import ray.train
+import torch
+import torch.distributed as dist
+from netgpt.graph.loader import iter_graph_batches, num_batches_per_rank
+
+from netgpt.config import NetGPTConfig, StageConfig
+from netgpt.metrics import Metrics, compute_metrics
+from netgpt.train.checkpoint import TrainerState, load_checkpoint, save_best, save_checkpoint
+from netgpt.train.ds_config import zero_stage
+from netgpt.train.engine import avoid_jit_builds, build_engine, param_count
+from netgpt.train.monitor import StepMeter, TensorBoardLog
+from netgpt.train.stages import (
+    freeze_for_stage,
+    lr_factor,
+    reset_optimizer_state,
+    set_stage_hparams,
+)
+from netgpt.train.step import encode_prompts, train_step
+
+
+@dataclass
+class StageStreams:
+    train: Any
+    val: Any
+    train_batches: int
+    val_batches: int
+
+
+class Curriculum:
+    """The per-worker trainer: engine, state and logs; resuming is the same code path as starting."""
+
+    def __init__(self, loop_config: dict[str, Any]):
+        from transformers import AutoTokenizer
+
+        self.config: NetGPTConfig = loop_config["config"]
+        self.run_dir = Path(loop_config["run_dir"])
+        self.feature_dims: dict[str, int] = loop_config["feature_dims"]
+        self.progress = loop_config.get("progress")
+        context = ray.train.get_context()
+        self.rank = context.get_world_rank()
+        self.world = context.get_world_size()
+        self.tokenizer = AutoTokenizer.from_pretrained(loop_config["tokenizer_dir"])
+        self.engine, self.ds_config = build_engine(self.config, self.feature_dims, self.tokenizer, self.world)
+        self.model = self.engine.module
+        self.device = self.engine.device
+        self.prompts = self.model.prompt_builder()
+        self.llm_params = param_count(self.model.llm)
+        self.encoder_params = param_count(self.model.encoder)
+        self.log = TensorBoardLog(self.run_dir / "tensorboard" if self.rank == 0 else None)
+        self.state = TrainerState()
+        if self.progress is not None:
+            self.progress.worker.remote(self.rank, os.getpid())
+
+    # ---------------------------------------------------------------- resume
+    def resume(self) -> None:
+        checkpoint = ray.train.get_checkpoint()
+        if checkpoint is None:
+            return
+        self.state = load_checkpoint(self.engine, checkpoint, self.rank)
+        if self.progress is not None and self.rank == 0:
+            self.progress.resumed.remote(self.state.global_step)
+
+    def _post(self, method: str, *args: Any) -> None:
+        if self.progress is not None and self.rank == 0:
+            getattr(self.progress, method).remote(*args)
+
+    # ---------------------------------------------------------------- stages
+    def streams(self, stage: StageConfig) -> StageStreams:
+        train = ray.train.get_dataset_shard(f"train_{stage.name}")
+        val = ray.train.get_dataset_shard(f"val_{stage.name}")
+        return StageStreams(
+            train=train,
+            val=val,
+            train_batches=num_batches_per_rank(train),
+            val_batches=num_batches_per_rank(val),
+        )
+
+    def run_stage(self, index: int, stage: StageConfig) -> None:
+        state = self.state
+        active = freeze_for_stage(self.model, stage)
+        if state.stage_step == 0:
+            reset_optimizer_state(self.engine.optimizer.optimizer)
+        streams = self.streams(stage)
+        if streams.train_batches == 0:
+            raise RuntimeError(
+                f"stage {stage.name!r}: the train split gives no batch per rank "
+                f"(micro_batch_size {stage.micro_batch_size}, {self.world} workers): use fewer workers or "
+                "smaller batches"
+            )
+        accum = stage.grad_accum
+        steps_per_epoch = math.ceil(streams.train_batches / accum)
+        total = steps_per_epoch * stage.epochs
+        if stage.max_steps:
+            total = min(total, stage.max_steps)
+        batches = iter_graph_batches(streams.train, start_position=state.position)
+        val_batches = iter_graph_batches(streams.val, start_position=state.validations * streams.val_batches)
+        meter = StepMeter()
+        self._post("stage_update", stage.name, index, state.stage_step, total, None)
+        while state.stage_step < total:
+            window, last_position = self._next_window(batches, streams.train_batches, accum, meter)
+            factor = lr_factor(state.stage_step, total, stage.warmup_steps, stage.min_lr_ratio)
+            lr = set_stage_hparams(self.engine.optimizer, stage, active, factor)
+            terms = train_step(
+                self.engine, window, stage, self.prompts, meter, (self.llm_params, self.encoder_params)
+            )
+            state.stage_step += 1
+            state.global_step += 1
+            state.position = last_position + 1
+            self._post("stage_update", stage.name, index, state.stage_step, total, terms["loss"])
+            if state.global_step % self.config.train.log_every == 0 or state.stage_step == total:
+                grad_norm = self.engine.get_global_grad_norm()
+                scalars = {f"train/{k}": v for k, v in terms.items()}
+                scalars.update({"train/lr": lr, "train/grad_norm": float(grad_norm or 0.0)})
+                scalars.update(meter.rates(self.world))
+                self.log.scalars(scalars, state.global_step)
+                meter = StepMeter()
+            epoch_end = state.position % streams.train_batches == 0
+            stage_end = state.stage_step == total
+            if (epoch_end or stage_end) and self.config.train.val_every_epoch and streams.val_batches:
+                stop = self.validate_and_keep_best(stage, val_batches, streams.val_batches)
+                if stop:
+                    stage_end = True
+                    total = state.stage_step
+            if stage_end:
+                break
+            if state.global_step % self.config.train.checkpoint_every == 0:
+                save_checkpoint(self.engine, state, {"train_loss": terms["loss"]}, self.rank)
+        self.state = TrainerState(
+            stage_index=index + 1, global_step=state.global_step, restarts=state.restarts
+        )
+        save_checkpoint(self.engine, self.state, {"stage_end": float(index)}, self.rank)
+
+    def _next_window(self, batches, per_epoch: int, accum: int, meter: StepMeter):
+        """The micro-batches of one optimizer step: `accum` of them, fewer at the end of an epoch."""
+        window = []
+        while True:
+            started = time.perf_counter()
+            _epoch, position, batch = next(batches)
+            meter.wait_s += time.perf_counter() - started
+            window.append(batch)
+            in_epoch = position % per_epoch
+            if len(window) == accum or in_epoch == per_epoch - 1:
+                return window, position
+
+    # ---------------------------------------------------------------- validation
+    @torch.no_grad()
+    def evaluate(self, stage: StageConfig, batches, count: int) -> tuple[dict[str, Metrics], list[dict]]:
+        """Predictions of every source the stage trains, gathered from all ranks and scored (SPEC §6).
+
+        `graph`: the graph head; `regression`: the prompt head; `answer`: the generated answer parsed as a
+        number. All ranks run the same batches count, so ZeRO-3's collective gathers stay in step."""
+        self.engine.eval()
+        rows: list[dict] = []
+        regression_terms = {k: v for k, v in stage.losses.items() if k != "answer_ce"}
+        for _ in range(count):
+            _epoch, _position, batch = next(batches)
+            batch = batch.to(self.device)
+            prompts = encode_prompts(self.prompts, batch, False, self.device) if stage.uses_llm else None
+            out = self.engine(batch, prompts, regression_terms)
+            preds: dict[str, list] = {"graph": out.graph_pred.float().cpu().tolist()}
+            if out.prompt_pred is not None and "prompt_regression" in stage.losses:
+                preds["regression"] = out.prompt_pred.float().cpu().tolist()
+            if "answer_ce" in stage.losses:
+                preds["answer"] = self.model.generate_levels(batch, prompts, synced_gpus=self.world > 1)
+            for j, fields in enumerate(batch.seed_fields):
+                rows.append(
+                    {
+                        "sample_id": fields["sample_id"],
+                        "platform": fields["platform"],
+                        "title": fields["title"][:40],
+                        "level": int(fields["level"]),
+                        **{source: values[j] for source, values in preds.items()},
+                    }
+                )
+        gathered: list[list[dict]] = [[] for _ in range(self.world)]
+        dist.all_gather_object(gathered, rows)
+        rows = sorted((row for part in gathered for row in part), key=lambda row: row["sample_id"])
+        sources = [s for s in ("graph", "regression", "answer") if rows and s in rows[0]]
+        results = {
+            source: compute_metrics(
+                [row["level"] for row in rows],
+                [row[source] for row in rows],
+                [row["platform"] for row in rows],
+            )
+            for source in sources
+        }
+        return results, rows[:8]
+
+    def validate_and_keep_best(self, stage: StageConfig, batches, count: int) -> bool:
+        """Validate, log, keep the stage's best checkpoint; True when patience says stop."""
+        state = self.state
+        results, examples = self.evaluate(stage, batches, count)
+        state.validations += 1
+        primary = _primary_source(stage)
+        score = results[primary].mae if primary in results else float("nan")
+        self.log.validation(stage.name, results, examples, state.global_step)
+        line = f"[{stage.name}] step {state.global_step} validation: " + "  ".join(
+            f"{source} ACC {m.acc:.3f} MAE {m.mae:.3f} MSE {m.mse:.3f}" for source, m in results.items()
+        )
+        self._post("summary", line)
+        if np.isfinite(score) and (state.best_score is None or score < state.best_score):
+            state.best_score = score
+            state.stale_validations = 0
+            save_best(self.engine, self.run_dir, stage.name, state, self.rank)
+        else:
+            state.stale_validations += 1
+        return bool(stage.patience) and state.stale_validations >= stage.patience
+
+    # ---------------------------------------------------------------- end of run
+    def test(self) -> dict[str, float]:
+        """Score the final model on the test split with every source of the last stage."""
+        shard = ray.train.get_dataset_shard("test")
+        stage = self.config.train.stages[-1]
+        results, _ = self.evaluate(stage, iter_graph_batches(shard), num_batches_per_rank(shard))
+        scalars: dict[str, float] = {}
+        for source, metrics in results.items():
+            scalars.update(metrics.scalars(prefix=f"test/{source}/"))
+        self.log.scalars(scalars, self.state.global_step)
+        return scalars
+
+    def export(self) -> Path:
+        """Write the HF-format NetGPT folder `run_dir/model` from weights consolidated by DeepSpeed.
+
+        Under ZeRO-3 every rank takes part in gathering; rank 0 receives the full state dict (one layer at a
+        time) and writes the folder; `save_pretrained` writes to a temporary name and renames."""
+        if zero_stage(self.ds_config) == 3:
+            state_dict = self.engine._zero3_consolidated_16bit_state_dict()
+        else:
+            state_dict = self.model.state_dict() if self.rank == 0 else None
+        target = self.run_dir / "model"
+        if self.rank == 0:
+            self.model.save_pretrained(target, state_dict={k: v.float() for k, v in state_dict.items()})
+        dist.barrier()
+        return target
+
+
+def _primary_source(stage: StageConfig) -> str:
+    """The prediction that decides a stage's best checkpoint: what the stage's main loss trains."""
+    if "prompt_regression" in stage.losses:
+        return "regression"
+    if "answer_ce" in stage.losses:
+        return "answer"
+    return "graph"
+
+
+def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
+    """Ray Train's per-worker entry: resume if a checkpoint exists, run the remaining stages, test, export."""
+    avoid_jit_builds()
+    trainer = Curriculum(loop_config)
+    trainer.resume()
+    stages = trainer.config.train.stages
+    for index in range(trainer.state.stage_index, len(stages)):
+        trainer.run_stage(index, stages[index])
+    scalars = trainer.test() if loop_config.get("evaluate_test", True) else {}
+    trainer.export()
+    trainer.log.close()
+    ray.train.report({**scalars, "global_step": trainer.state.global_step, "done": 1.0})
+    dist.barrier()
+    dist.destroy_process_group()

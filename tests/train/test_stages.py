@@ -1,0 +1,82 @@
+"""Stage mechanics on a real DeepSpeed ZeRO-3 engine in one process: groups, freezing, schedule, config."""
+
+import json
+
+import pytest
+import torch
+
+from netgpt.config import ConfigError, StageConfig
+from netgpt.graph.types import feature_dims
+from netgpt.train.ds_config import build_ds_config
+from netgpt.train.engine import avoid_jit_builds, build_engine
+from netgpt.train.monitor import StepMeter
+from netgpt.train.stages import (
+    active_parts,
+    freeze_for_stage,
+    lr_factor,
+    reset_optimizer_state,
+    set_stage_hparams,
+)
+from netgpt.train.step import train_step
+
+FEATURE_DIMS = feature_dims(text_dim=6, time_dim=4, content_dim=5)
+
+
+def test_warmup_then_cosine_to_the_floor():
+    factors = [lr_factor(s, 10, 2, 0.1) for s in range(10)]
+    assert factors[0] == pytest.approx(0.5) and factors[1] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(factors[1:], factors[2:], strict=False))
+    assert lr_factor(10, 10, 2, 0.1) == pytest.approx(0.1)
+
+
+def test_active_parts_are_trainable_and_reached_by_a_loss(tiny_config):
+    graph, alignment, finetune = tiny_config.train.stages
+    assert active_parts(graph) == ["encoder", "graph_head"]
+    assert active_parts(alignment) == ["projector", "llm"]
+    assert active_parts(finetune) == ["encoder", "projector", "llm", "prompt_head"]
+
+
+def test_ds_config_auto_values_come_from_the_train_config(tiny_config, tmp_path):
+    cfg = build_ds_config(tiny_config.train, world_size=2, llm_hidden_size=32)
+    first = tiny_config.train.stages[0]
+    assert cfg["train_batch_size"] == first.micro_batch_size * first.grad_accum * 2
+    assert cfg["optimizer"]["params"]["lr"] == first.lr
+    assert cfg["bf16"]["enabled"] is False
+    assert "auto" not in json.dumps(cfg)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"zero_optimization": {"stage": 3, "sub_group_size": "auto"}}))
+    tiny_config.train.ds_config = str(bad)
+    with pytest.raises(ConfigError, match="sub_group_size"):
+        build_ds_config(tiny_config.train, world_size=1, llm_hidden_size=32)
+
+
+def _snapshot(model, part):
+    return [p.ds_tensor.detach().clone() for p in model.get_submodule(part).parameters()]
+
+
+def _changed(before, after):
+    return any(not torch.equal(a, b) for a, b in zip(before, after, strict=True))
+
+
+def test_stages_freeze_parts_on_one_zero3_engine(tiny_config, tokenizer, process_group, batch_maker):
+    avoid_jit_builds()
+    engine, ds_config = build_engine(tiny_config, FEATURE_DIMS, tokenizer, world_size=1)
+    assert ds_config["zero_optimization"]["stage"] == 3
+    model = engine.module
+    names = [g["name"] for g in engine.optimizer.param_groups]
+    assert names == ["encoder", "projector", "llm", "graph_head", "prompt_head"]
+    builder = model.prompt_builder()
+    parts = ["encoder", "projector", "llm", "graph_head", "prompt_head"]
+    for index, stage in enumerate(tiny_config.train.stages):
+        stage = StageConfig(**{**stage.__dict__, "lr": 1e-2})
+        active = freeze_for_stage(model, stage)
+        reset_optimizer_state(engine.optimizer.optimizer)
+        before = {part: _snapshot(model, part) for part in parts}
+        set_stage_hparams(engine.optimizer, stage, active, 1.0)
+        window = [batch_maker(2, seed=index), batch_maker(3, seed=index + 10)]
+        terms = train_step(engine, window, stage, builder, StepMeter())
+        assert set(stage.losses) <= set(terms) and all(
+            torch.isfinite(torch.tensor(v)) for v in terms.values()
+        )
+        for part in parts:
+            assert _changed(before[part], _snapshot(model, part)) == (part in active), (stage.name, part)
