@@ -261,25 +261,41 @@ class StageConfig:
 
 
 def _default_stages() -> list[StageConfig]:
-    """Our column of SPEC §5: graph pretraining, then joint full-parameter alignment and fine-tuning."""
+    """Our column of SPEC §5: graph pretraining, then joint full-parameter alignment and fine-tuning.
+
+    Batch sizes are per worker: with the default 2 workers, stage 1 sees the paper's 512 seeds a step and
+    the LLM stages 2 × 32 × 2 = 128 prompts a step."""
     return [
         StageConfig(
             name="graph_pretrain",
             trainable=["encoder", "graph_head"],
             losses={"graph_regression": 1.0},
             uses_llm=False,
+            epochs=100,
             lr=1e-5,
             weight_decay=1e-4,
+            micro_batch_size=256,
+            patience=10,
         ),
         StageConfig(
             name="alignment",
             trainable=["projector", "llm"],
             losses={"answer_ce": 1.0},
+            epochs=5,
+            lr=1e-5,
+            warmup_steps=2000,
+            micro_batch_size=2,
+            grad_accum=32,
         ),
         StageConfig(
             name="finetune",
             trainable=list(TRAINABLE_PARTS),
             losses={"answer_ce": 1.0, "prompt_regression": 1.0},
+            epochs=5,
+            lr=1e-5,
+            warmup_steps=2000,
+            micro_batch_size=2,
+            grad_accum=32,
         ),
     ]
 
