@@ -1,0 +1,180 @@
+"""Heterogeneous graph encoders (SPEC §4): per-type input projection, message passing, graph tokens.
+
+Every module runs on every batch, whatever node types or relations a batch happens to lack rows or edges of:
+under ZeRO-3 each forward gathers parameters collectively, so ranks that skipped a layer would hang.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch_geometric.data import HeteroData
+from torch_geometric.nn import HGTConv, RGCNConv
+from torch_geometric.utils import scatter
+
+from netgpt.graph.types import EDGE_TYPES, NODE_TYPE_NAMES, VIDEO
+
+VIDEO_RELATIONS = tuple(et for et in EDGE_TYPES if et[0] == VIDEO and et[2] == VIDEO)
+"""Propagation relations between samples: the neighbours pooled into graph tokens 2..k."""
+
+MAX_GRAPH_TOKENS = 1 + len(VIDEO_RELATIONS)
+
+
+@dataclass
+class EncoderOutput:
+    tokens: torch.Tensor
+    """[B, k, hidden]: token 0 is the seed's own video embedding (the graph summary); token j >= 1 is the mean
+    embedding of the seed's in-neighbours along `VIDEO_RELATIONS[j - 1]` (zeros when it has none)."""
+
+    @property
+    def summary(self) -> torch.Tensor:
+        """[B, hidden]: the seed video embeddings."""
+        return self.tokens[:, 0]
+
+
+class GraphEncoder(nn.Module):
+    """Shared part of the encoders: input projection per node type and the pooling into graph tokens."""
+
+    def __init__(
+        self, feature_dims: dict[str, int], hidden_size: int, dropout: float, num_tokens: int
+    ) -> None:
+        super().__init__()
+        missing = [nt for nt in NODE_TYPE_NAMES if nt not in feature_dims]
+        if missing:
+            raise ValueError(f"feature_dims: missing node types {missing}; expected all of {NODE_TYPE_NAMES}")
+        if not 1 <= num_tokens <= MAX_GRAPH_TOKENS:
+            raise ValueError(
+                f"model.num_graph_tokens: expected 1..{MAX_GRAPH_TOKENS} (the seed plus one pooled token per "
+                f"video relation {[et[1] for et in VIDEO_RELATIONS]}), got {num_tokens}"
+            )
+        self.feature_dims = {nt: int(feature_dims[nt]) for nt in NODE_TYPE_NAMES}
+        self.hidden_size = hidden_size
+        self.num_tokens = num_tokens
+        self.input_proj = nn.ModuleDict(
+            {nt: nn.Linear(self.feature_dims[nt], hidden_size) for nt in NODE_TYPE_NAMES}
+        )
+        self.dropout = nn.Dropout(dropout)
+
+    def project_inputs(self, batch: HeteroData) -> dict[str, torch.Tensor]:
+        """Every node type projected to the hidden size (zero-row types included)."""
+        out = {}
+        for nt, linear in self.input_proj.items():
+            x = batch[nt].x if nt in batch.node_types and "x" in batch[nt] else None
+            if x is None:
+                x = linear.weight.new_zeros(0, self.feature_dims[nt])
+            if x.dim() != 2 or x.size(1) != self.feature_dims[nt]:
+                raise ValueError(
+                    f"batch[{nt!r}].x: expected shape [n, {self.feature_dims[nt]}], got {list(x.shape)}"
+                )
+            out[nt] = self.dropout(linear(x.to(linear.weight.dtype)))
+        return out
+
+    def edge_index_dict(
+        self, batch: HeteroData, device: torch.device
+    ) -> dict[tuple[str, str, str], torch.Tensor]:
+        """Every relation's edges (an empty [2, 0] tensor where the batch has none)."""
+        edges = {}
+        for et in EDGE_TYPES:
+            present = et in batch.edge_types and "edge_index" in batch[et]
+            edges[et] = (
+                batch[et].edge_index if present else torch.zeros(2, 0, dtype=torch.long, device=device)
+            )
+        return edges
+
+    def graph_tokens(
+        self, video: torch.Tensor, edges: dict[tuple[str, str, str], torch.Tensor], num_seeds: int
+    ) -> EncoderOutput:
+        tokens = [video[:num_seeds]]
+        for et in VIDEO_RELATIONS[: self.num_tokens - 1]:
+            src, dst = edges[et]
+            to_seed = dst < num_seeds
+            tokens.append(scatter(video[src[to_seed]], dst[to_seed], 0, dim_size=num_seeds, reduce="mean"))
+        return EncoderOutput(torch.stack(tokens, dim=1))
+
+
+class RGCNEncoder(GraphEncoder):
+    """The paper's RGCN: per relation a mean over in-neighbours times its own weight, summed over relations,
+    plus a self-loop weight and bias, then ReLU (PyG `RGCNConv` on the batch flattened to one node set)."""
+
+    def __init__(
+        self, feature_dims: dict[str, int], hidden_size: int, num_layers: int, dropout: float, num_tokens: int
+    ) -> None:
+        super().__init__(feature_dims, hidden_size, dropout, num_tokens)
+        self.layers = nn.ModuleList(
+            RGCNConv(hidden_size, hidden_size, num_relations=len(EDGE_TYPES), aggr="mean")
+            for _ in range(num_layers)
+        )
+
+    def forward(self, batch: HeteroData) -> EncoderOutput:
+        x_dict = self.project_inputs(batch)
+        edges = self.edge_index_dict(batch, next(iter(x_dict.values())).device)
+        offsets, start = {}, 0
+        for nt in NODE_TYPE_NAMES:
+            offsets[nt] = start
+            start += x_dict[nt].size(0)
+        x = torch.cat([x_dict[nt] for nt in NODE_TYPE_NAMES])
+        edge_index = torch.cat(
+            [
+                ei + torch.tensor([[offsets[s]], [offsets[d]]], device=ei.device)
+                for (s, _, d), ei in edges.items()
+            ],
+            dim=1,
+        )
+        edge_type = torch.cat(
+            [
+                torch.full((ei.size(1),), r, dtype=torch.long, device=ei.device)
+                for r, ei in enumerate(edges.values())
+            ]
+        )
+        for conv in self.layers:
+            x = self.dropout(torch.relu(conv(x.to(conv.weight.dtype), edge_index, edge_type)))
+        video = x[offsets[VIDEO] : offsets[VIDEO] + x_dict[VIDEO].size(0)]
+        return self.graph_tokens(video, edges, int(batch[VIDEO].batch_size))
+
+
+class HGTEncoder(GraphEncoder):
+    """Heterogeneous graph transformer layers (PyG `HGTConv`); only video nodes are updated, as only they
+    receive messages."""
+
+    def __init__(
+        self,
+        feature_dims: dict[str, int],
+        hidden_size: int,
+        num_layers: int,
+        dropout: float,
+        num_tokens: int,
+        heads: int,
+    ) -> None:
+        super().__init__(feature_dims, hidden_size, dropout, num_tokens)
+        if hidden_size % heads:
+            raise ValueError(f"model.hgt_heads: expected a divisor of hidden_size {hidden_size}, got {heads}")
+        metadata = (list(NODE_TYPE_NAMES), list(EDGE_TYPES))
+        self.layers = nn.ModuleList(
+            HGTConv(hidden_size, hidden_size, metadata, heads) for _ in range(num_layers)
+        )
+
+    def forward(self, batch: HeteroData) -> EncoderOutput:
+        x_dict = self.project_inputs(batch)
+        edges = self.edge_index_dict(batch, x_dict[VIDEO].device)
+        for conv in self.layers:
+            out = conv(x_dict, edges)
+            x_dict = {**x_dict, VIDEO: self.dropout(torch.relu(out[VIDEO]))}
+        return self.graph_tokens(x_dict[VIDEO], edges, int(batch[VIDEO].batch_size))
+
+
+def build_encoder(
+    kind: str,
+    feature_dims: dict[str, int],
+    hidden_size: int,
+    num_layers: int,
+    dropout: float,
+    num_tokens: int,
+    hgt_heads: int,
+) -> GraphEncoder:
+    if kind == "rgcn":
+        return RGCNEncoder(feature_dims, hidden_size, num_layers, dropout, num_tokens)
+    if kind == "hgt":
+        return HGTEncoder(feature_dims, hidden_size, num_layers, dropout, num_tokens, hgt_heads)
+    raise ValueError(f"model.encoder: expected 'rgcn' or 'hgt', got {kind!r}")

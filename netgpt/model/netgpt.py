@@ -1,0 +1,250 @@
+"""NetGPT (SPEC §4): graph encoder + projector + causal LLM + regression heads, and its folder format.
+
+tokenizer = train_tokenizer(texts, cfg.tiny_llm.vocab_size)     # or load_tokenizer(cfg) for llm_path
+model = NetGPT.build(cfg, feature_dims, tokenizer)
+prompts = model.prompt_builder().encode(batch.seed_fields, with_answer=True)
+out = model(batch, prompts, {"answer_ce": 1.0, "prompt_regression": 1.0})
+out.loss.backward()
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from torch_geometric.data import HeteroData
+from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
+
+from netgpt.config import LOSS_TERMS, ModelConfig, TinyLLMConfig
+from netgpt.graph.types import VIDEO
+from netgpt.model.encoder import build_encoder
+from netgpt.model.heads import LevelHead, answer_cross_entropy, regression_loss
+from netgpt.model.llm import build_llm, load_saved_tokenizer
+from netgpt.model.projector import Projector
+from netgpt.model.prompt import PromptBatch, PromptBuilder, parse_level
+from netgpt.model.tokenizer import GRAPH_PAD, add_graph_tokens
+
+FORMAT_VERSION = 1
+CONFIG_FILE = "netgpt_config.json"
+LLM_DIR = "llm"
+PART_FILES = {
+    "encoder": "encoder.safetensors",
+    "projector": "projector.safetensors",
+    "graph_head": "graph_head.safetensors",
+    "prompt_head": "prompt_head.safetensors",
+}
+MAX_ANSWER_TOKENS = 4
+
+
+@dataclass
+class NetGPTOutput:
+    loss: torch.Tensor
+    """Weighted sum of the requested loss terms."""
+    losses: dict[str, torch.Tensor]
+    """Each requested term (graph_regression, answer_ce, prompt_regression), unweighted."""
+    graph_pred: torch.Tensor
+    """[B] levels from the stage-1 head on the seed embeddings."""
+    prompt_pred: torch.Tensor | None
+    """[B] levels from the head on the last prompt token's hidden state; None when the LLM did not run."""
+
+
+class NetGPT(nn.Module):
+    """Parts named as in `StageConfig.trainable`: encoder, projector, llm, graph_head, prompt_head.
+
+    Every part runs in every forward that runs the LLM (the heads too, whatever the loss weights), so ZeRO-3
+    ranks always run the same modules."""
+
+    def __init__(
+        self,
+        model_cfg: ModelConfig,
+        feature_dims: dict[str, int],
+        tokenizer: PreTrainedTokenizerBase,
+        llm: PreTrainedModel,
+    ) -> None:
+        super().__init__()
+        self.config = model_cfg
+        self.feature_dims = dict(feature_dims)
+        self.tokenizer = add_graph_tokens(tokenizer)
+        if llm.get_input_embeddings().num_embeddings < len(self.tokenizer):
+            llm.resize_token_embeddings(len(self.tokenizer))
+        llm_hidden = llm.config.get_text_config().hidden_size
+        self.encoder = build_encoder(
+            model_cfg.encoder,
+            feature_dims,
+            model_cfg.hidden_size,
+            model_cfg.num_layers,
+            model_cfg.dropout,
+            model_cfg.num_graph_tokens,
+            model_cfg.hgt_heads,
+        )
+        self.projector = Projector(
+            model_cfg.hidden_size, llm_hidden, model_cfg.projector_layers, model_cfg.dropout
+        )
+        self.llm = llm
+        self.graph_head = LevelHead(model_cfg.hidden_size)
+        self.prompt_head = LevelHead(llm_hidden)
+        self.graph_pad_id = self.tokenizer.convert_tokens_to_ids(GRAPH_PAD)
+
+    @classmethod
+    def build(
+        cls,
+        model_cfg: ModelConfig,
+        feature_dims: dict[str, int],
+        tokenizer: PreTrainedTokenizerBase,
+        llm: PreTrainedModel | None = None,
+    ) -> NetGPT:
+        """A new model; `llm=None` loads `model_cfg.llm_path` or builds `model_cfg.tiny_llm`."""
+        tokenizer = add_graph_tokens(tokenizer)
+        return cls(
+            model_cfg, feature_dims, tokenizer, llm if llm is not None else build_llm(model_cfg, tokenizer)
+        )
+
+    def prompt_builder(self) -> PromptBuilder:
+        cfg = self.config
+        return PromptBuilder(self.tokenizer, cfg.prompt_language, cfg.max_prompt_tokens, cfg.num_graph_tokens)
+
+    def forward(
+        self, batch: HeteroData, prompts: PromptBatch | None, loss_weights: dict[str, float]
+    ) -> NetGPTOutput:
+        unknown = [name for name in loss_weights if name not in LOSS_TERMS]
+        if unknown:
+            raise ValueError(f"loss_weights: unknown terms {unknown}; expected among {list(LOSS_TERMS)}")
+        if prompts is None and ({"answer_ce", "prompt_regression"} & set(loss_weights)):
+            raise ValueError(
+                f"loss_weights {dict(loss_weights)}: answer_ce and prompt_regression need prompts"
+            )
+        encoded = self.encoder(batch)
+        graph_pred = self.graph_head(encoded.summary)
+        losses: dict[str, torch.Tensor] = {}
+        prompt_pred = None
+        if loss_weights:
+            target = batch[VIDEO].y[: graph_pred.size(0)]
+        if "graph_regression" in loss_weights:
+            losses["graph_regression"] = regression_loss(self.config.regression_loss, graph_pred, target)
+        if prompts is not None:
+            prompts = prompts.to(graph_pred.device)
+            out = self.llm(
+                inputs_embeds=self._embed(encoded.tokens, prompts),
+                attention_mask=prompts.attention_mask,
+                position_ids=prompts.position_ids,
+                output_hidden_states=True,
+                use_cache=False,
+            )
+            rows = torch.arange(prompts.input_ids.size(0), device=graph_pred.device)
+            prompt_pred = self.prompt_head(out.hidden_states[-1][rows, prompts.last_prompt_index])
+            if "answer_ce" in loss_weights:
+                if not (prompts.labels != -100).any():
+                    raise ValueError(
+                        "answer_ce: the prompts hold no answer tokens (encode with with_answer=True)"
+                    )
+                losses["answer_ce"] = answer_cross_entropy(out.logits, prompts.labels)
+            if "prompt_regression" in loss_weights:
+                losses["prompt_regression"] = regression_loss(
+                    self.config.regression_loss, prompt_pred, target
+                )
+        if losses:
+            loss = sum(loss_weights[name] * value for name, value in losses.items())
+        else:
+            loss = graph_pred.new_zeros(())
+        return NetGPTOutput(loss=loss, losses=losses, graph_pred=graph_pred, prompt_pred=prompt_pred)
+
+    def _embed(self, graph_tokens: torch.Tensor, prompts: PromptBatch) -> torch.Tensor:
+        """The prompts' token embeddings with each `<|graph_pad|>` replaced by a projected graph token."""
+        embeds = self.llm.get_input_embeddings()(prompts.input_ids)
+        pads = prompts.input_ids == self.graph_pad_id
+        expected = graph_tokens.size(0) * graph_tokens.size(1)
+        if int(pads.sum()) != expected or graph_tokens.size(0) != prompts.input_ids.size(0):
+            raise ValueError(
+                f"prompts hold {int(pads.sum())} {GRAPH_PAD} tokens in {prompts.input_ids.size(0)} rows; "
+                f"expected "
+                f"{graph_tokens.size(1)} in each of {graph_tokens.size(0)} rows (one row per seed)"
+            )
+        projected = self.projector(graph_tokens).to(embeds.dtype)
+        return embeds.masked_scatter(pads.unsqueeze(-1), projected.reshape(-1, projected.size(-1)))
+
+    @torch.no_grad()
+    def generate_levels(
+        self, batch: HeteroData, prompts: PromptBatch, synced_gpus: bool
+    ) -> list[float | None]:
+        """Greedy answers to prompts encoded without answers, parsed as numbers (None when unparsable).
+
+        `synced_gpus=True` under ZeRO-3: every rank keeps stepping until all ranks are done."""
+        prompts = prompts.to(self.llm.get_input_embeddings().weight.device)
+        generated = self.llm.generate(
+            inputs_embeds=self._embed(self.encoder(batch).tokens, prompts),
+            attention_mask=prompts.attention_mask,
+            max_new_tokens=MAX_ANSWER_TOKENS,
+            do_sample=False,
+            synced_gpus=synced_gpus,
+            pad_token_id=self.tokenizer.pad_token_id,
+            eos_token_id=self.tokenizer.eos_token_id,
+        )
+        texts = self.tokenizer.batch_decode(generated, skip_special_tokens=True)
+        return [parse_level(text) for text in texts]
+
+    def save_pretrained(
+        self, folder: str | os.PathLike[str], state_dict: dict[str, torch.Tensor] | None = None
+    ) -> Path:
+        """Write the model folder atomically (temporary folder, then rename over any old one).
+
+        `state_dict` (e.g. consolidated from a ZeRO-3 checkpoint) replaces the module's own tensors."""
+        folder = Path(folder)
+        state = state_dict if state_dict is not None else self.state_dict()
+        tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        prefix = f"{LLM_DIR}."
+        self.llm.save_pretrained(
+            tmp / LLM_DIR, state_dict={k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+        )
+        self.tokenizer.save_pretrained(tmp / LLM_DIR)
+        for part, file in PART_FILES.items():
+            part_state = {
+                k[len(part) + 1 :]: v.detach().cpu().contiguous()
+                for k, v in state.items()
+                if k.startswith(f"{part}.")
+            }
+            save_file(part_state, tmp / file, metadata={"format": "pt"})
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "model": asdict(self.config),
+            "feature_dims": self.feature_dims,
+        }
+        (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False), encoding="utf-8")
+        old = folder.parent / f".{folder.name}.old-{os.getpid()}"
+        if folder.exists():
+            folder.rename(old)
+        tmp.rename(folder)
+        shutil.rmtree(old, ignore_errors=True)
+        return folder
+
+    @classmethod
+    def from_pretrained(cls, folder: str | os.PathLike[str]) -> NetGPT:
+        folder = Path(folder)
+        config_path = folder / CONFIG_FILE
+        if not config_path.is_file():
+            raise FileNotFoundError(
+                f"{config_path}: missing; expected a NetGPT folder written by save_pretrained"
+            )
+        meta = json.loads(config_path.read_text(encoding="utf-8"))
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise ValueError(
+                f"{config_path}: format_version {meta.get('format_version')!r}, expected {FORMAT_VERSION}"
+            )
+        for path in [folder / LLM_DIR / "config.json", *(folder / f for f in PART_FILES.values())]:
+            if not path.is_file():
+                raise FileNotFoundError(f"{path}: missing from the NetGPT folder {folder}")
+        fields = dict(meta["model"])
+        model_cfg = ModelConfig(**{**fields, "tiny_llm": TinyLLMConfig(**fields["tiny_llm"])})
+        tokenizer = load_saved_tokenizer(folder / LLM_DIR)
+        llm = AutoModelForCausalLM.from_pretrained(folder / LLM_DIR, local_files_only=True)
+        model = cls(model_cfg, meta["feature_dims"], tokenizer, llm)
+        for part, file in PART_FILES.items():
+            model.get_submodule(part).load_state_dict(load_file(folder / file))
+        return model
