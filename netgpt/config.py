@@ -166,6 +166,8 @@ class ModelConfig:
     """Layers of the MLP projector from the encoder's hidden size to the LLM's."""
     num_graph_tokens: int = 1
     """k: graph tokens per prompt (the target, plus pooled neighbours when k > 1)."""
+    hgt_heads: int = 4
+    """Attention heads of the `hgt` encoder (a divisor of `hidden_size`)."""
     llm_path: str = ""
     """Local folder of an HF causal LM (or of a GGUF file, see `gguf_file`); empty builds `tiny_llm`."""
     gguf_file: str = ""
@@ -185,7 +187,13 @@ class ModelConfig:
         _check(self.num_layers >= 1, "model.num_layers", "an integer >= 1", self.num_layers)
         _check(0.0 <= self.dropout < 1.0, "model.dropout", "a float in [0, 1)", self.dropout)
         _check(self.projector_layers >= 1, "model.projector_layers", "an integer >= 1", self.projector_layers)
-        _check(self.num_graph_tokens >= 1, "model.num_graph_tokens", "an integer >= 1", self.num_graph_tokens)
+        _check(
+            1 <= self.num_graph_tokens <= 4,
+            "model.num_graph_tokens",
+            "an integer in 1..4 (the seed + one pooled token per video relation)",
+            self.num_graph_tokens,
+        )
+        _check(self.hgt_heads >= 1, "model.hgt_heads", "an integer >= 1", self.hgt_heads)
         _check(
             self.prompt_language in ("en", "zh"),
             "model.prompt_language",
