@@ -1,0 +1,373 @@
+"""Stream the released XS-Video JSON into the `samples` and `comments` parquet tables.
+
+Two passes, memory flat in the JSON's size:
+1. ijson yields one sample at a time; each is validated (`netgpt.data.validate`) and buffered into a row group
+   of `ROWS_PER_GROUP` samples, written as soon as it is full (samples to a staging file, comments to their
+   table). Nothing holds more than one row group of text.
+2. The staging table's small columns (ids, dates, levels, counts, earlier-state ids, dictionary-encoded
+   strings) are read back to check the cross-sample rules, count anomalies, mark each video's final state and
+   assign splits (`netgpt.data.split`); then the staging file is copied row group by row group into
+   `samples.parquet` with those two columns filled in.
+
+Everything is written into a temporary folder beside the output and renamed into place at the end: a failed
+import leaves nothing half-written and never touches an existing output.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+import ijson
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from netgpt.config import DataConfig, NetGPTConfig, save_config
+from netgpt.data.schema import (
+    COMMENTS_FILE,
+    COMMENTS_SCHEMA,
+    COUNT_COLUMNS,
+    NUM_LEVELS,
+    PLATFORMS,
+    SAMPLES_FILE,
+    SAMPLES_SCHEMA,
+    SPLITS,
+)
+from netgpt.data.split import assign_splits, final_states, video_post_days
+from netgpt.data.summary import ImportSummary
+from netgpt.data.validate import Anomalies, DataError, SampleParser, check_states
+
+ROWS_PER_GROUP = 4096
+"""Samples per parquet row group (and per buffer while streaming)."""
+READ_BYTES = 1 << 16
+"""Bytes handed to the JSON parser at a time."""
+_STAGING_FILE = ".samples.staging.parquet"
+_SECONDS_PER_DAY = 86_400
+
+
+class _CountingReader:
+    """A binary file that tells the progress bar, and remembers, how many bytes the parser has read."""
+
+    def __init__(self, file: IO[bytes], bar: tqdm) -> None:
+        self.file, self.bar = file, bar
+        self.position = self.chunk_start = 0
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self.file.read(size)
+        self.chunk_start, self.position = self.position, self.position + len(chunk)
+        self.bar.update(len(chunk))
+        return chunk
+
+
+class _ByteByByteAfter:
+    """Reads in chunks up to `start`, then one byte per read, so a parse error can be pinned to its byte."""
+
+    def __init__(self, file: IO[bytes], start: int) -> None:
+        self.file, self.start = file, start
+        self.position = 0
+        self.at_end = False
+
+    def read(self, size: int = -1) -> bytes:
+        limit = self.start - self.position if self.position < self.start else 1
+        chunk = self.file.read(min(size, limit) if size > 0 else limit)
+        self.position += len(chunk)
+        self.at_end = not chunk
+        return chunk
+
+
+def _json_error_offset(path: Path, chunk_start: int) -> int:
+    """The byte offset at which the JSON parser fails: parse again, feeding the failing chunk byte by byte.
+
+    ijson's C backend names no position, only the chunk it was fed; this re-read (an error path only) narrows
+    the chunk down to the byte.
+    """
+    with open(path, "rb") as file:
+        reader = _ByteByByteAfter(file, chunk_start)
+        try:
+            for _ in ijson.basic_parse(reader, buf_size=READ_BYTES):
+                pass
+        except ijson.JSONError:
+            return reader.position if reader.at_end else reader.position - 1
+    return reader.position
+
+
+class _RowBuffer:
+    """Column lists of one row group, handed to a parquet writer when full."""
+
+    def __init__(self, writer: pq.ParquetWriter, schema: pa.Schema) -> None:
+        self.writer, self.schema = writer, schema
+        self.columns: dict[str, list[Any]] = {name: [] for name in schema.names}
+        self.rows = 0
+
+    def add(self, row: dict[str, Any]) -> None:
+        for name, values in self.columns.items():
+            values.append(row[name])
+        self.rows += 1
+
+    def flush(self) -> None:
+        if self.rows:
+            self.writer.write_table(pa.Table.from_pydict(self.columns, schema=self.schema))
+            self.columns = {name: [] for name in self.schema.names}
+            self.rows = 0
+
+
+def _stream_samples(input_path: Path, folder: Path, parser: SampleParser, progress: bool) -> tuple[int, int]:
+    """Pass 1: validate every sample and write the staging samples and the comments; (samples, comments)."""
+    samples = comments = 0
+    last_key = None
+    with (
+        open(input_path, "rb") as raw,
+        tqdm(
+            total=input_path.stat().st_size,
+            unit="B",
+            unit_scale=True,
+            desc=f"importing {input_path.name}",
+            disable=not progress,
+        ) as bar,
+        pq.ParquetWriter(folder / _STAGING_FILE, SAMPLES_SCHEMA) as samples_writer,
+        pq.ParquetWriter(folder / COMMENTS_FILE, COMMENTS_SCHEMA) as comments_writer,
+    ):
+        reader = _CountingReader(raw, bar)
+        sample_rows = _RowBuffer(samples_writer, SAMPLES_SCHEMA)
+        comment_rows = _RowBuffer(comments_writer, COMMENTS_SCHEMA)
+        try:
+            for key, value in ijson.kvitems(reader, "", use_float=True, buf_size=READ_BYTES):
+                row, comment_list = parser.parse(key, value)
+                row["is_final_state"], row["split"] = False, ""
+                sample_rows.add(row)
+                for comment in comment_list:
+                    comment_rows.add(comment)
+                samples += 1
+                comments += len(comment_list)
+                last_key = key
+                if sample_rows.rows >= ROWS_PER_GROUP:
+                    sample_rows.flush()
+                    comment_rows.flush()
+        except ijson.JSONError as err:
+            offset = _json_error_offset(input_path, reader.chunk_start)
+            after = f" (after sample {last_key})" if last_key is not None else ""
+            reason = str(err).splitlines()[0]
+            raise DataError(
+                input_path, f"invalid or truncated JSON at byte {offset}{after}: {reason}"
+            ) from None
+        sample_rows.flush()
+        comment_rows.flush()
+    if samples == 0:
+        raise DataError(input_path, "no samples: expected one JSON object keyed by sample id")
+    return samples, comments
+
+
+def _codes(table: pa.Table, column: str) -> tuple[np.ndarray, list[str]]:
+    """Integer codes of a dictionary-read string column, and its distinct values."""
+    array = table.column(column).combine_chunks()
+    return array.indices.to_numpy(zero_copy_only=False).astype(np.int64), array.dictionary.to_pylist()
+
+
+def _per_video_differs(video_codes: np.ndarray, n_videos: int, values: np.ndarray) -> np.ndarray:
+    """True for each video whose rows do not all share one value."""
+    low = np.full(n_videos, np.iinfo(np.int64).max, dtype=np.int64)
+    high = np.full(n_videos, np.iinfo(np.int64).min, dtype=np.int64)
+    np.minimum.at(low, video_codes, values)
+    np.maximum.at(high, video_codes, values)
+    return low != high
+
+
+def _histogram(values: np.ndarray) -> dict[str, int]:
+    counts = np.bincount(values, minlength=NUM_LEVELS)
+    return {str(level): int(counts[level]) for level in range(NUM_LEVELS)}
+
+
+def _finish(
+    input_path: Path, folder: Path, data_cfg: DataConfig, anomalies: Anomalies, comments: int
+) -> ImportSummary:
+    """Pass 2: cross-sample rules, anomalies, final states, splits; write `samples.parquet`."""
+    staging = folder / _STAGING_FILE
+    small = pq.read_table(
+        staging,
+        columns=[
+            "sample_id",
+            "video_id",
+            "platform",
+            "topic",
+            "author_id",
+            "post_time",
+            "crawl_date",
+            "level",
+            *COUNT_COLUMNS,
+            "history_ids",
+        ],
+        read_dictionary=["video_id", "platform", "topic", "author_id"],
+    )
+    sample_ids = small.column("sample_id").to_numpy()
+    video_codes, video_names = _codes(small, "video_id")
+    platform_codes, platform_names = _codes(small, "platform")
+    topic_codes, topic_names = _codes(small, "topic")
+    author_codes, author_names = _codes(small, "author_id")
+    post_s = small.column("post_time").cast(pa.timestamp("s")).cast(pa.int64()).to_numpy()
+    crawl_days = small.column("crawl_date").cast(pa.int32()).to_numpy().astype(np.int64)
+    levels = small.column("level").to_numpy().astype(np.int64)
+    history = small.column("history_ids").combine_chunks()
+    check_states(
+        str(input_path),
+        sample_ids,
+        video_codes,
+        crawl_days,
+        history.value_parent_indices().to_numpy(),
+        history.flatten().to_numpy(),
+    )
+
+    is_final = final_states(video_codes, crawl_days, sample_ids)
+    post_days = video_post_days(video_codes, post_s // _SECONDS_PER_DAY)
+    split = assign_splits(post_days, is_final, data_cfg.split_date, data_cfg.val_days)
+
+    n_videos = len(video_names)
+    order = np.lexsort((sample_ids, crawl_days, video_codes))
+    same_video = video_codes[order[1:]] == video_codes[order[:-1]]
+    for column in COUNT_COLUMNS:
+        values = small.column(column).to_numpy()[order]
+        anomalies.add(
+            f"count_decrease_{column}", sample_ids[order[1:]][same_video & (values[1:] < values[:-1])]
+        )
+    first_rows = np.flatnonzero(np.r_[True, ~same_video])
+    first_row_of_video = np.empty(n_videos, dtype=np.int64)
+    first_row_of_video[video_codes[order[first_rows]]] = order[first_rows]
+    anomalies.add(
+        "label_differs_between_states",
+        sample_ids[first_row_of_video[_per_video_differs(video_codes, n_videos, levels)]],
+    )
+    fields_differ = np.zeros(n_videos, dtype=bool)
+    for codes in (platform_codes, topic_codes, author_codes, post_s):
+        fields_differ |= _per_video_differs(video_codes, n_videos, codes)
+    anomalies.add("video_fields_differ_between_states", sample_ids[first_row_of_video[fields_differ]])
+    state_rank = np.arange(len(order)) - np.repeat(first_rows, np.diff(np.r_[first_rows, len(order)]))
+    history_lengths = np.diff(history.offsets.to_numpy())[order]
+    anomalies.add("history_incomplete", sample_ids[order][history_lengths < state_rank])
+    for p, platform in enumerate(platform_names):
+        on_platform = platform_codes == p
+        for column in COUNT_COLUMNS:
+            zero = on_platform & (small.column(column).to_numpy() == 0)
+            if zero.sum() * 2 >= on_platform.sum():
+                anomalies.add(f"zero_{column}_{platform}", sample_ids[zero])
+
+    _write_samples(staging, folder / SAMPLES_FILE, is_final, split)
+    staging.unlink()
+
+    platform_of_video = np.empty(n_videos, dtype=np.int64)
+    platform_of_video[video_codes[is_final]] = platform_codes[is_final]
+    per_platform = {}
+    for name in [*PLATFORMS, *sorted(set(platform_names) - set(PLATFORMS))]:
+        if name in platform_names:
+            code = platform_names.index(name)
+            per_platform[name] = {
+                "samples": int((platform_codes == code).sum()),
+                "videos": int((platform_of_video == code).sum()),
+            }
+    return ImportSummary(
+        input=str(input_path),
+        input_bytes=input_path.stat().st_size,
+        samples=len(sample_ids),
+        videos=n_videos,
+        comments=comments,
+        topics=len(topic_names),
+        authors=len(author_names),
+        first_post_date=str(np.datetime64(int(post_s.min()), "s").astype("datetime64[D]")),
+        last_post_date=str(np.datetime64(int(post_s.max()), "s").astype("datetime64[D]")),
+        platforms=per_platform,
+        video_levels=_histogram(levels[is_final]),
+        sample_levels=_histogram(levels),
+        splits={name: int((split == name).sum()) for name in SPLITS},
+        split_date=data_cfg.split_date,
+        val_days=data_cfg.val_days,
+        anomalies=dict(sorted(anomalies.counts.items())),
+        anomaly_examples={kind: anomalies.examples[kind] for kind in sorted(anomalies.counts)},
+    )
+
+
+def _write_samples(staging: Path, target: Path, is_final: np.ndarray, split: np.ndarray) -> None:
+    """Copy the staging table row group by row group, filling in `is_final_state` and `split`."""
+    final_index = SAMPLES_SCHEMA.get_field_index("is_final_state")
+    split_index = SAMPLES_SCHEMA.get_field_index("split")
+    source = pq.ParquetFile(staging)
+    start = 0
+    with pq.ParquetWriter(target, SAMPLES_SCHEMA) as writer:
+        for group in range(source.num_row_groups):
+            # parquet keeps seconds as milliseconds and names list items differently: cast back
+            table = source.read_row_group(group).cast(SAMPLES_SCHEMA)
+            end = start + table.num_rows
+            table = table.set_column(
+                final_index, SAMPLES_SCHEMA.field(final_index), pa.array(is_final[start:end])
+            )
+            table = table.set_column(
+                split_index, SAMPLES_SCHEMA.field(split_index), pa.array(split[start:end], pa.string())
+            )
+            writer.write_table(table)
+            start = end
+    source.close()
+
+
+@contextmanager
+def atomic_directory(target: Path) -> Iterator[Path]:
+    """A fresh temporary folder beside `target`, renamed to `target` when the block succeeds.
+
+    On failure the temporary folder is removed and `target` is left as it was. An existing `target` is moved
+    aside, replaced, then deleted (two renames: POSIX cannot rename a folder over a non-empty one).
+    """
+    if target.exists() and not target.is_dir():
+        raise FileExistsError(f"{target}: output must be a folder, and a file of that name exists")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
+    try:
+        yield work
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    previous = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
+    had_previous = target.exists()
+    if had_previous:
+        os.replace(target, previous)
+    try:
+        os.replace(work, target)
+    except BaseException:
+        if had_previous:
+            os.replace(previous, target)
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    if had_previous:
+        shutil.rmtree(previous, ignore_errors=True)
+
+
+def import_json(
+    input_path: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    data_cfg: DataConfig,
+    progress: bool = True,
+    config: NetGPTConfig | None = None,
+) -> ImportSummary:
+    """Import a released (or synthetic) XS-Video JSON file into `out_dir`; return what it found.
+
+    `out_dir` receives `samples.parquet`, `comments.parquet`, `summary.json` and, when `config` is given, the
+    resolved `config.yaml`, all at once. Raises `DataError` on a sample that breaks a rule.
+    """
+    input_path, out_dir = Path(input_path), Path(out_dir)
+    if not input_path.is_file():
+        raise FileNotFoundError(f"{input_path}: no such XS-Video JSON file")
+    started = time.perf_counter()
+    anomalies = Anomalies()
+    parser = SampleParser(str(input_path), anomalies)
+    with atomic_directory(out_dir) as folder:
+        _, comments = _stream_samples(input_path, folder, parser, progress)
+        summary = _finish(input_path, folder, data_cfg, anomalies, comments)
+        summary.seconds = round(time.perf_counter() - started, 3)
+        summary.write(folder)
+        if config is not None:
+            save_config(config, folder)
+    return summary

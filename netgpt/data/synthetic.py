@@ -1,0 +1,366 @@
+"""A synthetic XS-Video-like data set, in the released JSON format, at any size (seeded, byte-identical).
+
+The generative process (log10 units; every draw comes from one `numpy.random.default_rng(seed)`):
+
+1. Topics: T = clip(videos // 200, 30, 60) (fewer for tiny sets), each a two-word Chinese name with a
+   popularity weight ∝ 1 / rank^0.8, a trending centre date uniform over 2024-11-25..2025-01-02 and a spread
+   of 2-6 days. Authors: videos // 4, each with a weight ∝ 1 / rank^0.7 (so most have several videos), a home
+   platform (Douyin .30, Kuaishou .20, Xigua .15, Toutiao .15, Bilibili .20), a latent skill s ~ N(0, 0.45)
+   and fans ~ 10^N(3 + 0.8 s, 0.8).
+2. Videos: topic by weight, author by weight, platform = the author's home one (85%) or any; post time =
+   the topic's centre + N(0, spread) days, clipped to the posting window, at a random time of day. The
+   title holds the topic's words as #hashtags and 0-2 "effect words": each of HOT_WORDS adds +0.35, each of
+   COLD_WORDS adds -0.35 to z.
+3. Heat h = log(1 + number of videos of the same topic posted in the 72 hours before this one), standardised
+   over the data set (mean 0, sd 1), so the level mix does not drift with the data set's size.
+4. z = 1.3 + s + 0.3 h + words + ε, ε ~ N(0, 0.3): log10 engagement on Douyin's scale. The video's final
+   "lead" count is M = 0 when z < 0, else 10^z carried log-linearly between the level rule's cut points onto
+   the platform's own scale (Xigua's cuts are ~1/8 of Douyin's, Bilibili's ~1/15), so a given z earns the
+   same level on every platform. M is the likes on most platforms, the views on Bilibili (where views count
+   for the level). The other counts are fractions of M (never above it); Douyin shows views 0, Xigua shares
+   and collects are 0 in 90% of videos, Bilibili comment counts 0 in 90% of videos.
+5. Label: `netgpt.data.levels.influence_level` of the final state's counts: skewed to levels 1-4 (~5% level
+   0, a few % each for 5-8, 9 rare).
+6. States: 2-5 crawls (p .30 .30 .25 .15), 1-11 days apart, the last 14-16 days after posting. A count at
+   crawl day d is the final count times the growth curve g(d) = (1 - e^-(d+.5)/τ) / (1 - e^-(D+.5)/τ),
+   τ ~ U(1.5, 5) days per video (D = last crawl day), so counts are cumulative; 2% of videos with 3+ states
+   get one small decrease of likes in a middle state (a deleted like), as real crawls show. Fans grow slowly.
+7. Comments: Poisson(2.0 + 0.5 log(1 + new comments since the previous crawl)) per state, at most 12, Chinese
+   phrases, timed between the previous crawl (or the post time) and the crawl date, with a province.
+
+What a model can reach: the first state's counts reveal M only through the unknown τ; topic heat is visible
+in the same-topic neighbours posted earlier, the author's skill in the author's earlier videos, the words in
+the title. Only ε (sd 0.3 in log10, i.e. about half of a level's width) is irreducible: a model that knew
+every latent term except ε would be right on about 60% of videos and within one level on nearly all.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import math
+import os
+import tempfile
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+
+from netgpt.data.levels import DOUYIN_CUTS, PLATFORM_CUTS, influence_level
+from netgpt.data.schema import PLATFORMS, SENTIMENTS
+
+POST_START = datetime(2024, 11, 25)
+POST_END = datetime(2025, 1, 2, 23, 59, 59)
+PLATFORM_WEIGHTS = (0.30, 0.20, 0.15, 0.15, 0.20)
+HOT_WORDS = ("震撼", "独家", "揭秘", "泪目", "爆笑", "重磅")
+COLD_WORDS = ("日常", "随手拍", "记录", "打卡", "碎碎念", "分享")
+WORD_EFFECT = 0.35
+HEAT_EFFECT = 0.3
+NOISE_SD = 0.3
+BASE_Z = 1.3
+
+_TOPIC_WORDS_TEXT = (
+    "冬日 夜景 美食 旅行 萌宠 亚冬会 跨年 春运 雪景 火锅 科技 新能源 篮球 足球 电影 音乐 读书 考研 健身 "
+    "手工 家居 汽车 国潮 非遗 航天 高铁 熊猫 咖啡 奶茶 烟花 灯会 滑雪 冰雕 年货 古镇 海边 露营 动漫 "
+    "游戏 摄影 舞蹈 书法 茶艺 农村 城市 校园 职场 育儿 养生 天气 地铁 博物馆 演唱会 马拉松 机器人 芯片 无人机"
+)
+_TOPIC_WORDS = tuple(_TOPIC_WORDS_TEXT.split())
+_TITLE_TEMPLATES = (
+    "{a}的{b}有多美？",
+    "原来{a}还能这样玩",
+    "第一次体验{a}，{b}太惊喜了",
+    "{a}和{b}，你更喜欢哪个",
+    "三分钟看懂{a}",
+    "{a}现场，{b}氛围拉满",
+    "关于{a}的十个冷知识",
+    "今天带大家看看{a}",
+)
+_DESCRIPTION_TEMPLATES = (
+    "记录{a}的美好瞬间，{b}全程跟拍",
+    "这期视频聊聊{a}，顺便说说{b}",
+    "{a}攻略来了，{b}一定要收藏",
+    "用镜头带你走进{a}",
+    "关于{a}，评论区聊聊你的看法",
+)
+_COMMENTS = (
+    "太美了！",
+    "这是哪里拍的？",
+    "收藏了，周末去看",
+    "讲得很清楚",
+    "支持一下",
+    "哈哈哈哈笑死我了",
+    "求背景音乐",
+    "第一次见，涨知识了",
+    "博主辛苦了",
+    "有点意思",
+    "不太认同这个观点",
+    "期待下一期",
+    "看哭了",
+    "已转发给朋友",
+    "这个必须点赞",
+    "拍得真好",
+)
+_PROVINCES_TEXT = (
+    "北京 上海 天津 重庆 河北 山西 辽宁 吉林 黑龙江 江苏 浙江 安徽 福建 江西 山东 河南 湖北 湖南 广东 海南 "
+    "四川 贵州 云南 陕西 甘肃 青海 内蒙古 广西 西藏 宁夏 新疆 香港 澳门 台湾"
+)
+_PROVINCES = tuple(_PROVINCES_TEXT.split())
+_URL_FORMATS = {
+    "抖音": "https://www.douyin.com/video/{id}",
+    "快手": "https://www.kuaishou.com/short-video/{id}",
+    "西瓜": "https://www.ixigua.com/{id}",
+    "头条": "https://www.toutiao.com/video/{id}/",
+    "哔哩哔哩": "https://www.bilibili.com/video/BV1{id}",
+}
+_BV_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+
+
+def _bv_code(number: int) -> str:
+    digits = []
+    for _ in range(9):
+        number, digit = divmod(number, len(_BV_ALPHABET))
+        digits.append(_BV_ALPHABET[digit])
+    return "".join(reversed(digits))
+
+
+def _video_url(platform: str, index: int) -> str:
+    if platform == "哔哩哔哩":
+        return _URL_FORMATS[platform].format(id=_bv_code(7_000_000 + index * 7919))
+    return _URL_FORMATS[platform].format(id=7_440_000_000_000_000_000 + index * 104_729)
+
+
+def _zipf_weights(n: int, exponent: float) -> np.ndarray:
+    weights = 1.0 / np.arange(1, n + 1) ** exponent
+    return weights / weights.sum()
+
+
+def _crawl_days(rng: np.random.Generator, states: int) -> list[int]:
+    """Crawl days after posting: `states` of them, 1-11 apart, the last 14-16 (fewer if they don't fit)."""
+    last = int(rng.integers(14, 17))
+    for _ in range(20):
+        gaps = rng.integers(1, 12, size=states - 1)
+        first = last - int(gaps.sum())
+        if first >= 0:
+            return [first, *(first + np.cumsum(gaps)).tolist()]
+    return [last - int(rng.integers(1, 12)), last]
+
+
+def _heat(topic: np.ndarray, post_s: np.ndarray, window_s: int) -> np.ndarray:
+    """How many videos of the same topic were posted in the `window_s` seconds before each video."""
+    key = topic.astype(np.int64) * 10**9 + post_s
+    ordered = np.sort(key)
+    return np.searchsorted(ordered, key, side="left") - np.searchsorted(ordered, key - window_s, side="left")
+
+
+def _platform_lead(platform: str, z: float) -> int:
+    """The lead count M for Douyin-scale log10 engagement `z`, carried onto the platform's own scale.
+
+    Log-linear between the level rule's cut points, so a given z earns the same level on every platform
+    (a plain factor would squeeze Bilibili's levels 1-3 into M = 1-5, where cut points cannot be scaled).
+    """
+    if z < 0:
+        return 0
+    x = 10**z
+    douyin, own = DOUYIN_CUTS, PLATFORM_CUTS[platform]
+    k = bisect.bisect_right(douyin, x) - 1
+    if k == len(douyin) - 1:
+        return int(x * own[-1] / douyin[-1])
+    fraction = math.log(x / douyin[k]) / math.log(douyin[k + 1] / douyin[k])
+    return min(own[k + 1] - 1, int(own[k] * (own[k + 1] / own[k]) ** fraction))
+
+
+def _final_counts(rng: np.random.Generator, platform: str, lead: int) -> dict[str, int]:
+    def part(low: float, high: float) -> int:
+        return int(lead * rng.uniform(low, high))
+
+    if platform == "哔哩哔哩":
+        likes = part(0.05, 0.3)
+        counts = {
+            "likes": likes,
+            "views": lead,
+            "shares": part(0.002, 0.02),
+            "collects": part(0.005, 0.05),
+            "comment_count": part(0.002, 0.02) if rng.random() < 0.1 else 0,
+        }
+    else:
+        counts = {
+            "likes": lead,
+            "views": 0 if platform == "抖音" else part(20, 80),
+            "shares": part(0.02, 0.3),
+            "collects": part(0.03, 0.4),
+            "comment_count": part(0.02, 0.3),
+        }
+        if platform == "西瓜" and rng.random() < 0.9:
+            counts["shares"] = counts["collects"] = 0
+    return counts
+
+
+def _format_time(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S")
+
+
+class _Generator:
+    """Holds the seeded draws; `samples()` yields the released JSON objects in sample-id order."""
+
+    def __init__(self, videos: int, seed: int) -> None:
+        if videos < 1:
+            raise ValueError(f"videos: expected an integer >= 1, got {videos}")
+        self.rng = np.random.default_rng(seed)
+        self.videos = videos
+        self.comment_serial = 0
+        rng = self.rng
+        n_topics = max(1, min(int(np.clip(videos // 200, 30, 60)), max(1, videos // 3)))
+        words = rng.permutation(len(_TOPIC_WORDS))
+        self.topic_names = [
+            f"{_TOPIC_WORDS[words[(2 * t) % len(words)]]} {_TOPIC_WORDS[words[(2 * t + 1) % len(words)]]}"
+            + ("" if t < len(words) // 2 else f" {t}")
+            for t in range(n_topics)
+        ]
+        window_days = (POST_END - POST_START).days + 1
+        topic_centre = rng.uniform(0, window_days, n_topics)
+        topic_spread = rng.uniform(2, 6, n_topics)
+
+        n_authors = max(1, videos // 4)
+        self.author_ids = [str(5_550_000 + 37 * a) for a in range(n_authors)]
+        author_home = rng.choice(len(PLATFORMS), size=n_authors, p=PLATFORM_WEIGHTS)
+        self.author_skill = rng.normal(0, 0.45, n_authors)
+        self.author_fans = 10 ** rng.normal(3 + 0.8 * self.author_skill, 0.8)
+
+        self.topic = rng.choice(n_topics, size=videos, p=_zipf_weights(n_topics, 0.8))
+        self.author = rng.choice(n_authors, size=videos, p=_zipf_weights(n_authors, 0.7))
+        keep_home = rng.random(videos) < 0.85
+        self.platform = np.where(
+            keep_home, author_home[self.author], rng.choice(len(PLATFORMS), size=videos, p=PLATFORM_WEIGHTS)
+        )
+        post_day = np.clip(
+            topic_centre[self.topic] + rng.normal(0, topic_spread[self.topic]), 0, window_days - 1e-6
+        )
+        self.post_s = (np.floor(post_day) * 86_400 + rng.integers(0, 86_400, videos)).astype(np.int64)
+        self.word_effect = np.zeros(videos)
+        self.effect_words: list[list[str]] = []
+        for v in range(videos):
+            chosen = []
+            for _ in range(int(rng.choice(3, p=(0.4, 0.4, 0.2)))):
+                hot = rng.random() < 0.5
+                chosen.append(str(rng.choice(HOT_WORDS if hot else COLD_WORDS)))
+                self.word_effect[v] += WORD_EFFECT if hot else -WORD_EFFECT
+            self.effect_words.append(chosen)
+        heat = np.log1p(_heat(self.topic, self.post_s, 72 * 3600))
+        self.heat = (heat - heat.mean()) / max(float(heat.std()), 1e-9)
+        self.expected_z = BASE_Z + self.author_skill[self.author] + HEAT_EFFECT * self.heat + self.word_effect
+        self.z = self.expected_z + rng.normal(0, NOISE_SD, videos)
+
+    def _title(self, v: int, topic_words: list[str]) -> str:
+        rng = self.rng
+        template = _TITLE_TEMPLATES[int(rng.integers(len(_TITLE_TEMPLATES)))]
+        text = template.format(a=topic_words[0], b=topic_words[-1])
+        words = self.effect_words[v]
+        prefix = f"【{words[0]}】" if words else ""
+        suffix = f"，{words[1]}" if len(words) > 1 else ""
+        hashtags = " ".join(f"#{word}" for word in topic_words)
+        return f"{prefix}{text}{suffix} {hashtags}"
+
+    def _comments(self, count: int, start: datetime, end: datetime) -> dict[str, dict[str, str]]:
+        rng = self.rng
+        span = max(0, int((end - start).total_seconds()))
+        comments = {}
+        for c in range(count):
+            self.comment_serial += 1
+            moment = start + timedelta(seconds=int(rng.integers(0, span + 1)))
+            comments[str(c)] = {
+                "short_id": f"c{self.comment_serial:x}",
+                "评论用户ID": str(7_770_000 + int(rng.integers(0, 10 * self.videos))),
+                "评论内容": _COMMENTS[int(rng.integers(len(_COMMENTS)))],
+                "评论时间": _format_time(moment),
+                "IP地址": _PROVINCES[int(rng.integers(len(_PROVINCES)))],
+            }
+        return comments
+
+    def video_states(self, v: int, first_id: int) -> list[dict]:
+        """The 2-5 released samples of video `v`, with sample ids from `first_id` on."""
+        rng = self.rng
+        platform = PLATFORMS[int(self.platform[v])]
+        post = POST_START + timedelta(seconds=int(self.post_s[v]))
+        lead = _platform_lead(platform, float(self.z[v]))
+        final = _final_counts(rng, platform, lead)
+        level = influence_level(platform, **final)
+        days = _crawl_days(rng, int(rng.choice((2, 3, 4, 5), p=(0.3, 0.3, 0.25, 0.15))))
+        tau = rng.uniform(1.5, 5)
+        fans_growth = rng.uniform(0, 0.004)
+        growth = [(1 - math.exp(-(d + 0.5) / tau)) / (1 - math.exp(-(days[-1] + 0.5) / tau)) for d in days]
+        per_state = [{name: int(value * g) for name, value in final.items()} for g in growth[:-1]] + [final]
+        if len(days) >= 3 and rng.random() < 0.02:
+            middle = int(rng.integers(1, len(days) - 1))
+            drop = int(rng.integers(1, 4))
+            per_state[middle]["likes"] = max(0, per_state[middle - 1]["likes"] - drop)
+        topic_words = self.topic_names[int(self.topic[v])].split()[:2]
+        author = int(self.author[v])
+        fans0 = int(self.author_fans[author])
+        duration = float(np.round(rng.lognormal(5.0, 0.8), 1)) if platform == "哔哩哔哩" else None
+        shared = {
+            "url": _video_url(platform, v),
+            "sentiment": SENTIMENTS[int(rng.choice(3, p=(0.70, 0.05, 0.25)))],
+            "描述": _DESCRIPTION_TEMPLATES[int(rng.integers(len(_DESCRIPTION_TEMPLATES)))].format(
+                a=topic_words[0], b=topic_words[-1]
+            ),
+            "标题": self._title(v, topic_words),
+            "发布用户ID": self.author_ids[author],
+            "视频时长（秒）": duration if duration is not None else int(rng.integers(7, 180)),
+            "平台": platform,
+            "发布时间": _format_time(post),
+            "话题": self.topic_names[int(self.topic[v])],
+            "影响力等级": level,
+        }
+        states = []
+        previous_comments = 0
+        previous_end = post
+        for i, (day, counts) in enumerate(zip(days, per_state, strict=True)):
+            crawl = date.fromordinal(post.date().toordinal() + day)
+            crawl_end = datetime(crawl.year, crawl.month, crawl.day, 23, 59, 59)
+            new_comments = max(0, counts["comment_count"] - previous_comments)
+            n_comments = min(12, int(rng.poisson(2.0 + 0.5 * math.log1p(new_comments))))
+            states.append(
+                {
+                    **shared,
+                    "当前时间": crawl.isoformat(),
+                    "当前粉丝量": fans0 + int(fans0 * fans_growth * day),
+                    "当前点赞量": counts["likes"],
+                    "当前播放量": counts["views"],
+                    "当前分享量": counts["shares"],
+                    "当前收藏量": counts["collects"],
+                    "当前评论量": counts["comment_count"],
+                    "评论": self._comments(n_comments, previous_end, crawl_end),
+                    "历史状态": list(range(first_id, first_id + i)),
+                }
+            )
+            previous_comments = counts["comment_count"]
+            previous_end = crawl_end
+        return states
+
+
+def write_synthetic(path: str | os.PathLike[str], videos: int, seed: int) -> Path:
+    """Write `videos` synthetic videos (2-5 samples each) as released XS-Video JSON to `path`; return it.
+
+    Same `videos` and `seed`, same bytes. Written to a temporary name beside `path`, then renamed.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    generator = _Generator(videos, seed)
+    encoder = json.JSONEncoder(ensure_ascii=False, indent=4)
+    with tempfile.NamedTemporaryFile(
+        "w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False, encoding="utf-8"
+    ) as tmp:
+        try:
+            tmp.write("{")
+            sample_id = 0
+            for v in range(videos):
+                for state in generator.video_states(v, sample_id):
+                    body = encoder.encode(state).replace("\n", "\n    ")
+                    tmp.write(f'{"," if sample_id else ""}\n    "{sample_id}": {body}')
+                    sample_id += 1
+            tmp.write("\n}")
+        except BaseException:
+            os.unlink(tmp.name)
+            raise
+    os.replace(tmp.name, path)
+    return path

@@ -1,0 +1,296 @@
+"""The rules a released XS-Video sample must keep, and the anomalies real data has that are only counted.
+
+Rejected (a `DataError` naming the file, the sample id, the field and the rule; the import stops):
+- a missing or unknown key, in a sample or in one of its comments;
+- a wrong type (a count that is not an integer, a duration that is not a number, `历史状态` not a list of
+  integers, `评论` not an object of comment objects ...);
+- a negative count or duration, a level outside 0-9, an unknown platform or sentiment;
+- a malformed post time (`YYYY-MM-DD HH:MM:SS`) or crawl date (`YYYY-MM-DD`), a crawl date before the post
+  time;
+- a URL without a video id in its path;
+- an earlier-state id (`历史状态`) that is the sample itself, does not exist, belongs to another video, or was
+  not crawled before the sample; a duplicate sample id;
+- truncated or invalid JSON (with the byte offset; see `netgpt.data.importer`).
+
+Only counted and listed in the import summary (real crawls show them; none makes a sample unusable):
+- `count_decrease`: a cumulative count lower than at the video's previous crawl (a deleted like or comment);
+- `label_differs_between_states`: a video whose states carry different levels (each keeps its own);
+- `video_fields_differ_between_states`: platform, topic, author or post time not the same in every state (the
+  video is split by its earliest post time);
+- `history_incomplete`: a state whose `历史状态` does not list every earlier state of its video;
+- `comment_time_unparsed`: a comment time that is not `YYYY-MM-DD HH:MM:SS` (stored as null);
+- `zero_<count>_<platform>`: a count that is 0 in at least half of a platform's samples, which likely means
+  "not shown" there (Douyin views, Xigua shares and collects, Bilibili comment counts); kept as 0, counted so
+  a reader sees how many. Scattered zeros elsewhere are ordinary values and are not listed.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from datetime import date, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from netgpt.data.schema import NUM_LEVELS, PLATFORMS, SENTIMENTS
+
+COUNT_FIELDS = {
+    "当前粉丝量": "fans",
+    "当前点赞量": "likes",
+    "当前播放量": "views",
+    "当前分享量": "shares",
+    "当前收藏量": "collects",
+    "当前评论量": "comment_count",
+}
+"""Released count key -> samples column, in the order of `schema.COUNT_COLUMNS`."""
+
+TEXT_FIELDS = {
+    "url": "url",
+    "sentiment": "sentiment",
+    "描述": "description",
+    "标题": "title",
+    "话题": "topic",
+}
+SAMPLE_KEYS = frozenset(
+    [*TEXT_FIELDS, "发布用户ID", "视频时长（秒）", "平台", "发布时间", "影响力等级", "当前时间"]
+    + [*COUNT_FIELDS, "评论", "历史状态"]
+)
+COMMENT_KEYS = frozenset(["short_id", "评论用户ID", "评论内容", "评论时间", "IP地址"])
+EXAMPLES_KEPT = 5
+"""Sample ids kept per anomaly kind, so a reader can look at a few."""
+
+_DATETIME = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_EPOCH = datetime(1970, 1, 1)
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+
+
+class DataError(ValueError):
+    """A sample that breaks a rule: the message names the file, the sample, the field and the rule."""
+
+    def __init__(self, file: str, rule: str, sample_id: str | int | None = None, field: str | None = None):
+        place = [str(file)]
+        if sample_id is not None:
+            place.append(f"sample {sample_id}")
+        if field is not None:
+            place.append(f"field {field!r}")
+        super().__init__(f"{': '.join(place)}: {rule}")
+        self.file, self.sample_id, self.field, self.rule = str(file), sample_id, field, rule
+
+
+class Anomalies:
+    """Counts of each anomaly kind, with the first few sample ids of each."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self.examples: dict[str, list[int]] = {}
+
+    def add(self, kind: str, sample_ids: list[int] | np.ndarray | int, count: int | None = None) -> None:
+        ids = [int(sample_ids)] if isinstance(sample_ids, int | np.integer) else [int(i) for i in sample_ids]
+        total = len(ids) if count is None else count
+        if total == 0:
+            return
+        self.counts[kind] += total
+        kept = self.examples.setdefault(kind, [])
+        kept.extend(ids[: EXAMPLES_KEPT - len(kept)])
+
+
+def video_id_from_url(url: str) -> str:
+    """The platform's id of the video: the last non-empty segment of the URL's path."""
+    segments = [segment for segment in urlsplit(url).path.split("/") if segment]
+    if not segments:
+        raise ValueError("expected a URL whose path ends in the video's id")
+    return segments[-1]
+
+
+def _epoch_seconds(text: str) -> int | None:
+    if not _DATETIME.fullmatch(text):
+        return None
+    try:
+        return int((datetime.fromisoformat(text) - _EPOCH).total_seconds())
+    except ValueError:
+        return None
+
+
+def _epoch_days(text: str) -> int | None:
+    if not _DATE.fullmatch(text):
+        return None
+    try:
+        return date.fromisoformat(text).toordinal() - _EPOCH_ORDINAL
+    except ValueError:
+        return None
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
+
+
+class SampleParser:
+    """Checks one released sample at a time and turns it into a `samples` row and its `comments` rows."""
+
+    def __init__(self, file: str, anomalies: Anomalies) -> None:
+        self.file = file
+        self.anomalies = anomalies
+
+    def error(self, rule: str, sample_id: str | int | None = None, field: str | None = None) -> DataError:
+        return DataError(self.file, rule, sample_id, field)
+
+    def parse(self, key: str, raw: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """The `samples` row (less `is_final_state` and `split`) and the `comments` rows of sample `key`."""
+        if not key.isdigit() or not key.isascii():
+            raise self.error("expected a sample id that is a non-negative integer", key)
+        sample_id = int(key)
+        if not isinstance(raw, dict):
+            raise self.error(f"expected an object of sample fields, got {type(raw).__name__}", key)
+        self._check_keys(raw, SAMPLE_KEYS, key, "")
+        row: dict[str, Any] = {"sample_id": sample_id}
+        for field, column in TEXT_FIELDS.items():
+            row[column] = self._string(raw, field, key)
+        row["author_id"] = self._string(raw, "发布用户ID", key)
+        row["platform"] = self._string(raw, "平台", key)
+        if row["platform"] not in PLATFORMS:
+            raise self.error(
+                f"unknown platform {row['platform']!r}: expected one of {PLATFORMS}", key, "平台"
+            )
+        if row["sentiment"] not in SENTIMENTS:
+            raise self.error(
+                f"unknown sentiment {row['sentiment']!r}: expected one of {SENTIMENTS}", key, "sentiment"
+            )
+        try:
+            row["video_id"] = video_id_from_url(row["url"])
+        except ValueError as err:
+            raise self.error(f"{err}, got {row['url']!r}", key, "url") from None
+        duration = raw["视频时长（秒）"]
+        if not _is_number(duration):
+            raise self.error(f"expected a number of seconds, got {duration!r}", key, "视频时长（秒）")
+        if duration < 0:
+            raise self.error(f"expected a duration >= 0, got {duration!r}", key, "视频时长（秒）")
+        row["duration_s"] = float(duration)
+        for field, column in COUNT_FIELDS.items():
+            value = raw[field]
+            if not _is_int(value):
+                raise self.error(f"expected an integer count, got {value!r}", key, field)
+            if value < 0:
+                raise self.error(f"expected a count >= 0, got {value}", key, field)
+            row[column] = value
+        level = raw["影响力等级"]
+        if not _is_int(level):
+            raise self.error(f"expected an integer level, got {level!r}", key, "影响力等级")
+        if not 0 <= level < NUM_LEVELS:
+            raise self.error(f"expected a level in 0-{NUM_LEVELS - 1}, got {level}", key, "影响力等级")
+        row["level"] = level
+        post = _epoch_seconds(self._string(raw, "发布时间", key))
+        if post is None:
+            raise self.error(f"expected a time YYYY-MM-DD HH:MM:SS, got {raw['发布时间']!r}", key, "发布时间")
+        crawl = _epoch_days(self._string(raw, "当前时间", key))
+        if crawl is None:
+            raise self.error(f"expected a date YYYY-MM-DD, got {raw['当前时间']!r}", key, "当前时间")
+        if crawl < post // 86_400:
+            raise self.error(
+                f"crawl date {raw['当前时间']} is before the post time 发布时间 {raw['发布时间']}",
+                key,
+                "当前时间",
+            )
+        row["post_time"], row["crawl_date"] = post, crawl
+        row["history_ids"] = self._history(raw["历史状态"], sample_id)
+        return row, self._comments(raw["评论"], sample_id)
+
+    def _check_keys(self, raw: dict, expected: frozenset[str], sample_id: str, prefix: str) -> None:
+        missing = sorted(expected - raw.keys())
+        if missing:
+            raise self.error(
+                f"missing key (expected keys: {sorted(expected)})", sample_id, prefix + missing[0]
+            )
+        unknown = sorted(raw.keys() - expected)
+        if unknown:
+            raise self.error(
+                f"unknown key (expected keys: {sorted(expected)})", sample_id, prefix + unknown[0]
+            )
+
+    def _string(self, raw: dict, field: str, sample_id: str, label: str | None = None) -> str:
+        value = raw[field]
+        if not isinstance(value, str):
+            raise self.error(f"expected a string, got {value!r}", sample_id, label or field)
+        return value
+
+    def _history(self, value: Any, sample_id: int) -> list[int]:
+        if not isinstance(value, list) or not all(_is_int(item) for item in value):
+            raise self.error(f"expected a list of integer sample ids, got {value!r}", sample_id, "历史状态")
+        if sample_id in value:
+            raise self.error(
+                "an earlier-state id is the sample itself, not an earlier state", sample_id, "历史状态"
+            )
+        return value
+
+    def _comments(self, value: Any, sample_id: int) -> list[dict[str, Any]]:
+        if not isinstance(value, dict):
+            raise self.error(f"expected an object of comments, got {value!r}", sample_id, "评论")
+        rows = []
+        for index, comment in value.items():
+            prefix = f"评论.{index}."
+            if not isinstance(comment, dict):
+                raise self.error(f"expected a comment object, got {comment!r}", sample_id, f"评论.{index}")
+            self._check_keys(comment, COMMENT_KEYS, sample_id, prefix)
+            texts = {key: self._string(comment, key, sample_id, prefix + key) for key in COMMENT_KEYS}
+            time = _epoch_seconds(texts["评论时间"])
+            if time is None:
+                self.anomalies.add("comment_time_unparsed", sample_id)
+            rows.append(
+                {
+                    "sample_id": sample_id,
+                    "comment_id": texts["short_id"],
+                    "commenter_id": texts["评论用户ID"],
+                    "text": texts["评论内容"],
+                    "time": time,
+                    "region": texts["IP地址"],
+                }
+            )
+        return rows
+
+
+def check_states(
+    file: str,
+    sample_ids: np.ndarray,
+    video_codes: np.ndarray,
+    crawl_days: np.ndarray,
+    history_rows: np.ndarray,
+    history_ids: np.ndarray,
+) -> None:
+    """Cross-sample rules: unique sample ids; each earlier-state id exists, same video, crawled earlier.
+
+    `history_rows[k]` is the row whose `历史状态` lists `history_ids[k]` (the flattened list column).
+    """
+    order = np.argsort(sample_ids, kind="stable")
+    sorted_ids = sample_ids[order]
+    repeated = np.flatnonzero(sorted_ids[1:] == sorted_ids[:-1])
+    if repeated.size:
+        raise DataError(file, "duplicate sample id (it appears more than once)", int(sorted_ids[repeated[0]]))
+    if history_ids.size == 0:
+        return
+    position = np.minimum(np.searchsorted(sorted_ids, history_ids), len(sorted_ids) - 1)
+    found = sorted_ids[position] == history_ids
+    earlier_rows = order[position]
+    for rule, broken in (
+        ("earlier-state id {} does not exist", ~found),
+        (
+            "earlier-state id {} is another video's sample",
+            found & (video_codes[earlier_rows] != video_codes[history_rows]),
+        ),
+        (
+            "earlier-state id {} was not crawled before this sample",
+            found & (crawl_days[earlier_rows] >= crawl_days[history_rows]),
+        ),
+    ):
+        bad = np.flatnonzero(broken)
+        if bad.size:
+            first = bad[0]
+            raise DataError(
+                file, rule.format(int(history_ids[first])), int(sample_ids[history_rows[first]]), "历史状态"
+            )
