@@ -30,6 +30,9 @@ def _parser() -> argparse.ArgumentParser:
     prepare.add_argument("--input", required=True, help="the released XS-Video JSON (or a synthetic one)")
     prepare.add_argument("--out", required=True, help="output folder of the tables")
     _add_config_args(prepare)
+
+    train = commands.add_parser("train", help="run (or resume) the three-stage curriculum on Ray + DeepSpeed")
+    _add_config_args(train)
     return parser
 
 
@@ -47,6 +50,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from netgpt.data.prepare import prepare
 
         prepare(args.input, args.out, config.data)
+        return 0
+    if args.command == "train":
+        import json
+
+        from netgpt.train.run import train
+
+        result = train(config)
+        print(json.dumps({"run_dir": str(result.run_dir), **result.metrics}, ensure_ascii=False))
         return 0
     if args.command == "demo":
         from netgpt.demo import run_demo
