@@ -37,6 +37,10 @@ class EncoderOutput:
 class GraphEncoder(nn.Module):
     """Shared part of the encoders: input projection per node type and the pooling into graph tokens."""
 
+    zero3_leaves: tuple[type[nn.Module], ...] = ()
+    """Layer classes that use parameters outside their own forward (or leave some unused): under ZeRO-3 mark
+    them with `deepspeed.utils.set_z3_leaf_modules` so their parameters are gathered as one unit."""
+
     def __init__(
         self, feature_dims: dict[str, int], hidden_size: int, dropout: float, num_tokens: int
     ) -> None:
@@ -136,7 +140,10 @@ class RGCNEncoder(GraphEncoder):
 
 class HGTEncoder(GraphEncoder):
     """Heterogeneous graph transformer layers (PyG `HGTConv`); only video nodes are updated, as only they
-    receive messages."""
+    receive messages. HGTConv reads its `p_rel`/`skip` parameter dicts directly and keeps an output layer per
+    node type of which only video's runs, so it is a ZeRO-3 leaf."""
+
+    zero3_leaves = (HGTConv,)
 
     def __init__(
         self,

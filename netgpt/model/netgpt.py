@@ -105,6 +105,10 @@ class NetGPT(nn.Module):
             model_cfg, feature_dims, tokenizer, llm if llm is not None else build_llm(model_cfg, tokenizer)
         )
 
+    def zero3_leaf_modules(self) -> list[type[nn.Module]]:
+        """Classes to pass to `deepspeed.utils.set_z3_leaf_modules(model, ...)` under ZeRO-3 (maybe none)."""
+        return list(self.encoder.zero3_leaves)
+
     def prompt_builder(self) -> PromptBuilder:
         cfg = self.config
         return PromptBuilder(self.tokenizer, cfg.prompt_language, cfg.max_prompt_tokens, cfg.num_graph_tokens)

@@ -1,0 +1,104 @@
+"""The graph encoders: the RGCN rule of SPEC §4, every layer on every batch, graph tokens."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from netgpt.graph.types import EDGE_TYPES, VIDEO
+from netgpt.model.encoder import VIDEO_RELATIONS, build_encoder
+
+
+def encoder(kind: str, feature_dims: dict[str, int], num_layers: int = 2, num_tokens: int = 1):
+    torch.manual_seed(0)
+    return build_encoder(kind, feature_dims, 8, num_layers, 0.0, num_tokens, hgt_heads=2)
+
+
+def test_rgcn_layer_is_the_relational_mean_rule(feature_dims, make_batch):
+    """One layer by hand: sum over relations of mean(in-neighbours) @ W_r, plus h @ W_self + bias, ReLU."""
+    model = encoder("rgcn", feature_dims, num_layers=1)
+    batch = make_batch(num_seeds=2, num_videos=4)
+    conv = model.layers[0]
+    with torch.no_grad():
+        h = model.project_inputs(batch)
+        expected = []
+        for seed in range(2):
+            total = h[VIDEO][seed] @ conv.root + conv.bias
+            for r, (src, _, _) in enumerate(EDGE_TYPES):
+                edges = batch[EDGE_TYPES[r]].edge_index
+                neighbours = edges[0, edges[1] == seed]
+                if len(neighbours):
+                    total = total + h[src][neighbours].mean(0) @ conv.weight[r]
+            expected.append(torch.relu(total))
+        got = model(batch).summary
+    torch.testing.assert_close(got, torch.stack(expected))
+
+
+def zero3_units(model) -> dict:
+    """What ZeRO-3 gathers as one unit: each declared leaf layer, and every other module owning parameters."""
+    modules = dict(model.named_modules())
+    leaves = [name for name, m in modules.items() if isinstance(m, model.zero3_leaves)]
+    return {
+        name: m
+        for name, m in modules.items()
+        if name in leaves
+        or (
+            any(True for _ in m.parameters(recurse=False))
+            and not any(name.startswith(f"{leaf}.") for leaf in leaves)
+        )
+    }
+
+
+@pytest.mark.parametrize("kind", ["rgcn", "hgt"])
+def test_every_module_runs_with_empty_types_and_relations(kind, feature_dims, make_batch):
+    model = encoder(kind, feature_dims)
+    batch = make_batch(
+        empty_types=("comment", "fans", "plays"), empty_relations=("is_history_of", "has_same_topic_as")
+    )
+    assert batch["comment"].x.shape[0] == 0 and batch[VIDEO, "is_history_of", VIDEO].edge_index.shape == (
+        2,
+        0,
+    )
+    ran = set()
+    leaves = zero3_units(model)
+    for name, module in leaves.items():
+        module.register_forward_hook(lambda *args, name=name: ran.add(name))
+    out = model(batch)
+    assert ran == set(leaves), f"modules not run: {sorted(set(leaves) - ran)}"
+    assert out.tokens.shape == (2, 1, 8) and torch.isfinite(out.tokens).all()
+    out.tokens.sum().backward()
+    assert model.input_proj["likes"].weight.grad.abs().sum() > 0
+
+
+def test_missing_types_are_treated_as_empty(feature_dims, make_batch):
+    batch = make_batch()
+    del batch["comment"]
+    del batch["comment", "is_comment_of", VIDEO]
+    out = encoder("rgcn", feature_dims)(batch)
+    assert out.tokens.shape == (2, 1, 8)
+
+
+def test_wrong_feature_width_names_the_type(feature_dims, make_batch):
+    batch = make_batch()
+    batch["title"].x = torch.zeros(4, feature_dims["title"] + 1)
+    with pytest.raises(ValueError, match=r"batch\['title'\]\.x"):
+        encoder("rgcn", feature_dims)(batch)
+
+
+def test_pooled_neighbour_tokens(feature_dims, make_batch):
+    model = encoder("rgcn", feature_dims, num_tokens=1 + len(VIDEO_RELATIONS))
+    batch = make_batch(num_seeds=2, num_videos=4)
+    out = model(batch)
+    assert out.tokens.shape == (2, 4, 8)
+    # Against the video embeddings of all 4 videos: seed 0's history is video 1, seed 1's is video 2; both
+    # seeds' same-topic neighbours are videos 2 and 3; there are no same-author edges (zeros).
+    batch["video"].batch_size = 4
+    videos = model(batch).summary
+    torch.testing.assert_close(out.tokens[:, 1], videos[[1, 2]])
+    torch.testing.assert_close(out.tokens[:, 2], videos[[2, 3]].mean(0).expand(2, -1))
+    assert torch.equal(out.tokens[:, 3], torch.zeros(2, 8))
+
+
+def test_too_many_graph_tokens_is_an_error(feature_dims):
+    with pytest.raises(ValueError, match="num_graph_tokens"):
+        encoder("rgcn", feature_dims, num_tokens=2 + len(VIDEO_RELATIONS))
