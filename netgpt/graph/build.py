@@ -1,0 +1,298 @@
+"""Build the partitioned graph store from the parquet tables (SPEC §3).
+
+The driver reads only the video-level structure (`topology.py`: a few int arrays per sample), assigns
+partitions and plans each partition's local index space (its seeds plus the L-hop halo). Features are
+computed and written by one Ray task per partition, each reading just its own rows of the tables, so no
+process ever holds every feature of the full graph.
+
+    summary = build_graph(tables_dir, graph_cfg, store_dir)
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from netgpt.config import GraphConfig
+from netgpt.data.schema import COMMENTS_FILE, SAMPLES_FILE
+from netgpt.graph.features import (
+    SECONDS_PER_DAY,
+    available_content,
+    encode_time,
+    load_content,
+    log1p_scalar,
+    make_text_encoder,
+    text_dim,
+)
+from netgpt.graph.partition import assign_partitions
+from netgpt.graph.store import (
+    BOOK_FILE,
+    FORMAT_VERSION,
+    SEEDS_FILE,
+    partition_dir,
+    save_arrays,
+    write_meta,
+    write_store_atomically,
+)
+from netgpt.graph.topology import Topology, _ranges, read_topology
+from netgpt.graph.types import EDGE_TYPES, NODE_TYPE_NAMES, NODE_TYPES, RELATIONS, VIDEO, feature_dims
+
+ATTRIBUTE_TYPES = tuple(n for n in NODE_TYPES if n.per_sample and n.feature in ("text", "time", "scalar"))
+"""Node types with exactly one node per sample, pointing to that sample's video."""
+
+_PLAN_ONLY = ("order", "sample_ids", "comment_rows")
+"""Plan entries the partition task uses but does not store as arrays of their own."""
+
+SEED_FIELDS = (
+    "sample_id",
+    "platform",
+    "topic",
+    "title",
+    "description",
+    "post_time",
+    "crawl_date",
+    "duration_s",
+    "fans",
+    "likes",
+    "views",
+    "shares",
+    "collects",
+    "comment_count",
+    "level",
+    "split",
+)
+"""The seeds' prompt fields (contracts §1), stored per partition in `seeds.parquet`."""
+
+
+def build_graph(tables_dir: str | Path, graph_cfg: GraphConfig, store_dir: str | Path) -> dict[str, Any]:
+    """Build the store at `store_dir` (replacing any store there only once the new one is complete)."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address=os.environ.get("RAY_ADDRESS", "local"), log_to_driver=False)
+    started = time.perf_counter()
+    topology = read_topology(tables_dir)
+    num_hops = len(graph_cfg.fanouts)
+    part = assign_partitions(topology, graph_cfg.num_partitions, graph_cfg.partitioner)
+    dims = feature_dims(text_dim(graph_cfg.text), graph_cfg.time_dim, graph_cfg.content_dim)
+    available = available_content(graph_cfg.content_dir)
+    missing_content = int(sum(1 for v in topology.video_ids if v not in available))
+    plans = [_plan_partition(topology, part, p, num_hops) for p in range(graph_cfg.num_partitions)]
+    write_partition = ray.remote(num_cpus=1)(_write_partition)
+
+    def fill(folder: Path) -> None:
+        book = pa.table(
+            {"sample_id": topology.sample_id, "partition": part, "split": topology.split.astype(str)}
+        )
+        pq.write_table(book, folder / BOOK_FILE)
+        shared = {"topic_names": topology.topic_names, "platform_names": topology.platform_names}
+        refs = [
+            write_partition.remote(str(tables_dir), graph_cfg, str(partition_dir(folder, p)), plan, shared)
+            for p, plan in enumerate(plans)
+        ]
+        infos = ray.get(refs)
+        for p, info in enumerate(infos):
+            splits, counts = np.unique(
+                topology.split[plans[p]["order"][: plans[p]["num_seeds"]]], return_counts=True
+            )
+            info["seeds_per_split"] = {str(s): int(c) for s, c in zip(splits, counts, strict=True)}
+        write_meta(folder, _meta(topology, graph_cfg, dims, num_hops, infos, missing_content, started))
+
+    write_store_atomically(store_dir, fill)
+    return _summary(store_dir)
+
+
+def _summary(store_dir: str | Path) -> dict[str, Any]:
+    from netgpt.graph.store import read_meta
+
+    meta = read_meta(store_dir)
+    return {
+        "store_dir": str(store_dir),
+        "build_seconds": meta["build"]["seconds"],
+        "samples": meta["counts"]["nodes"][VIDEO],
+        "partitions": [
+            {k: info[k] for k in ("num_seeds", "num_inner", "num_video", "bytes", "seeds_per_split")}
+            for info in meta["partitions"]
+        ],
+        "missing_content_vectors": meta["build"]["missing_content_vectors"],
+        "group_relation_edges_not_materialised": {
+            r.name: meta["counts"]["edges"]["__".join(r.edge_type)] for r in RELATIONS if r.is_group
+        },
+    }
+
+
+def _meta(
+    topology: Topology,
+    cfg: GraphConfig,
+    dims: dict[str, int],
+    num_hops: int,
+    infos: list[dict[str, Any]],
+    missing_content: int,
+    started: float,
+) -> dict[str, Any]:
+    n = topology.num_samples
+    nodes = {t.name: n for t in NODE_TYPES if t.per_sample}
+    nodes.update(topic=len(topology.topic_names), platform=len(topology.platform_names))
+    nodes["comment"] = int(topology.comment_ptr[-1])
+    edges = {}
+    for relation in RELATIONS:
+        if relation.is_group:
+            count = topology.groups[relation.name].num_edges()
+        elif relation.src == VIDEO:
+            count = len(topology.history_idx)
+        else:
+            count = nodes["comment"] if relation.src == "comment" else n
+        edges["__".join(relation.edge_type)] = int(count)
+    return {
+        "format_version": FORMAT_VERSION,
+        "node_types": list(NODE_TYPE_NAMES),
+        "edge_types": [list(e) for e in EDGE_TYPES],
+        "num_hops": num_hops,
+        "feature_dims": dims,
+        "counts": {"nodes": nodes, "edges": edges},
+        "topic_names": topology.topic_names,
+        "platform_names": topology.platform_names,
+        "partitioner": cfg.partitioner if cfg.num_partitions > 1 else "single",
+        "text_encoder": {"kind": cfg.text.kind, "dim": dims["title"], "path": cfg.text.path},
+        "partitions": infos,
+        "build": {
+            "seconds": round(time.perf_counter() - started, 3),
+            "missing_content_vectors": missing_content,
+            "videos": len(topology.video_ids),
+        },
+    }
+
+
+def _plan_partition(topology: Topology, part: np.ndarray, index: int, num_hops: int) -> dict[str, Any]:
+    """The local index space of one partition and its structure arrays (ints only, no features)."""
+    seeds = np.flatnonzero((part == index) & (topology.split != "final"))
+    levels = topology.hops(seeds, num_hops)
+    inner_mask, all_mask = levels[num_hops - 1], levels[num_hops]
+    order = np.concatenate(
+        [seeds, np.flatnonzero(inner_mask & ~levels[0]), np.flatnonzero(all_mask & ~inner_mask)]
+    )
+    num_inner = int(inner_mask.sum())
+    to_local = np.full(topology.num_samples, -1, dtype=np.int64)
+    to_local[order] = np.arange(len(order))
+    inner = order[:num_inner]
+
+    def local(global_idx: np.ndarray) -> np.ndarray:
+        mapped = to_local[global_idx]
+        assert (mapped >= 0).all(), "halo closure misses an in-neighbour"
+        return mapped
+
+    hist_counts = topology.history_ptr[inner + 1] - topology.history_ptr[inner]
+    plan: dict[str, Any] = {
+        "order": order,
+        "sample_ids": topology.sample_id[order],
+        "num_seeds": len(seeds),
+        "num_inner": num_inner,
+        "history_ptr": np.concatenate([[0], np.cumsum(hist_counts)]).astype(np.int64),
+        "history_idx": local(
+            topology.history_idx[_ranges(topology.history_ptr[inner], topology.history_ptr[inner + 1])]
+        ),
+        "comment_rows": _ranges(topology.comment_ptr[inner], topology.comment_ptr[inner + 1]),
+        "comment_ptr": np.concatenate(
+            [[0], np.cumsum(topology.comment_ptr[inner + 1] - topology.comment_ptr[inner])]
+        ).astype(np.int64),
+        "inner_topic": topology.topic[inner],
+        "inner_platform": topology.platform[inner],
+    }
+    for name, group in topology.groups.items():
+        touched, compact = np.unique(group.gid[inner], return_inverse=True)
+        reach = np.zeros(len(touched), dtype=np.int64)
+        np.maximum.at(reach, compact, group.length[inner])
+        local_gptr = np.concatenate([[0], np.cumsum(reach)]).astype(np.int64)
+        plan[f"{name}_members"] = local(
+            group.members[_ranges(group.gptr[touched], group.gptr[touched] + reach)]
+        )
+        plan[f"{name}_start"] = local_gptr[compact]
+        plan[f"{name}_length"] = group.length[inner]
+        plan[f"{name}_excl"] = group.excl[inner]
+    return plan
+
+
+def _read_rows(path: Path, columns: list[str], sample_ids: np.ndarray) -> pa.Table:
+    return pq.read_table(path, columns=columns, filters=pc.field("sample_id").isin(pa.array(sample_ids)))
+
+
+def _write_partition(
+    tables_dir: str, cfg: GraphConfig, folder: str, plan: dict[str, Any], shared: dict[str, list[str]]
+) -> dict[str, Any]:
+    """Ray task: compute and write one partition's features and structure; returns its meta entry."""
+    started = time.perf_counter()
+    out = Path(folder)
+    out.mkdir(parents=True)
+    samples_path = Path(tables_dir) / SAMPLES_FILE
+    order, num_inner, num_seeds = plan["order"], plan["num_inner"], plan["num_seeds"]
+    wanted = plan["sample_ids"]
+    table = pq.read_table(samples_path, filters=pc.field("sample_id").isin(pa.array(wanted)))
+    table = table.sort_by("sample_id")
+    table = table.take(pa.array(np.searchsorted(table["sample_id"].to_numpy(), wanted)))
+    encoder = make_text_encoder(cfg.text)
+
+    arrays: dict[str, np.ndarray] = {"video_sample_id": wanted}
+    available = available_content(cfg.content_dir)
+    arrays["video_x"] = load_content(
+        cfg.content_dir, table["video_id"].to_pylist(), cfg.content_dim, available
+    )
+    inner = table.slice(0, num_inner)
+    for node_type in ATTRIBUTE_TYPES:
+        column = inner[node_type.column]
+        if node_type.feature == "text":
+            arrays[f"x_{node_type.name}"] = encoder.encode(column.to_pylist())
+        elif node_type.feature == "time":
+            arrays[f"x_{node_type.name}"] = encode_time(_seconds(column), cfg.time_dim)
+        else:
+            arrays[f"x_{node_type.name}"] = log1p_scalar(column.to_numpy())
+    arrays["topic_x"] = encoder.encode(shared["topic_names"])
+    arrays["platform_x"] = encoder.encode(shared["platform_names"])
+
+    comments = _read_rows(Path(tables_dir) / COMMENTS_FILE, ["sample_id", "text", "time"], wanted[:num_inner])
+    owner_local = np.searchsorted(np.sort(wanted[:num_inner]), comments["sample_id"].to_numpy())
+    owner_local = np.argsort(wanted[:num_inner])[owner_local]
+    by_owner = np.argsort(owner_local, kind="stable")
+    comments = comments.take(pa.array(by_owner))
+    if len(comments) != plan["comment_ptr"][-1]:
+        raise RuntimeError(f"{tables_dir}/{COMMENTS_FILE}: changed while the graph was built")
+    times = comments["time"]
+    arrays["comment_x"] = np.concatenate(
+        [
+            encoder.encode(comments["text"].to_pylist()),
+            encode_time(_seconds(times.fill_null(0)), cfg.time_dim, valid=times.is_valid().to_numpy()),
+        ],
+        axis=1,
+    )
+    arrays["comment_id"] = plan["comment_rows"]
+    arrays.update({k: v for k, v in plan.items() if k not in _PLAN_ONLY and isinstance(v, np.ndarray)})
+
+    seeds = table.slice(0, num_seeds).select(list(SEED_FIELDS))
+    for column, layout in (("post_time", "%Y-%m-%d %H:%M:%S"), ("crawl_date", "%Y-%m-%d")):
+        text = pa.array([value.strftime(layout) for value in seeds[column].to_pylist()], pa.string())
+        seeds = seeds.set_column(seeds.schema.get_field_index(column), column, text)
+    pq.write_table(seeds, out / SEEDS_FILE)
+    files = save_arrays(out, arrays)
+    return {
+        "folder": out.name,
+        "num_seeds": int(num_seeds),
+        "num_inner": int(num_inner),
+        "num_video": len(order),
+        "num_comments": int(plan["comment_ptr"][-1]),
+        "bytes": int(sum(f["bytes"] for f in files.values())),
+        "seconds": round(time.perf_counter() - started, 3),
+        "files": files,
+    }
+
+
+def _seconds(column: pa.ChunkedArray) -> np.ndarray:
+    """Unix seconds of a timestamp or date32 column."""
+    if pa.types.is_date32(column.type):
+        return column.cast(pa.int32()).to_numpy().astype(np.int64) * SECONDS_PER_DAY
+    return column.cast(pa.timestamp("s")).cast(pa.int64()).to_numpy()

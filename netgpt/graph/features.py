@@ -1,0 +1,180 @@
+"""Node features: text encoders (pluggable), timestamp encoding, log1p scalars, per-video content vectors.
+
+encoder = make_text_encoder(graph_cfg.text)      # HashedTextEncoder or TransformerTextEncoder
+x = encoder.encode(["标题", "a title"])           # float32 [2, encoder.dim]
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from netgpt.config import TextEncoderConfig
+
+SECONDS_PER_DAY = 86_400
+HASHED_MAX_CHARS = 256
+"""The hashed encoder reads at most this many characters of a text (titles and comments are far shorter)."""
+_CHUNK = 4096
+
+
+class TextEncoder(Protocol):
+    """Maps texts to float32 vectors of a fixed width."""
+
+    dim: int
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+class HashedTextEncoder:
+    """Character n-grams (1..ngram_max) hashed into `dim` signed buckets, then L2-normalised.
+
+    Dependency-free and vectorised: a chunk of texts becomes one fixed-width numpy unicode array viewed as
+    uint32 code points, and every n-gram of the chunk is hashed and counted in a few array operations.
+    """
+
+    def __init__(self, dim: int, ngram_max: int) -> None:
+        self.dim = dim
+        self.ngram_max = ngram_max
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for begin in range(0, len(texts), _CHUNK):
+            out[begin : begin + _CHUNK] = self._encode_chunk(texts[begin : begin + _CHUNK])
+        return out
+
+    def _encode_chunk(self, texts: Sequence[str]) -> np.ndarray:
+        n = len(texts)
+        width = max(1, min(HASHED_MAX_CHARS, max((len(t) for t in texts), default=1)))
+        codes = np.array(texts, dtype=f"<U{width}").view(np.uint32).reshape(n, width).astype(np.uint64)
+        lengths = (codes != 0).sum(axis=1)
+        counts = np.zeros(n * self.dim, dtype=np.float64)
+        for size in range(1, self.ngram_max + 1):
+            positions = width - size + 1
+            if positions <= 0:
+                break
+            salt = np.uint64((0x9E3779B97F4A7C15 * size) & 0xFFFFFFFFFFFFFFFF)
+            hashed = np.full((n, positions), salt, dtype=np.uint64)
+            for offset in range(size):
+                hashed = (hashed ^ codes[:, offset : offset + positions]) * np.uint64(0x100000001B3)
+            hashed ^= hashed >> np.uint64(31)
+            hashed *= np.uint64(0xBF58476D1CE4E5B9)
+            hashed ^= hashed >> np.uint64(29)
+            valid = np.arange(positions)[None, :] + size <= lengths[:, None]
+            rows = np.broadcast_to(np.arange(n)[:, None], valid.shape)[valid]
+            flat = hashed[valid]
+            buckets = (flat % np.uint64(self.dim)).astype(np.int64)
+            signs = np.where((flat >> np.uint64(63)) == 1, -1.0, 1.0)
+            counts += np.bincount(rows * self.dim + buckets, weights=signs, minlength=n * self.dim)
+        matrix = counts.reshape(n, self.dim)
+        norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+        return (matrix / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+class TransformerTextEncoder:
+    """A sentence encoder from a local folder (transformers' AutoModel), mean-pooled over real tokens."""
+
+    def __init__(self, path: str, batch_size: int) -> None:
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+
+        if not Path(path, "config.json").is_file():
+            raise FileNotFoundError(
+                f"graph.text.path={path!r}: expected a local model folder with config.json"
+            )
+        self._torch = torch
+        self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        self.model = AutoModel.from_pretrained(path, local_files_only=True).eval()
+        self.dim = int(self.model.config.hidden_size)
+        self.batch_size = batch_size
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        torch = self._torch
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        with torch.no_grad():
+            for begin in range(0, len(texts), self.batch_size):
+                chunk = [t or " " for t in texts[begin : begin + self.batch_size]]
+                tokens = self.tokenizer(
+                    chunk, padding=True, truncation=True, max_length=256, return_tensors="pt"
+                )
+                hidden = self.model(**tokens).last_hidden_state
+                mask = tokens["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+                out[begin : begin + len(chunk)] = pooled.float().numpy()
+        return out
+
+
+def make_text_encoder(cfg: TextEncoderConfig) -> TextEncoder:
+    if cfg.kind == "hashed":
+        return HashedTextEncoder(cfg.dim, cfg.ngram_max)
+    return TransformerTextEncoder(cfg.path, cfg.batch_size)
+
+
+def text_dim(cfg: TextEncoderConfig) -> int:
+    """Output width of the configured text encoder, without encoding anything."""
+    if cfg.kind == "hashed":
+        return cfg.dim
+    import json
+
+    config = json.loads(Path(cfg.path, "config.json").read_text(encoding="utf-8"))
+    return int(config["hidden_size"])
+
+
+def encode_time(seconds: np.ndarray, dim: int, valid: np.ndarray | None = None) -> np.ndarray:
+    """Sinusoidal timestamp encoding, periods from one day to ~512 days (hour of day up to season).
+
+    `seconds` are Unix seconds; rows where `valid` is False (an unknown comment time) are zeros. An odd
+    `dim` gets one extra linear column: years since 2024-01-01.
+    """
+    days = np.asarray(seconds, dtype=np.float64) / SECONDS_PER_DAY
+    pairs = dim // 2
+    periods = 512.0 ** (np.arange(pairs) / max(pairs - 1, 1))
+    angles = 2 * np.pi * days[:, None] / periods[None, :]
+    columns = [np.sin(angles), np.cos(angles)]
+    if dim % 2:
+        columns.append(((days - 19_723.0) / 365.0)[:, None])
+    out = np.concatenate(columns, axis=1).astype(np.float32)
+    if valid is not None:
+        out[~np.asarray(valid, dtype=bool)] = 0.0
+    return out
+
+
+def log1p_scalar(values: np.ndarray) -> np.ndarray:
+    """log(1 + value) as a [n, 1] float32 column; negative values (never valid counts) clip to 0."""
+    return np.log1p(np.clip(np.asarray(values, dtype=np.float64), 0.0, None)).astype(np.float32)[:, None]
+
+
+def content_file(content_dir: str, video_id: str) -> Path:
+    """Where the content vector of one video lives: `<content_dir>/<video_id>.npy`, a 1-d float array."""
+    return Path(content_dir) / f"{video_id}.npy"
+
+
+def available_content(content_dir: str) -> set[str]:
+    """Video ids that have a content vector file in `content_dir` (empty when no folder is configured)."""
+    if not content_dir:
+        return set()
+    if not os.path.isdir(content_dir):
+        raise FileNotFoundError(
+            f"graph.content_dir={content_dir!r}: expected a folder of <video_id>.npy files"
+        )
+    return {name[:-4] for name in os.listdir(content_dir) if name.endswith(".npy")}
+
+
+def load_content(content_dir: str, video_ids: Sequence[str], dim: int, available: set[str]) -> np.ndarray:
+    """Content vectors of `video_ids` as float32 [n, dim]; rows of videos without a file stay zero."""
+    out = np.zeros((len(video_ids), dim), dtype=np.float32)
+    cache: dict[str, np.ndarray] = {}
+    for row, video_id in enumerate(video_ids):
+        if video_id not in available:
+            continue
+        if video_id not in cache:
+            path = content_file(content_dir, video_id)
+            vector = np.load(path)
+            if vector.shape != (dim,):
+                raise ValueError(f"{path}: expected a content vector of shape ({dim},), got {vector.shape}")
+            cache[video_id] = vector.astype(np.float32)
+        out[row] = cache[video_id]
+    return out

@@ -1,0 +1,198 @@
+"""The sampler against an independent, plain-Python k-hop expansion of the whole graph."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from netgpt.data.schema import COMMENTS_FILE, SAMPLES_FILE
+from netgpt.graph.build import build_graph
+from netgpt.graph.sampler import NeighborSampler, choose_positions
+from netgpt.graph.store import open_partition, read_meta
+from netgpt.graph.topology import PAD
+from netgpt.graph.types import EDGE_TYPES, NODE_TYPE_NAMES, NODE_TYPES, RELATIONS, VIDEO
+
+ATTRIBUTE = {r.name: r.src for r in RELATIONS if r.src not in (VIDEO, "topic", "platform", "comment")}
+
+
+class WholeGraph:
+    """The propagation graph of SPEC §3 straight from the tables, one Python object per node."""
+
+    def __init__(self, tables: Path) -> None:
+        self.rows = {r["sample_id"]: r for r in pq.read_table(tables / SAMPLES_FILE).to_pylist()}
+        comment_owner = pq.read_table(tables / COMMENTS_FILE)["sample_id"].to_numpy()
+        self.comments = defaultdict(list)
+        for index, row in enumerate(np.argsort(comment_owner, kind="stable")):
+            self.comments[int(comment_owner[row])].append(index)
+
+    def in_edges(self, sid: int) -> list[tuple[str, tuple, tuple]]:
+        """(relation, source node, target node) of every edge into video `sid`; nodes are (type, identity)."""
+        me = self.rows[sid]
+        target = (VIDEO, sid)
+        out = [(name, (src, sid), target) for name, src in ATTRIBUTE.items()]
+        out.append(("is_topic_of", ("topic", me["topic"]), target))
+        out.append(("is_platform_of", ("platform", me["platform"]), target))
+        out += [("is_comment_of", ("comment", c), target) for c in self.comments[sid]]
+        out += [("is_history_of", (VIDEO, h), target) for h in me["history_ids"]]
+        for name, key in (("has_same_topic_as", "topic"), ("has_same_author_as", "author_id")):
+            out += [
+                (name, (VIDEO, other), target)
+                for other, row in self.rows.items()
+                if row[key] == me[key]
+                and row["crawl_date"] <= me["crawl_date"]
+                and row["video_id"] != me["video_id"]
+            ]
+        return out
+
+    def k_hop(self, seeds: list[int], hops: int) -> tuple[set, set]:
+        nodes = {(VIDEO, s) for s in seeds}
+        edges: set = set()
+        frontier = set(seeds)
+        for _ in range(hops):
+            reached = set()
+            for sid in frontier:
+                for edge in self.in_edges(sid):
+                    edges.add(edge)
+                    if edge[1] not in nodes and edge[1][0] == VIDEO:
+                        reached.add(edge[1][1])
+                    nodes.add(edge[1])
+            frontier = reached
+        return nodes, edges
+
+
+def batch_identities(batch, meta) -> tuple[set, set]:
+    """The batch's nodes and edges in the whole graph's identities."""
+    names = {"topic": meta["topic_names"], "platform": meta["platform_names"]}
+
+    def identity(node_type: str, index: int) -> tuple:
+        n_id = int(batch[node_type].n_id[index])
+        return (node_type, names[node_type][n_id] if node_type in names else n_id)
+
+    nodes = {identity(t, i) for t in NODE_TYPE_NAMES for i in range(batch[t].num_nodes)}
+    edges = set()
+    for src, rel, dst in EDGE_TYPES:
+        for s, d in batch[src, rel, dst].edge_index.t().tolist():
+            edges.add((rel, identity(src, s), identity(dst, d)))
+    return nodes, edges
+
+
+@pytest.fixture(scope="module")
+def whole(tables_dir: Path) -> WholeGraph:
+    return WholeGraph(tables_dir)
+
+
+@pytest.fixture(scope="module")
+def stores(tables_dir: Path, tmp_path_factory, ray_cluster, graph_config) -> dict[int, Path]:
+    out = {}
+    for k in (1, 2, 4):
+        out[k] = tmp_path_factory.mktemp(f"store{k}")
+        build_graph(tables_dir, graph_config(num_partitions=k), out[k])
+    return out
+
+
+@pytest.mark.parametrize("k", [1, 2, 4])
+def test_full_fanout_equals_whole_graph_k_hop(stores, whole: WholeGraph, k: int) -> None:
+    meta = read_meta(stores[k])
+    checked = 0
+    for index in range(k):
+        sampler = NeighborSampler(open_partition(stores[k], index, meta), [-1, -1], num_hops=2)
+        seeds = sampler.seed_sample_ids
+        for chosen in (seeds[:1], seeds[::3][:6], seeds[::-5][:4]):
+            batch = sampler.sample(chosen, np.random.default_rng(1))
+            expected_nodes, expected_edges = whole.k_hop([int(s) for s in chosen], 2)
+            nodes, edges = batch_identities(batch, meta)
+            assert nodes == expected_nodes
+            assert edges == expected_edges
+            checked += 1
+    assert checked == 3 * k
+
+
+def test_batch_layout_matches_the_contract(stores) -> None:
+    meta = read_meta(stores[2])
+    sampler = NeighborSampler(open_partition(stores[2], 0, meta), [3, 2], num_hops=2)
+    chosen = sampler.seed_sample_ids[[4, 0, 2]]
+    batch = sampler.sample(chosen, np.random.default_rng(0))
+    for node_type in NODE_TYPES:
+        assert batch[node_type.name].x.dtype == torch.float32
+        assert batch[node_type.name].x.shape[1] == meta["feature_dims"][node_type.name]
+    for edge_type in EDGE_TYPES:
+        index = batch[edge_type].edge_index
+        assert index.dtype == torch.int64 and index.shape[0] == 2
+        if index.numel():
+            assert index[0].max() < batch[edge_type[0]].num_nodes
+            assert index[1].max() < batch[edge_type[2]].num_nodes
+    assert batch[VIDEO].batch_size == 3
+    assert batch[VIDEO].sample_id[:3].tolist() == chosen.tolist()
+    assert [f["sample_id"] for f in batch.seed_fields] == chosen.tolist()
+    assert batch[VIDEO].y.tolist() == [float(f["level"]) for f in batch.seed_fields]
+    assert set(batch.seed_fields[0]) == {
+        "sample_id", "platform", "topic", "title", "description", "post_time", "crawl_date", "duration_s",
+        "fans", "likes", "views", "shares", "collects", "comment_count", "level", "split",
+    }  # fmt: skip
+    assert len(batch.seed_fields[0]["post_time"]) == 19 and len(batch.seed_fields[0]["crawl_date"]) == 10
+    fanout_of_hop0 = 3
+    dst = batch[VIDEO, "has_same_topic_as", VIDEO].edge_index[1]
+    assert torch.bincount(dst[dst < 3], minlength=3).max() <= fanout_of_hop0
+
+
+@pytest.mark.parametrize("fanouts", [[-1, -1], [2, 3]])
+def test_every_sampled_edge_is_causal(stores, whole: WholeGraph, fanouts: list[int]) -> None:
+    meta = read_meta(stores[4])
+    for index in range(4):
+        sampler = NeighborSampler(open_partition(stores[4], index, meta), fanouts, num_hops=2)
+        batch = sampler.sample(sampler.seed_sample_ids, np.random.default_rng(index))
+        sids = batch[VIDEO].sample_id.tolist()
+        for relation in ("is_history_of", "has_same_topic_as", "has_same_author_as"):
+            for s, d in batch[VIDEO, relation, VIDEO].edge_index.t().tolist():
+                src, dst = whole.rows[sids[s]], whole.rows[sids[d]]
+                assert src["crawl_date"] <= dst["crawl_date"], (relation, sids[s], sids[d])
+                assert s != d
+                if relation != "is_history_of":
+                    assert src["video_id"] != dst["video_id"]
+
+
+def test_same_rng_seed_same_batch_and_fanouts_bound_the_draws(stores) -> None:
+    meta = read_meta(stores[1])
+    sampler = NeighborSampler(open_partition(stores[1], 0, meta), [2, 1], num_hops=2)
+    seeds = sampler.seed_sample_ids[:10]
+    first = sampler.sample(seeds, np.random.default_rng(7))
+    second = sampler.sample(seeds, np.random.default_rng(7))
+    other = sampler.sample(seeds, np.random.default_rng(8))
+    for edge_type in EDGE_TYPES:
+        assert torch.equal(first[edge_type].edge_index, second[edge_type].edge_index)
+    assert torch.equal(first[VIDEO].sample_id, second[VIDEO].sample_id)
+    assert not all(torch.equal(first[e].edge_index, other[e].edge_index) for e in EDGE_TYPES)
+
+
+def test_choose_positions_is_uniform_distinct_and_skips_exclusions() -> None:
+    rng = np.random.default_rng(0)
+    rows = 4000
+    start = np.arange(rows) * 100
+    length = np.full(rows, 10)
+    excl = np.full((rows, 3), PAD)
+    excl[:, 0], excl[:, 1] = 2, 7
+    row, flat = choose_positions(start, length, excl, 4, rng)
+    position = flat - start[row]
+    assert (np.bincount(row, minlength=rows) == 4).all()
+    assert not np.isin(position, [2, 7]).any() and position.max() < 10
+    assert all(len(set(position[row == r])) == 4 for r in range(50))
+    frequency = np.bincount(position, minlength=10)[[0, 1, 3, 4, 5, 6, 8, 9]] / (rows * 4)
+    assert np.allclose(frequency, 1 / 8, atol=0.01)
+    row_all, flat_all = choose_positions(start[:3], np.array([0, 1, 5]), None, -1, rng)
+    assert row_all.tolist() == [1, 2, 2, 2, 2, 2]
+    assert (flat_all - start[row_all]).tolist() == [0, 0, 1, 2, 3, 4]
+
+
+def test_a_seed_of_another_partition_is_an_error(stores) -> None:
+    meta = read_meta(stores[2])
+    first = NeighborSampler(open_partition(stores[2], 0, meta), [-1, -1], num_hops=2)
+    second = NeighborSampler(open_partition(stores[2], 1, meta), [-1, -1], num_hops=2)
+    with pytest.raises(KeyError, match="is not a seed of partition 0"):
+        first.sample(second.seed_sample_ids[:1], np.random.default_rng(0))
+    with pytest.raises(Exception, match="halo for 2 hops"):
+        NeighborSampler(open_partition(stores[2], 0, meta), [-1, -1, -1], num_hops=2)
