@@ -49,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "prepare":
         from netgpt.data.prepare import prepare
 
-        prepare(args.input, args.out, config.data)
+        prepare(args.input, args.out, config.data, config=config)
         return 0
     if args.command == "train":
         import json

@@ -68,36 +68,34 @@ class _CountingReader:
         return chunk
 
 
-class _ByteByByteAfter:
-    """Reads in chunks up to `start`, then one byte per read, so a parse error can be pinned to its byte."""
+class _DiscardEvents:
+    """A sink for parser events that keeps none (the offset search needs only where parsing fails)."""
 
-    def __init__(self, file: IO[bytes], start: int) -> None:
-        self.file, self.start = file, start
-        self.position = 0
-        self.at_end = False
-
-    def read(self, size: int = -1) -> bytes:
-        limit = self.start - self.position if self.position < self.start else 1
-        chunk = self.file.read(min(size, limit) if size > 0 else limit)
-        self.position += len(chunk)
-        self.at_end = not chunk
-        return chunk
+    def send(self, event: object) -> None:
+        pass
 
 
 def _json_error_offset(path: Path, chunk_start: int) -> int:
     """The byte offset at which the JSON parser fails: parse again, feeding the failing chunk byte by byte.
 
-    ijson's C backend names no position, only the chunk it was fed; this re-read (an error path only) narrows
-    the chunk down to the byte.
+    ijson's C backend names no position, only the chunk it was fed; this re-read (an error path only) pushes
+    the file up to that chunk in large pieces, then one byte at a time, to find the byte it rejects.
     """
+    parser = ijson.basic_parse_coro(_DiscardEvents())
+    position = 0
     with open(path, "rb") as file:
-        reader = _ByteByByteAfter(file, chunk_start)
         try:
-            for _ in ijson.basic_parse(reader, buf_size=READ_BYTES):
-                pass
+            while position < chunk_start:
+                piece = file.read(min(READ_BYTES, chunk_start - position))
+                parser.send(piece)
+                position += len(piece)
+            while byte := file.read(1):
+                parser.send(byte)
+                position += 1
+            parser.close()
         except ijson.JSONError:
-            return reader.position if reader.at_end else reader.position - 1
-    return reader.position
+            return position
+    return position
 
 
 class _RowBuffer:
@@ -155,7 +153,9 @@ def _stream_samples(input_path: Path, folder: Path, parser: SampleParser, progre
         except ijson.JSONError as err:
             offset = _json_error_offset(input_path, reader.chunk_start)
             after = f" (after sample {last_key})" if last_key is not None else ""
-            reason = str(err).splitlines()[0]
+            reason = err.args[0] if err.args else ""
+            reason = reason.decode("utf-8", "replace") if isinstance(reason, bytes) else str(reason)
+            reason = reason.splitlines()[0] if reason else type(err).__name__
             raise DataError(
                 input_path, f"invalid or truncated JSON at byte {offset}{after}: {reason}"
             ) from None

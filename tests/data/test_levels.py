@@ -1,0 +1,56 @@
+import pytest
+
+from netgpt.data.levels import DOUYIN_CUTS, PLATFORM_CUTS, influence_level
+
+
+def level(platform: str, likes=0, shares=0, collects=0, comment_count=0, views=0) -> int:
+    return influence_level(platform, likes, shares, collects, comment_count, views)
+
+
+@pytest.mark.parametrize(
+    ("m", "expected"),
+    [
+        (0, 0),
+        (1, 1),
+        (9, 1),
+        (10, 2),
+        (19, 2),
+        (20, 3),
+        (79, 3),
+        (80, 4),
+        (299, 4),
+        (300, 5),
+        (999, 5),
+        (1000, 6),
+        (2999, 6),
+        (3000, 7),
+        (9999, 7),
+        (10_000, 8),
+        (49_999, 8),
+        (50_000, 9),
+        (10**9, 9),
+    ],
+)
+def test_douyin_cut_points(m, expected):
+    assert level("抖音", likes=m) == expected
+
+
+def test_level_is_the_max_of_engagement_counts_not_fans_and_not_views_except_bilibili():
+    assert level("抖音", likes=5, shares=85, collects=3, comment_count=12) == 4  # shares lead
+    assert level("快手", comment_count=300) == 5
+    assert level("快手", likes=5, views=10**6) == 1  # views do not count on Kuaishou
+    assert level("哔哩哔哩", likes=1, views=3334) == 9  # they do on Bilibili (cuts ~1/15)
+
+
+def test_platform_cuts_scale_down_and_stay_increasing():
+    assert PLATFORM_CUTS["抖音"] == DOUYIN_CUTS == PLATFORM_CUTS["快手"] == PLATFORM_CUTS["头条"]
+    assert PLATFORM_CUTS["西瓜"] == (1, 2, 3, 10, 38, 125, 375, 1250, 6250)
+    assert PLATFORM_CUTS["哔哩哔哩"] == (1, 2, 3, 6, 20, 67, 200, 667, 3334)
+    for cuts in PLATFORM_CUTS.values():
+        assert all(a < b for a, b in zip(cuts, cuts[1:], strict=False))
+    assert level("西瓜", likes=10) == 4 and level("西瓜", likes=9) == 3
+
+
+def test_unknown_platform_is_an_error_naming_it():
+    with pytest.raises(ValueError, match="'YouTube'"):
+        level("YouTube", likes=1)

@@ -1,0 +1,105 @@
+import json
+from datetime import date, datetime
+
+import pytest
+
+from netgpt.data.levels import influence_level
+from netgpt.data.schema import PLATFORMS
+from netgpt.data.synthetic import write_synthetic
+from netgpt.data.validate import COMMENT_KEYS, SAMPLE_KEYS
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory) -> tuple[bytes, dict]:
+    path = write_synthetic(tmp_path_factory.mktemp("synth") / "s.json", videos=400, seed=3)
+    raw = path.read_bytes()
+    return raw, json.loads(raw)
+
+
+def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path, synthetic):
+    again = write_synthetic(tmp_path / "again.json", videos=400, seed=3).read_bytes()
+    assert again == synthetic[0]
+    assert write_synthetic(tmp_path / "other.json", videos=400, seed=4).read_bytes() != synthetic[0]
+
+
+def test_released_shape_keys_ids_and_pretty_print(synthetic):
+    raw, data = synthetic
+    assert raw.startswith(b'{\n    "0": {\n        "url": ')
+    assert list(data) == [str(i) for i in range(len(data))]
+    for sample in data.values():
+        assert set(sample) == SAMPLE_KEYS
+        assert list(sample["评论"]) == [str(i) for i in range(len(sample["评论"]))]
+        for comment in sample["评论"].values():
+            assert set(comment) == COMMENT_KEYS
+
+
+def _videos(data: dict) -> list[list[tuple[int, dict]]]:
+    videos: list[list[tuple[int, dict]]] = []
+    for key, sample in data.items():
+        if videos and videos[-1][0][1]["url"] == sample["url"]:
+            videos[-1].append((int(key), sample))
+        else:
+            videos.append([(int(key), sample)])
+    return videos
+
+
+def test_states_contiguous_cumulative_and_timed_like_xs_video(synthetic):
+    _, data = synthetic
+    videos = _videos(data)
+    assert len(videos) == 400 == len({v[0][1]["url"] for v in videos})  # contiguous: each url one run
+    decreases = 0
+    for states in videos:
+        assert 2 <= len(states) <= 5
+        post = datetime.fromisoformat(states[0][1]["发布时间"])
+        assert datetime(2024, 11, 25) <= post < datetime(2025, 1, 3)
+        days = [(date.fromisoformat(s["当前时间"]) - post.date()).days for _, s in states]
+        assert days[0] >= 0 and 14 <= days[-1] <= 16
+        assert all(1 <= b - a <= 11 for a, b in zip(days, days[1:], strict=False))
+        for i, (_, sample) in enumerate(states):
+            assert sample["历史状态"] == [sid for sid, _ in states[:i]]
+            assert sample["影响力等级"] == states[0][1]["影响力等级"]
+        for key in ("当前点赞量", "当前分享量", "当前收藏量", "当前评论量", "当前播放量", "当前粉丝量"):
+            values = [s[key] for _, s in states]
+            decreases += sum(b < a for a, b in zip(values, values[1:], strict=False))
+        final = states[-1][1]
+        assert final["影响力等级"] == influence_level(
+            final["平台"],
+            final["当前点赞量"],
+            final["当前分享量"],
+            final["当前收藏量"],
+            final["当前评论量"],
+            final["当前播放量"],
+        )
+    assert decreases <= 0.05 * len(videos)  # rare deleted likes, nothing else
+
+
+def test_platform_quirks_topics_authors_and_skewed_levels(synthetic):
+    _, data = synthetic
+    finals = [states[-1][1] for states in _videos(data)]
+    by_platform = {p: [s for s in finals if s["平台"] == p] for p in PLATFORMS}
+    assert all(by_platform.values())
+    assert all(s["当前播放量"] == 0 for s in by_platform["抖音"])
+    xigua = by_platform["西瓜"]
+    assert sum(s["当前分享量"] == 0 and s["当前收藏量"] == 0 for s in xigua) >= 0.7 * len(xigua)
+    bili = by_platform["哔哩哔哩"]
+    assert sum(s["当前评论量"] == 0 for s in bili) >= 0.7 * len(bili)
+    topics = {}
+    for s in finals:
+        topics.setdefault(s["话题"], set()).add(s["平台"])
+    assert 30 <= len(topics) <= 60 and max(len(p) for p in topics.values()) >= 3
+    authors = {}
+    for s in finals:
+        authors[s["发布用户ID"]] = authors.get(s["发布用户ID"], 0) + 1
+    assert max(authors.values()) >= 5
+    assert any("#" in s["标题"] for s in finals)
+    levels = [s["影响力等级"] for s in finals]
+    low = sum(1 <= level <= 4 for level in levels) / len(levels)
+    assert low >= 0.75 and sum(level >= 7 for level in levels) <= 0.03 * len(levels)
+
+
+def test_planted_signal_title_words_and_author_move_levels(synthetic):
+    _, data = synthetic
+    finals = [states[-1][1] for states in _videos(data)]
+    hot = [s["影响力等级"] for s in finals if "【震撼】" in s["标题"] or "【独家】" in s["标题"]]
+    cold = [s["影响力等级"] for s in finals if "【日常】" in s["标题"] or "【记录】" in s["标题"]]
+    assert sum(hot) / len(hot) > sum(cold) / len(cold) + 0.3

@@ -1,0 +1,44 @@
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from netgpt.config import DataConfig
+from netgpt.data.importer import import_json
+from netgpt.data.schema import COMMENTS_SCHEMA, SAMPLES_FILE, SAMPLES_SCHEMA
+from netgpt.data.tables import TableSchemaError, read_comments, read_samples
+
+
+@pytest.fixture
+def tables(example_path, tmp_path):
+    import_json(example_path, tmp_path / "t", DataConfig(), progress=False)
+    return tmp_path / "t"
+
+
+def test_reads_with_the_declared_schema(tables):
+    assert read_samples(tables).schema == SAMPLES_SCHEMA
+    assert read_comments(tables).schema == COMMENTS_SCHEMA
+    part = read_samples(tables, ["sample_id", "post_time", "split"])
+    assert part.column_names == ["sample_id", "post_time", "split"]
+    assert part.schema.field("post_time").type == pa.timestamp("s")
+
+
+def test_a_table_written_by_something_else_is_named(tables):
+    table = read_samples(tables)
+    pq.write_table(table.drop_columns(["level"]), tables / SAMPLES_FILE)
+    with pytest.raises(TableSchemaError, match=r"samples\.parquet: column 'level' is missing"):
+        read_samples(tables)
+    pq.write_table(
+        table.set_column(18, "level", table.column("level").cast(pa.string())), tables / SAMPLES_FILE
+    )
+    with pytest.raises(TableSchemaError, match=r"column 'level' has type string, expected int8"):
+        read_samples(tables)
+    pq.write_table(table.append_column("extra", pa.array([1] * table.num_rows)), tables / SAMPLES_FILE)
+    with pytest.raises(TableSchemaError, match="unknown column 'extra'"):
+        read_samples(tables)
+
+
+def test_unknown_column_requested_and_missing_table(tables, tmp_path):
+    with pytest.raises(KeyError, match="no column 'likez'"):
+        read_samples(tables, ["likez"])
+    with pytest.raises(FileNotFoundError, match="netgpt prepare"):
+        read_comments(tmp_path / "nowhere")
