@@ -21,7 +21,7 @@ The generative process (log10 units; every draw comes from one `numpy.random.def
    and collects are 0 in 90% of videos, Bilibili comment counts 0 in 90% of videos.
 5. Label: `netgpt.data.levels.influence_level` of the final state's counts: skewed to levels 1-4 (~5% level
    0, a few % each for 5-8, 9 rare).
-6. States: 2-5 crawls (p .30 .30 .25 .15), 1-11 days apart, the last 14-16 days after posting. A count at
+6. States: 2-5 crawls (p .28 .30 .25 .17), 1-11 days apart, the last 14-16 days after posting. A count at
    crawl day d is the final count times the growth curve g(d) = (1 - e^-(d+.5)/τ) / (1 - e^-(D+.5)/τ),
    τ ~ U(1.5, 5) days per video (D = last crawl day), so counts are cumulative; 2% of videos with 3+ states
    get one small decrease of likes in a middle state (a deleted like), as real crawls show. Fans grow slowly.
@@ -284,7 +284,7 @@ class _Generator:
         lead = _platform_lead(platform, float(self.z[v]))
         final = _final_counts(rng, platform, lead)
         level = influence_level(platform, **final)
-        days = _crawl_days(rng, int(rng.choice((2, 3, 4, 5), p=(0.3, 0.3, 0.25, 0.15))))
+        days = _crawl_days(rng, int(rng.choice((2, 3, 4, 5), p=(0.28, 0.30, 0.25, 0.17))))
         tau = rng.uniform(1.5, 5)
         fans_growth = rng.uniform(0, 0.004)
         growth = [(1 - math.exp(-(d + 0.5) / tau)) / (1 - math.exp(-(days[-1] + 0.5) / tau)) for d in days]
