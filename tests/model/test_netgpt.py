@@ -144,3 +144,31 @@ def test_k_graph_tokens(model_cfg, tokenizer, make_batch, feature_dims):
     out = model(batch, prompts, {"answer_ce": 1.0})
     out.loss.backward()
     assert torch.isfinite(out.loss)
+
+
+def test_save_with_a_consolidated_state_dict(model, tmp_path, make_batch):
+    """As after ZeRO-3 training: the weights come from a consolidated state dict (separate tensors, also
+    for the tied embedding and output weights), not from the module's own parameters."""
+    batch = make_batch()
+    prompts = model.prompt_builder().encode(batch.seed_fields, with_answer=True)
+    state = {key: value.detach().clone() + 0.01 for key, value in model.state_dict().items()}
+    folder = model.save_pretrained(tmp_path / "model", state_dict=state)
+    loaded = NetGPT.from_pretrained(folder).eval()
+    for key, value in loaded.state_dict().items():
+        assert torch.equal(value, state[key]), key
+    model.load_state_dict(state)
+    model.eval()
+    with torch.no_grad():
+        weights = {"answer_ce": 1.0, "graph_regression": 1.0}
+        assert torch.equal(model(batch, prompts, weights).loss, loaded(batch, prompts, weights).loss)
+
+
+def test_hgt_encoder_in_netgpt(model_cfg, tokenizer, make_batch, feature_dims):
+    cfg = ModelConfig(**{**model_cfg.__dict__, "encoder": "hgt", "hgt_heads": 2, "num_graph_tokens": 2})
+    model = NetGPT.build(cfg, feature_dims, tokenizer)
+    assert model.zero3_leaf_modules() and all(isinstance(c, type) for c in model.zero3_leaf_modules())
+    batch = make_batch()
+    prompts = model.prompt_builder().encode(batch.seed_fields, with_answer=True)
+    out = model(batch, prompts, {"answer_ce": 1.0, "graph_regression": 1.0})
+    out.loss.backward()
+    assert model.encoder.input_proj["title"].weight.grad.abs().sum() > 0
