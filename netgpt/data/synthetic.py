@@ -362,5 +362,6 @@ def write_synthetic(path: str | os.PathLike[str], videos: int, seed: int) -> Pat
         except BaseException:
             os.unlink(tmp.name)
             raise
+    os.chmod(tmp.name, 0o644)  # NamedTemporaryFile creates 0600
     os.replace(tmp.name, path)
     return path
