@@ -99,11 +99,14 @@ class Anomalies:
 
 
 def video_id_from_url(url: str) -> str:
-    """The platform's id of the video: the last non-empty segment of the URL's path."""
-    segments = [segment for segment in urlsplit(url).path.split("/") if segment]
-    if not segments:
-        raise ValueError("expected a URL whose path ends in the video's id")
-    return segments[-1]
+    """The video's identity: the URL's host and the last non-empty segment of its path.
+
+    The host is kept because two platforms may use the same numeric id for different videos."""
+    parts = urlsplit(url)
+    segments = [segment for segment in parts.path.split("/") if segment]
+    if not segments or not parts.hostname:
+        raise ValueError("expected a URL with a host and a path that ends in the video's id")
+    return f"{parts.hostname}/{segments[-1]}"
 
 
 def _epoch_seconds(text: str) -> int | None:

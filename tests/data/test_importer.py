@@ -18,7 +18,8 @@ def test_imports_the_released_shape(example_path, tmp_path):
     samples = read_samples(tmp_path / "tables").to_pylist()
     assert [row["sample_id"] for row in samples] == [0, 1, 2, 3, 4]
     first = samples[0]
-    assert first["video_id"] == "1000000000000000001" and samples[3]["video_id"] == "BV1xx000000001"
+    assert first["video_id"] == "www.example-douyin.test/1000000000000000001"
+    assert samples[3]["video_id"] == "www.example-bilibili.test/BV1xx000000001"
     assert first["platform"] == "抖音" and first["topic"] == "冬日 夜景" and first["author_id"] == "5550001"
     assert first["post_time"] == datetime(2024, 12, 1, 19, 5, 11)
     assert first["crawl_date"] == date(2024, 12, 2)

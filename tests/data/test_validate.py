@@ -117,8 +117,11 @@ def test_not_an_object_of_samples(tmp_path):
         import_json(path, tmp_path / "tables", DataConfig(), progress=False)
 
 
-def test_video_id_is_the_last_path_segment():
-    assert video_id_from_url("https://www.douyin.com/video/7440?from=share#x") == "7440"
-    assert video_id_from_url("https://www.toutiao.com/video/7441/") == "7441"
+def test_video_id_is_the_host_and_the_last_path_segment():
+    assert video_id_from_url("https://www.douyin.com/video/7440?from=share#x") == "www.douyin.com/7440"
+    assert video_id_from_url("https://www.toutiao.com/video/7441/") == "www.toutiao.com/7441"
+    assert video_id_from_url("https://www.toutiao.com/video/7440") != video_id_from_url(
+        "https://www.douyin.com/video/7440"
+    )
     with pytest.raises(ValueError):
         video_id_from_url("https://www.bilibili.com")
