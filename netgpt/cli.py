@@ -31,6 +31,11 @@ def _parser() -> argparse.ArgumentParser:
     prepare.add_argument("--out", required=True, help="output folder of the tables")
     _add_config_args(prepare)
 
+    build_graph = commands.add_parser(
+        "build-graph", help="build the partitioned propagation-graph store from the parquet tables"
+    )
+    _add_config_args(build_graph)
+
     train = commands.add_parser("train", help="run (or resume) the three-stage curriculum on Ray + DeepSpeed")
     _add_config_args(train)
     return parser
@@ -50,6 +55,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from netgpt.data.prepare import prepare
 
         prepare(args.input, args.out, config.data, config=config)
+        return 0
+    if args.command == "build-graph":
+        import json
+
+        from netgpt.graph.build import build_graph
+
+        summary = build_graph(config.data.tables_dir, config.graph, config.graph.store_dir)
+        print(json.dumps(summary, ensure_ascii=False))
         return 0
     if args.command == "train":
         import json

@@ -106,6 +106,10 @@ class GraphConfig:
     """Seed samples per sampled batch."""
     samplers_per_partition: int = 1
     """Sampler actors per partition."""
+    relation_fanouts: dict[str, list[int]] = field(default_factory=dict)
+    """Per-relation fan-outs overriding `fanouts` for the named relations (same length as `fanouts`)."""
+    sampler_num_cpus: float = 0.5
+    """Logical CPUs each sampler actor reserves on the Ray cluster."""
     seed: int = 0
     """Seed of the sampler and of the per-epoch shuffle."""
 
@@ -132,6 +136,14 @@ class GraphConfig:
             "an integer >= 1",
             self.samplers_per_partition,
         )
+        for name, per_layer in self.relation_fanouts.items():
+            _check(
+                len(per_layer) == len(self.fanouts) and all(f == -1 or f > 0 for f in per_layer),
+                f"graph.relation_fanouts.{name}",
+                f"{len(self.fanouts)} positive integers or -1 (one per layer, like graph.fanouts)",
+                per_layer,
+            )
+        _check(self.sampler_num_cpus > 0, "graph.sampler_num_cpus", "a number > 0", self.sampler_num_cpus)
 
 
 @dataclass

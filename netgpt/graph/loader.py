@@ -1,0 +1,259 @@
+"""Streaming sampled subgraphs to Ray Train workers (contracts §2).
+
+Driver side, before `TorchTrainer`:
+
+    streams = GraphStreams(cfg.graph, store_dir)            # one sampler actor per partition
+    datasets = {"train": streams.dataset("train", 16, epochs=3, shuffle=True, seed=0)}
+    trainer = TorchTrainer(..., datasets=datasets, dataset_config=streams.data_config(list(datasets)))
+
+Worker side:
+
+    for epoch, position, batch in iter_graph_batches(ray.train.get_dataset_shard("train"), start_position):
+        ...
+    num_batches_per_rank(store_dir, "train", 16, world_size)   # for schedulers and progress bars
+
+How a stream works. The seeds of a split are read from the store's partition book. Each epoch is planned
+deterministically from `seed + epoch`: every partition's seeds are shuffled and cut into near-equal batches
+(at most `batch_size` seeds, all of one partition, so one sampler actor serves the batch), and the batches of
+all partitions are shuffled together. Batch `j` of an epoch goes to rank `j % world_size`. To keep ranks in
+lock step without dropping or repeating a seed, the plan cuts a few batches smaller so that the batch count
+per epoch is a multiple of the world size: every seed exactly once per epoch, equal batch counts per rank.
+Each rank's stream is a Ray Data pipeline (`range` -> `map_batches` that asks the partition's sampler actor
+for the batch), executed lazily with order preserved: training starts with the first batch, and Ray Data's
+streaming executor bounds how many batches are in flight (backpressure), so no epoch is ever materialised.
+Every batch is sampled with its own generator seeded by (seed, epoch, j): same seed, same batches,
+whichever actor or rank produces them.
+"""
+
+from __future__ import annotations
+
+import pickle
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import ray
+import ray.data
+import ray.train
+from torch_geometric.data import HeteroData
+
+from netgpt.config import GraphConfig
+from netgpt.graph.sampler import NeighborSampler
+from netgpt.graph.store import BOOK_FILE, StoreError, open_partition, read_meta
+
+
+def _split_seeds(store_dir: str, split: str) -> tuple[np.ndarray, ...]:
+    """Sorted seed sample ids of `split`, one array per partition (cached until the store changes)."""
+    path = Path(store_dir) / BOOK_FILE
+    return _read_split_seeds(store_dir, split, path.stat().st_mtime_ns if path.exists() else 0)
+
+
+@lru_cache(maxsize=16)
+def _read_split_seeds(store_dir: str, split: str, _version: int) -> tuple[np.ndarray, ...]:
+    meta = read_meta(store_dir)
+    path = Path(store_dir) / BOOK_FILE
+    try:
+        book = pq.read_table(path, filters=pc.field("split") == split)
+    except Exception as error:
+        raise StoreError(f"{path}: damaged or missing partition book ({error})") from None
+    sample_ids = book["sample_id"].to_numpy()
+    partition = book["partition"].to_numpy()
+    return tuple(np.sort(sample_ids[partition == p]) for p in range(len(meta["partitions"])))
+
+
+@dataclass(frozen=True)
+class EpochPlan:
+    """Which seeds form which batch, and which rank gets it, for every epoch of one stream."""
+
+    store_dir: str
+    split: str
+    batch_size: int
+    epochs: int
+    shuffle: bool
+    seed: int
+
+    def batches_per_partition(self, world_size: int) -> np.ndarray:
+        """Batches cut from each partition's seeds per epoch; their sum is a multiple of `world_size`."""
+        sizes = np.array([len(s) for s in _split_seeds(self.store_dir, self.split)], dtype=np.int64)
+        if sizes.sum() < world_size:
+            raise ValueError(
+                f"split {self.split!r} of {self.store_dir} has {int(sizes.sum())} seeds, fewer than the "
+                f"{world_size} workers that each need a batch"
+            )
+        counts = -(-sizes // self.batch_size)
+        for _ in range(int(-counts.sum() % world_size)):
+            # One more (smaller) batch where batches are fullest; a loop over at most world_size - 1 steps.
+            fullness = np.where(sizes > counts, sizes / np.maximum(counts, 1), -1.0)
+            counts[int(np.argmax(fullness))] += 1
+        return counts
+
+    def batches_per_rank(self, world_size: int) -> int:
+        return int(self.batches_per_partition(world_size).sum()) // world_size
+
+    def epoch(self, epoch: int, world_size: int) -> list[tuple[int, np.ndarray]]:
+        """The epoch's batches in order: (partition, seed sample ids)."""
+        rng = np.random.default_rng([self.seed, epoch])
+        batches = []
+        for partition, (seeds, count) in enumerate(
+            zip(_split_seeds(self.store_dir, self.split), self.batches_per_partition(world_size), strict=True)
+        ):
+            ordered = rng.permutation(seeds) if self.shuffle else seeds
+            if count:
+                batches += [(partition, chunk) for chunk in np.array_split(ordered, count)]
+        if self.shuffle:
+            batches = [batches[i] for i in rng.permutation(len(batches))]
+        return batches
+
+
+@ray.remote
+class SamplerActor:
+    """Owns one partition (memory-mapped) and samples the batches of seeds it owns."""
+
+    def __init__(self, store_dir: str, index: int, cfg: GraphConfig) -> None:
+        meta = read_meta(store_dir)
+        self.sampler = NeighborSampler(
+            open_partition(store_dir, index, meta), cfg.fanouts, cfg.relation_fanouts, meta["num_hops"]
+        )
+
+    def sample(self, sample_ids: np.ndarray, rng_key: tuple[int, ...]) -> bytes:
+        batch = self.sampler.sample(sample_ids, np.random.default_rng(list(rng_key)))
+        return pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def resident_bytes(self) -> int:
+        """This process's resident memory (for the benchmark's memory-per-sampler figure)."""
+        import psutil
+
+        return psutil.Process().memory_info().rss
+
+
+@lru_cache(maxsize=4)
+def _epoch_batches(plan: EpochPlan, epoch: int, world_size: int) -> list[tuple[int, np.ndarray]]:
+    return plan.epoch(epoch, world_size)
+
+
+def _sample_batches(
+    rows: dict[str, np.ndarray], plan: EpochPlan, actors: list[list[Any]], rank: int, world_size: int
+) -> dict[str, Any]:
+    """Ray Data UDF: stream positions of one rank -> batches sampled by the partitions' sampler actors."""
+    per_rank = plan.batches_per_rank(world_size)
+    positions = rows["id"].astype(np.int64)
+    epochs = positions // per_rank
+    refs = []
+    for position, epoch in zip(positions.tolist(), epochs.tolist(), strict=True):
+        j = rank + world_size * (position - epoch * per_rank)
+        partition, seeds = _epoch_batches(plan, epoch, world_size)[j]
+        replicas = actors[partition]
+        refs.append(replicas[j % len(replicas)].sample.remote(seeds, (plan.seed, epoch, j)))
+    return {"epoch": epochs, "position": positions, "batch": np.array(ray.get(refs), dtype=object)}
+
+
+def _rank_stream(plan: EpochPlan, actors: list[list[Any]], rank: int, world_size: int) -> ray.data.Dataset:
+    per_rank = plan.batches_per_rank(world_size)
+    in_flight = max(1, sum(len(r) for r in actors))
+    stream = ray.data.range(
+        plan.epochs * per_rank, override_num_blocks=max(1, plan.epochs * per_rank // in_flight)
+    )
+    stream = stream.map_batches(
+        _sample_batches,
+        fn_kwargs={"plan": plan, "actors": actors, "rank": rank, "world_size": world_size},
+        batch_size=in_flight,
+        compute=ray.data.TaskPoolStrategy(size=2),
+        num_cpus=0,
+        batch_format="numpy",
+    )
+    stream.context.execution_options.preserve_order = True
+    return stream
+
+
+@dataclass
+class GraphStreams:
+    """Sampler actors (one per partition and replica) on the current Ray cluster, and streams over them."""
+
+    graph_cfg: GraphConfig
+    store_dir: str
+    actors: list[list[Any]] = field(init=False)
+    _plans: dict[str, EpochPlan] = field(init=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.store_dir = str(self.store_dir)
+        meta = read_meta(self.store_dir)
+        if len(self.graph_cfg.fanouts) > meta["num_hops"]:
+            raise StoreError(
+                f"{self.store_dir}: built for {meta['num_hops']} hops, graph.fanouts asks for "
+                f"{len(self.graph_cfg.fanouts)}; rebuild the store"
+            )
+        options = {"num_cpus": self.graph_cfg.sampler_num_cpus}
+        self.actors = [
+            [
+                SamplerActor.options(**options).remote(self.store_dir, index, self.graph_cfg)
+                for _ in range(self.graph_cfg.samplers_per_partition)
+            ]
+            for index in range(len(meta["partitions"]))
+        ]
+
+    def dataset(self, split: str, batch_size: int, epochs: int, shuffle: bool, seed: int) -> ray.data.Dataset:
+        """The stream of `split` for one consumer; `data_config` re-cuts it per rank for Ray Train."""
+        plan = EpochPlan(self.store_dir, split, batch_size, epochs, shuffle, seed)
+        plan.batches_per_partition(1)
+        stream = _rank_stream(plan, self.actors, rank=0, world_size=1)
+        name = f"netgpt-graph-{split}-{uuid.uuid4().hex[:8]}"
+        stream.set_name(name)
+        self._plans[name] = plan
+        return stream
+
+    def data_config(self, names: list[str]) -> GraphDataConfig:
+        """The `dataset_config` for `TorchTrainer`: deterministic per-rank streams for these datasets."""
+        return GraphDataConfig(dict(self._plans), self.actors, names)
+
+    def num_batches_per_rank(self, split: str, batch_size: int, world_size: int) -> int:
+        return num_batches_per_rank(self.store_dir, split, batch_size, world_size)
+
+    def shutdown(self) -> None:
+        for replicas in self.actors:
+            for actor in replicas:
+                ray.kill(actor)
+
+
+class GraphDataConfig(ray.train.DataConfig):
+    """Gives rank `r` of `world_size` its own stream (batches `j` with `j % world_size == r`)."""
+
+    def __init__(self, plans: dict[str, EpochPlan], actors: list[list[Any]], names: list[str]) -> None:
+        super().__init__(datasets_to_split=list(names))
+        self._plans = plans
+        self._actors = actors
+
+    def configure(self, datasets, world_size, worker_handles, worker_node_ids, **kwargs):  # noqa: ANN001
+        output: list[dict[str, Any]] = [{} for _ in range(world_size)]
+        others = {}
+        for name, dataset in datasets.items():
+            plan = self._plans.get(dataset.name)
+            if plan is None:
+                others[name] = dataset
+                continue
+            for rank in range(world_size):
+                output[rank][name] = _rank_stream(plan, self._actors, rank, world_size).iterator()
+        if others:
+            rest = super().configure(others, world_size, worker_handles, worker_node_ids, **kwargs)
+            for rank in range(world_size):
+                output[rank].update(rest[rank])
+        return output
+
+
+def num_batches_per_rank(store_dir: str | Path, split: str, batch_size: int, world_size: int) -> int:
+    """Batches each rank receives per epoch (the same on every rank)."""
+    return EpochPlan(str(store_dir), split, batch_size, 1, False, 0).batches_per_rank(world_size)
+
+
+def iter_graph_batches(shard: Any, start_position: int = 0) -> Iterator[tuple[int, int, HeteroData]]:
+    """Yield `(epoch, position, batch)` of a rank's stream; batches before `start_position` are skipped."""
+    for row in shard.iter_rows():
+        position = int(row["position"])
+        if position < start_position:
+            continue
+        yield int(row["epoch"]), position, pickle.loads(row["batch"])

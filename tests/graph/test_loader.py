@@ -1,0 +1,72 @@
+"""The Ray Data stream: every seed once per epoch across 2 consumers, deterministic, resumable."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from netgpt.data.schema import SAMPLES_FILE
+from netgpt.graph.build import build_graph
+from netgpt.graph.loader import EpochPlan, GraphStreams, iter_graph_batches, num_batches_per_rank
+
+
+@pytest.fixture(scope="module")
+def streams(tables_dir, tmp_path_factory, ray_cluster, graph_config):
+    cfg = graph_config(num_partitions=2, fanouts=[2, 2])
+    store = tmp_path_factory.mktemp("stream_store")
+    build_graph(tables_dir, cfg, store)
+    streams = GraphStreams(cfg, store)
+    yield streams
+    streams.shutdown()
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(300)
+def test_two_consumers_see_every_seed_once_per_epoch_in_lock_step(streams, tables_dir, ray_cluster) -> None:
+    samples = pq.read_table(tables_dir / SAMPLES_FILE).to_pandas()
+    train = sorted(samples.loc[samples.split == "train", "sample_id"].tolist())
+    dataset = streams.dataset("train", batch_size=8, epochs=2, shuffle=True, seed=3)
+    iterators = streams.data_config(["train"]).configure({"train": dataset}, 2, None, None)
+
+    def consume_stream(iterator, start_position: int = 0) -> list[tuple[int, int, list[int]]]:
+        """A consumer in its own Ray worker process (defined here so Ray ships it by value)."""
+        out = []
+        for epoch, position, batch in iter_graph_batches(iterator, start_position):
+            seeds = batch["video"].sample_id[: batch["video"].batch_size].tolist()
+            assert [f["sample_id"] for f in batch.seed_fields] == seeds
+            out.append((epoch, position, seeds))
+        return out
+
+    consume = ray_cluster.remote(num_cpus=0)(consume_stream)
+    ranks = ray_cluster.get([consume.remote(iterators[r]["train"]) for r in range(2)])
+
+    per_rank = num_batches_per_rank(streams.store_dir, "train", 8, 2)
+    for got in ranks:
+        assert [p for _, p, _ in got] == list(range(2 * per_rank))
+        assert [e for e, _, _ in got] == [0] * per_rank + [1] * per_rank
+        assert all(0 < len(seeds) <= 8 for _, _, seeds in got)
+    orders = []
+    for epoch in (0, 1):
+        seen = [s for got in ranks for e, _, seeds in got if e == epoch for s in seeds]
+        assert sorted(seen) == train
+        orders.append([s for e, _, seeds in ranks[0] if e == epoch for s in seeds])
+    assert orders[0] != orders[1]
+
+    again = streams.data_config(["train"]).configure({"train": dataset}, 2, None, None)
+    resumed = ray_cluster.get(consume.remote(again[1]["train"], start_position=per_rank - 1))
+    assert resumed == ranks[1][per_rank - 1 :]
+
+
+def test_the_plan_cuts_a_multiple_of_the_world_size_without_losing_a_seed(streams) -> None:
+    for world_size in (1, 2, 3, 5):
+        plan = EpochPlan(streams.store_dir, "train", 8, 1, True, 0)
+        batches = plan.epoch(0, world_size)
+        assert len(batches) % world_size == 0
+        assert len(batches) == world_size * plan.batches_per_rank(world_size)
+        seeds = np.concatenate([s for _, s in batches])
+        assert len(np.unique(seeds)) == len(seeds)
+        assert max(len(s) for _, s in batches) <= 8
+        assert plan.epoch(0, world_size)[0][1].tolist() == batches[0][1].tolist()
+    with pytest.raises(ValueError, match="fewer than the 10000 workers"):
+        EpochPlan(streams.store_dir, "train", 8, 1, True, 0).batches_per_rank(10_000)

@@ -1,0 +1,72 @@
+"""A store of another format version, or a damaged or missing partition file, is a clear error."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from netgpt.graph.build import build_graph
+from netgpt.graph.store import META_FILE, StoreError, open_partition, partition_dir, read_meta
+
+
+@pytest.fixture()
+def store(tables_dir, tmp_path, ray_cluster, graph_config):
+    out = tmp_path / "store"
+    build_graph(tables_dir, graph_config(num_partitions=2, partitioner="hash"), out)
+    return out
+
+
+def test_meta_records_types_counts_dims_and_partitions(store) -> None:
+    meta = read_meta(store)
+    assert len(meta["node_types"]) == 15 and len(meta["edge_types"]) == 17
+    assert meta["feature_dims"]["title"] == 16 and meta["feature_dims"]["comment"] == 20
+    assert meta["feature_dims"]["video"] == 3 and meta["feature_dims"]["fans"] == 1
+    assert len(meta["partitions"]) == 2 and meta["num_hops"] == 2
+    assert sum(p["num_seeds"] for p in meta["partitions"]) == sum(
+        n for p in meta["partitions"] for n in p["seeds_per_split"].values()
+    )
+    assert meta["build"]["missing_content_vectors"] == meta["build"]["videos"]
+
+
+def test_another_format_version_is_an_error(store) -> None:
+    meta = json.loads((store / META_FILE).read_text())
+    meta["format_version"] = 999
+    (store / META_FILE).write_text(json.dumps(meta))
+    with pytest.raises(StoreError, match=r"meta.json: store format version 999, this code reads version"):
+        read_meta(store)
+
+
+def test_missing_partition_file_names_it(store) -> None:
+    (partition_dir(store, 1) / "x_title.npy").unlink()
+    open_partition(store, 0)
+    with pytest.raises(StoreError, match=r"part-00001/x_title.npy: missing partition file"):
+        open_partition(store, 1)
+
+
+def test_truncated_partition_file_names_it(store) -> None:
+    path = partition_dir(store, 0) / "comment_x.npy"
+    path.write_bytes(path.read_bytes()[:-7])
+    with pytest.raises(StoreError, match=r"part-00000/comment_x.npy: damaged partition file"):
+        open_partition(store, 0)
+
+
+def test_damaged_header_names_the_file(store) -> None:
+    path = partition_dir(store, 0) / "history_idx.npy"
+    data = bytearray(path.read_bytes())
+    data[:6] = b"garbag"
+    path.write_bytes(bytes(data))
+    with pytest.raises(StoreError, match=r"part-00000/history_idx.npy: damaged partition file"):
+        open_partition(store, 0)
+
+
+def test_a_failed_build_leaves_the_old_store_in_place(store, tables_dir, graph_config) -> None:
+    before = (store / META_FILE).read_text()
+    broken = store.parent / "broken_tables"
+    shutil.copytree(tables_dir, broken)
+    (broken / "comments.parquet").write_bytes(b"not parquet")
+    with pytest.raises(Exception, match="comments.parquet"):
+        build_graph(broken, graph_config(num_partitions=2), store)
+    assert (store / META_FILE).read_text() == before
+    assert not [p for p in store.parent.iterdir() if p.name.startswith(".store.tmp")]
