@@ -18,17 +18,18 @@ def test_rgcn_layer_is_the_relational_mean_rule(feature_dims, make_batch):
     """One layer by hand: sum over relations of mean(in-neighbours) @ W_r, plus h @ W_self + bias, ReLU."""
     model = encoder("rgcn", feature_dims, num_layers=1)
     batch = make_batch(num_seeds=2, num_videos=4)
-    conv = model.layers[0]
+    layer = model.layers[0]
     with torch.no_grad():
         h = model.project_inputs(batch)
         expected = []
         for seed in range(2):
-            total = h[VIDEO][seed] @ conv.root + conv.bias
-            for r, (src, _, _) in enumerate(EDGE_TYPES):
-                edges = batch[EDGE_TYPES[r]].edge_index
+            total = layer.self_loop(h[VIDEO][seed])
+            for et in EDGE_TYPES:
+                edges = batch[et].edge_index
                 neighbours = edges[0, edges[1] == seed]
                 if len(neighbours):
-                    total = total + h[src][neighbours].mean(0) @ conv.weight[r]
+                    weight = layer.relations.convs[et].lin_l.weight
+                    total = total + h[et[0]][neighbours].mean(0) @ weight.T
             expected.append(torch.relu(total))
         got = model(batch).summary
     torch.testing.assert_close(got, torch.stack(expected))

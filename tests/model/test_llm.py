@@ -49,6 +49,7 @@ def smollm2_folder(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.mark.timeout(300)
 def test_pretrained_smollm2_forward_backward(smollm2_folder, make_batch, feature_dims):
     cfg = ModelConfig(hidden_size=32, llm_path=str(smollm2_folder), max_prompt_tokens=256)
     tokenizer = load_tokenizer(cfg)
