@@ -30,6 +30,7 @@ import torch.distributed as dist
 
 DS_TAG = "ds"
 STATE_FILE = "trainer_state.json"
+FINAL_METRICS = "final_metrics.json"
 
 
 @dataclass
@@ -136,3 +137,9 @@ def save_best(engine, run_dir: Path, stage_name: str, state: TrainerState, rank:
         shutil.rmtree(old, ignore_errors=True)
     dist.barrier()
     return final
+
+
+def write_json_atomically(path: Path, payload: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False), encoding="utf-8")
+    os.replace(tmp, path)

@@ -41,6 +41,8 @@ def build_engine(
 
     from netgpt.model.netgpt import NetGPT
 
+    # DeepSpeed's comm layer must wrap Ray's process group before zero.Init, or zero.Init sees world size 1.
+    deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo")
     llm_hidden = _llm_hidden_size(config)
     ds_config = build_ds_config(config.train, world_size, llm_hidden)
     seed_everything(config.train.seed)

@@ -10,7 +10,9 @@ checkpoint.
 
 from __future__ import annotations
 
+import copy
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,12 +20,13 @@ from typing import Any
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import ray
-from netgpt.graph.loader import GraphStreams
 from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchConfig, TorchTrainer
 
 from netgpt.config import NetGPTConfig, save_config
+from netgpt.graph.loader import GraphStreams
 from netgpt.graph.store import read_meta
+from netgpt.train.checkpoint import FINAL_METRICS
 from netgpt.train.progress import ProgressActor, run_with_progress
 from netgpt.train.worker import train_loop_per_worker
 
@@ -35,7 +38,7 @@ class TrainResult:
     run_dir: Path
     """The run's folder: checkpoints, `tensorboard/`, `best/`, `model/` (the HF-format NetGPT), config."""
     metrics: dict[str, float]
-    """The last metrics rank 0 reported (test metrics when the test split was evaluated)."""
+    """`final_metrics.json` of rank 0: test metrics (when scored), ZeRO parameter shares, global step."""
     progress: dict[str, Any]
     """The progress actor's last snapshot: validation summaries, worker pids, resumes."""
 
@@ -70,8 +73,18 @@ def prepare_tokenizer(config: NetGPTConfig, run_dir: Path) -> Path:
     return folder
 
 
+def with_absolute_paths(config: NetGPTConfig) -> NetGPTConfig:
+    """A copy whose data and store paths are absolute: workers and actors do not share the driver's cwd."""
+    config = copy.deepcopy(config)
+    config.data.tables_dir = str(Path(config.data.tables_dir).resolve())
+    config.graph.store_dir = str(Path(config.graph.store_dir).resolve())
+    config.train.storage_path = str(Path(config.train.storage_path).resolve())
+    return config
+
+
 def build_trainer(config: NetGPTConfig, progress=None, evaluate_test: bool = True) -> TorchTrainer:
     """The run's `TorchTrainer`: scaling, storage, retention, failures, one stream per stage and split."""
+    config = with_absolute_paths(config)
     train_cfg = config.train
     run_dir = run_dir_of(config)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -122,17 +135,36 @@ def build_trainer(config: NetGPTConfig, progress=None, evaluate_test: bool = Tru
     )
 
 
-def train(config: NetGPTConfig, show_progress: bool = True, evaluate_test: bool = True) -> TrainResult:
-    """Run (or resume) the whole curriculum on the current Ray cluster (a local one if none is running)."""
+def local_ray_resources(config: NetGPTConfig) -> dict[str, Any]:
+    """`ray.init` arguments: join a running cluster (RAY_ADDRESS, or inside `ray job submit`), else start one.
+
+    A local cluster gets enough logical CPUs for the Train workers, the sampler actors and Ray Data's tasks
+    even on a 2-core machine (logical CPUs are slots, not cores: they oversubscribe, they do not deadlock)."""
+    if os.environ.get("RAY_ADDRESS"):
+        return {}
+    train_cfg, graph_cfg = config.train, config.graph
+    slots = (
+        train_cfg.num_workers * train_cfg.cpus_per_worker
+        + graph_cfg.num_partitions * graph_cfg.samplers_per_partition
+        + 4
+    )
+    return {"num_cpus": max(slots, os.cpu_count() or 1), "include_dashboard": False, "log_to_driver": False}
+
+
+def train(
+    config: NetGPTConfig, show_progress: bool = True, evaluate_test: bool = True, progress=None
+) -> TrainResult:
+    """Run (or resume) the whole curriculum on the current Ray cluster (a local one if none is running).
+
+    `progress`: a `ProgressActor` to post to (made when None); a caller may watch it during the run."""
     if not ray.is_initialized():
-        ray.init()
-    progress = ProgressActor.remote()
+        ray.init(**local_ray_resources(config))
+    progress = progress or ProgressActor.remote()
     trainer = build_trainer(config, progress, evaluate_test)
     result = run_with_progress(trainer.fit, progress, show=show_progress)
     if result.error is not None:
         raise result.error
     snapshot = ray.get(progress.snapshot.remote())
-    metrics = dict(result.metrics or {})
     run_dir = run_dir_of(config)
-    (run_dir / "final_metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False))
+    metrics = json.loads((run_dir / FINAL_METRICS).read_text(encoding="utf-8"))
     return TrainResult(run_dir=run_dir, metrics=metrics, progress=snapshot)

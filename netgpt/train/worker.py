@@ -19,11 +19,18 @@ import numpy as np
 import ray.train
 import torch
 import torch.distributed as dist
-from netgpt.graph.loader import iter_graph_batches, num_batches_per_rank
 
 from netgpt.config import NetGPTConfig, StageConfig
+from netgpt.graph.loader import iter_graph_batches, num_batches_per_rank
 from netgpt.metrics import Metrics, compute_metrics
-from netgpt.train.checkpoint import TrainerState, load_checkpoint, save_best, save_checkpoint
+from netgpt.train.checkpoint import (
+    FINAL_METRICS,
+    TrainerState,
+    load_checkpoint,
+    save_best,
+    save_checkpoint,
+    write_json_atomically,
+)
 from netgpt.train.ds_config import zero_stage
 from netgpt.train.engine import avoid_jit_builds, build_engine, param_count
 from netgpt.train.monitor import StepMeter, TensorBoardLog
@@ -65,9 +72,20 @@ class Curriculum:
         self.llm_params = param_count(self.model.llm)
         self.encoder_params = param_count(self.model.encoder)
         self.log = TensorBoardLog(self.run_dir / "tensorboard" if self.rank == 0 else None)
+        self.param_shares = self._param_shares()
         self.state = TrainerState()
         if self.progress is not None:
             self.progress.worker.remote(self.rank, os.getpid())
+
+    def _param_shares(self) -> dict[str, float]:
+        """Each rank's share of the parameters it holds (about 1/world under ZeRO-3), for logs and tests."""
+        held = sum(
+            p.ds_tensor.numel() if hasattr(p, "ds_tensor") else p.numel() for p in self.model.parameters()
+        )
+        shares = torch.zeros(self.world)
+        shares[self.rank] = held / max(1, param_count(self.model))
+        dist.all_reduce(shares)
+        return {f"zero/param_share_rank{r}": float(share) for r, share in enumerate(shares)}
 
     # ---------------------------------------------------------------- resume
     def resume(self) -> None:
@@ -84,13 +102,12 @@ class Curriculum:
 
     # ---------------------------------------------------------------- stages
     def streams(self, stage: StageConfig) -> StageStreams:
-        train = ray.train.get_dataset_shard(f"train_{stage.name}")
-        val = ray.train.get_dataset_shard(f"val_{stage.name}")
+        store, size = self.config.graph.store_dir, stage.micro_batch_size
         return StageStreams(
-            train=train,
-            val=val,
-            train_batches=num_batches_per_rank(train),
-            val_batches=num_batches_per_rank(val),
+            train=ray.train.get_dataset_shard(f"train_{stage.name}"),
+            val=ray.train.get_dataset_shard(f"val_{stage.name}"),
+            train_batches=num_batches_per_rank(store, "train", size, self.world),
+            val_batches=num_batches_per_rank(store, "val", size, self.world),
         )
 
     def run_stage(self, index: int, stage: StageConfig) -> None:
@@ -229,7 +246,8 @@ class Curriculum:
         """Score the final model on the test split with every source of the last stage."""
         shard = ray.train.get_dataset_shard("test")
         stage = self.config.train.stages[-1]
-        results, _ = self.evaluate(stage, iter_graph_batches(shard), num_batches_per_rank(shard))
+        count = num_batches_per_rank(self.config.graph.store_dir, "test", stage.micro_batch_size, self.world)
+        results, _ = self.evaluate(stage, iter_graph_batches(shard), count)
         scalars: dict[str, float] = {}
         for source, metrics in results.items():
             scalars.update(metrics.scalars(prefix=f"test/{source}/"))
@@ -272,6 +290,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     scalars = trainer.test() if loop_config.get("evaluate_test", True) else {}
     trainer.export()
     trainer.log.close()
-    ray.train.report({**scalars, "global_step": trainer.state.global_step, "done": 1.0})
+    final = {**scalars, **trainer.param_shares, "global_step": trainer.state.global_step}
+    if trainer.rank == 0:
+        write_json_atomically(trainer.run_dir / FINAL_METRICS, final)
     dist.barrier()
     dist.destroy_process_group()

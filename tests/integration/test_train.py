@@ -1,0 +1,122 @@
+"""The whole curriculum on Ray Train + DeepSpeed ZeRO-3 with 2 CPU workers: three stages, checkpoints,
+TensorBoard, the HF export, a worker killed mid-run (resume to the same weights)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import ray
+import torch
+from safetensors.torch import load_file
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from netgpt.model.netgpt import NetGPT
+from netgpt.train.progress import ProgressActor
+from netgpt.train.run import train
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def baseline(data_dir, tmp_path_factory, make_config):
+    """One uninterrupted run of the tiny config (shared by the tests below)."""
+    config = make_config(data_dir, tmp_path_factory.mktemp("runs"), "baseline")
+    return config, train(config, show_progress=False)
+
+
+def _weights(model_dir: Path) -> dict[str, torch.Tensor]:
+    tensors = {}
+    for file in sorted(model_dir.rglob("*.safetensors")):
+        for name, value in load_file(file).items():
+            tensors[f"{file.relative_to(model_dir)}:{name}"] = value
+    return tensors
+
+
+@pytest.mark.timeout(420)
+def test_three_stages_on_two_zero3_workers(baseline):
+    config, result = baseline
+    metrics = result.metrics
+    total_steps = sum(stage.max_steps for stage in config.train.stages)
+    assert metrics["global_step"] == total_steps
+    for rank in range(2):
+        assert 0.4 < metrics[f"zero/param_share_rank{rank}"] < 0.6, metrics
+    for source in ("graph", "answer", "regression"):
+        assert 0.0 <= metrics[f"test/{source}/acc"] <= 1.0
+        assert metrics[f"test/{source}/count"] > 0
+    for stage in config.train.stages:
+        assert (result.run_dir / "best" / stage.name / "trainer_state.json").is_file(), stage.name
+    model = NetGPT.from_pretrained(result.run_dir / "model")
+    assert sum(p.numel() for p in model.parameters()) > 0
+    assert len(result.progress["summaries"]) >= len(config.train.stages)
+
+
+@pytest.mark.timeout(120)
+def test_tensorboard_events_read_back(baseline):
+    config, result = baseline
+    events = EventAccumulator(str(result.run_dir / "tensorboard"), size_guidance={"scalars": 0, "images": 0})
+    events.Reload()
+    scalars = set(events.Tags()["scalars"])
+    for tag in (
+        "train/loss",
+        "train/graph_regression",
+        "train/answer_ce",
+        "train/prompt_regression",
+        "train/lr",
+        "train/grad_norm",
+        "perf/samples_per_s",
+        "perf/tokens_per_s",
+        "perf/data_wait_share",
+        "perf/memory_gb",
+        "val/graph_pretrain/graph/mae",
+        "val/alignment/answer/acc",
+        "val/finetune/regression/mse",
+        "test/regression/acc",
+    ):
+        assert tag in scalars, (tag, sorted(scalars))
+    losses = events.Scalars("train/loss")
+    assert [e.step for e in losses] == list(range(1, metrics_steps(config) + 1))
+    assert all(e.value == e.value for e in losses)
+    assert "val/finetune/regression/confusion" in events.Tags()["images"]
+    assert any(tag.startswith("val/finetune/predictions") for tag in events.Tags()["tensors"])
+
+
+def metrics_steps(config) -> int:
+    return sum(stage.max_steps for stage in config.train.stages)
+
+
+@pytest.mark.timeout(480)
+def test_worker_killed_mid_run_resumes_to_the_same_weights(data_dir, baseline, tmp_path_factory, make_config):
+    _, base = baseline
+    config = make_config(data_dir, tmp_path_factory.mktemp("runs"), "killed")
+    progress = ProgressActor.remote()
+    outcome = {}
+    runner = threading.Thread(
+        target=lambda: outcome.update(result=train(config, show_progress=False, progress=progress)),
+        daemon=True,
+    )
+    runner.start()
+    killed = None
+    deadline = time.monotonic() + 300
+    while runner.is_alive() and killed is None and time.monotonic() < deadline:
+        snapshot = ray.get(progress.snapshot.remote())
+        stage = snapshot["stage"]
+        checkpoints = list((Path(config.train.storage_path) / "killed").glob("step-*"))
+        if stage and stage["index"] == 1 and checkpoints and 1 in snapshot["pids"]:
+            killed = snapshot["pids"][1]
+            os.kill(killed, signal.SIGKILL)
+        time.sleep(0.05)
+    runner.join(timeout=360)
+    assert killed is not None, "the run ended before a worker could be killed mid-stage"
+    result = outcome["result"]
+    assert result.progress["resumed_from"], "the run did not resume from a checkpoint"
+    assert result.progress["pids"][1] != killed
+    assert result.metrics["global_step"] == metrics_steps(config)
+    expected, got = _weights(base.run_dir / "model"), _weights(result.run_dir / "model")
+    assert expected.keys() == got.keys()
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name], rtol=0, atol=1e-6, msg=name)
