@@ -172,3 +172,20 @@ def test_hgt_encoder_in_netgpt(model_cfg, tokenizer, make_batch, feature_dims):
     out = model(batch, prompts, {"answer_ce": 1.0, "graph_regression": 1.0})
     out.loss.backward()
     assert model.encoder.input_proj["title"].weight.grad.abs().sum() > 0
+
+
+def test_graph_tokens_replace_the_pad_embeddings_in_order(model_cfg, tokenizer, make_batch, feature_dims):
+    cfg = ModelConfig(**{**model_cfg.__dict__, "num_graph_tokens": 3})
+    model = NetGPT.build(cfg, feature_dims, tokenizer)
+    batch = make_batch()
+    batch.seed_fields[1]["title"] = "a longer title, so the rows are padded differently"
+    prompts = model.prompt_builder().encode(batch.seed_fields, with_answer=True)
+    with torch.no_grad():
+        tokens = model.encoder(batch).tokens
+        embeds = model._embed(tokens, prompts)
+        projected = model.projector(tokens)
+        plain = model.llm.get_input_embeddings()(prompts.input_ids)
+    pads = prompts.input_ids == model.graph_pad_id
+    for row in range(2):
+        assert torch.equal(embeds[row][pads[row]], projected[row])
+        assert torch.equal(embeds[row][~pads[row]], plain[row][~pads[row]])
