@@ -28,7 +28,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     config = load_config(args.config, args.overrides)
     result = train(config, show_progress=False, evaluate_test=not args.no_test)
-    print(json.dumps({"run_dir": str(result.run_dir), **result.metrics}, ensure_ascii=False))
+    summary = {
+        "run_dir": str(result.run_dir),
+        "resumed_from": result.progress["resumed_from"],
+        **result.metrics,
+    }
+    print(json.dumps(summary, ensure_ascii=False))
     return 0
 
 

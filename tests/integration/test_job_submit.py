@@ -1,0 +1,136 @@
+"""A real `ray start --head` on loopback (own ports, own temp dir, token auth on) and `ray job submit` of
+`ray_jobs/train.py` with the tiny config; a second submission resumes from the first one's checkpoints."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets, ports = [], []
+    for _ in range(count):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        sockets.append(s)
+        ports.append(s.getsockname()[1])
+    for s in sockets:
+        s.close()
+    return ports
+
+
+@pytest.fixture()
+def loopback_cluster():
+    """`ray start --head --block` in its own process group; stopped by signalling that group only."""
+    # a short temp dir: Ray's socket paths have a length limit
+    temp_dir = tempfile.mkdtemp(prefix="ngt-ray-", dir="/tmp")
+    gcs, dashboard, client, agent_http, agent_grpc, metrics, env_agent, node_manager, object_manager = (
+        _free_ports(9)
+    )
+    low = 20000 + (os.getpid() % 200) * 100
+    command = [
+        str(BIN / "ray"), "start", "--head", "--block", "--disable-usage-stats",
+        "--node-ip-address", "127.0.0.1", "--dashboard-host", "127.0.0.1", "--include-dashboard", "true",
+        "--temp-dir", temp_dir, "--num-cpus", "8",
+        "--port", str(gcs), "--dashboard-port", str(dashboard), "--ray-client-server-port", str(client),
+        "--dashboard-agent-listen-port", str(agent_http), "--dashboard-agent-grpc-port", str(agent_grpc),
+        "--metrics-export-port", str(metrics), "--runtime-env-agent-port", str(env_agent),
+        "--node-manager-port", str(node_manager), "--object-manager-port", str(object_manager),
+        "--min-worker-port", str(low), "--max-worker-port", str(low + 99),
+    ]  # fmt: skip
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
+    env.pop("RAY_ADDRESS", None)
+    log = open(Path(temp_dir) / "head.log", "wb")  # noqa: SIM115  (closed in the finally below)
+    head = subprocess.Popen(command, env=env, start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
+    address = f"http://127.0.0.1:{dashboard}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            probe = subprocess.run(
+                [str(BIN / "ray"), "job", "list", "--address", address],
+                env={**env, "RAY_AUTH_MODE": "token"},
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            if probe.returncode == 0:
+                break
+            if head.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the head did not come up: {probe.stderr[-2000:]}")
+            time.sleep(2)
+        yield address, env
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+            head.wait(timeout=10)
+        log.close()
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _submit(address: str, env: dict, preset: Path) -> dict:
+    """Submit `ray_jobs/train.py --config PRESET`; returns the JSON summary line the job prints."""
+    job = subprocess.run(
+        [
+            str(BIN / "ray"),
+            "job",
+            "submit",
+            "--address",
+            address,
+            "--working-dir",
+            str(REPO),
+            "--",
+            "python",
+            "ray_jobs/train.py",
+            "--config",
+            str(preset),
+        ],  # fmt: skip
+        env={**env, "RAY_AUTH_MODE": "token"},
+        capture_output=True,
+        text=True,
+        timeout=420,
+    )
+    assert job.returncode == 0, job.stdout[-4000:] + job.stderr[-4000:]
+    lines = [line[line.index('{"run_dir"') :] for line in job.stdout.splitlines() if '{"run_dir"' in line]
+    assert lines, job.stdout[-4000:]
+    return json.loads(lines[-1])
+
+
+@pytest.mark.timeout(600)
+def test_ray_job_submit_trains_and_a_resubmission_resumes(loopback_cluster, data_dir, make_config, tmp_path):
+    from netgpt.config import to_yaml
+
+    address, env = loopback_cluster
+    config = make_config(data_dir, tmp_path / "runs", "job")
+    total_steps = sum(stage.max_steps for stage in config.train.stages)
+    preset = tmp_path / "tiny.yaml"
+    preset.write_text(to_yaml(config), encoding="utf-8")
+
+    first = _submit(address, env, preset)
+    assert first["global_step"] == total_steps
+    assert first["resumed_from"] == []
+    assert (Path(first["run_dir"]) / "model" / "netgpt_config.json").is_file()
+
+    second = _submit(address, env, preset)
+    assert second["resumed_from"] == [total_steps], (
+        "the resubmitted job did not resume from the last checkpoint"
+    )
+    assert second["global_step"] == total_steps
+    assert second["test/regression/acc"] == pytest.approx(first["test/regression/acc"])
