@@ -90,8 +90,9 @@ class GraphConfig:
     """Folder of the partitioned graph store (`meta.json` + one folder per partition)."""
     num_partitions: int = 2
     """K: how many partitions the store is split into (one sampler actor each)."""
-    partitioner: str = "metis"
-    """`metis` (pymetis over the video-level graph), `topic` (whole topics per part) or `hash`."""
+    partitioner: str = "topic"
+    """`topic` (whole topics per part: the smallest halos measured), `metis` (pymetis over the video-level
+    graph) or `hash`; see `netgpt/graph/partition.py`."""
     text: TextEncoderConfig = field(default_factory=TextEncoderConfig)
     """Text feature encoder."""
     time_dim: int = 8

@@ -1,9 +1,16 @@
 """Assign every sample to one of K partitions; all states of a video always share a partition.
 
-`metis` cuts the video-level graph with pymetis: one vertex per video (weighted by its seed samples), edges
-between consecutive videos of every topic and author group (a chain per group keeps the graph linear in the
-data; METIS then keeps groups together, which keeps each partition's halo small). `topic` packs whole topics
-into the lightest partition, largest first; `hash` spreads videos by a fixed integer hash.
+What a partition costs: its seeds plus everything within L hops against the edges. A seed of a topic (or
+author) group reaches the group's whole causal prefix, so a partition holding any late seed of a group pays
+for nearly the whole group, however few of the group's videos it owns; cutting a group is what makes halos.
+
+`topic` packs whole topics into the lightest partition, largest first (the default: topics are the largest
+groups, so keeping them whole removes the largest halo term). `metis` cuts a video-level graph with pymetis:
+one vertex per video (weighted by its seed samples) and one hub vertex per group (weight 0), each video
+joined to its topic hub and its author hub, topic edges far heavier, so METIS keeps topics whole first and
+authors second. (Chaining consecutive group members instead made a time cut cost one edge per group, so METIS
+split by time; yet under causal prefixes the later side of a time cut still needs all the earlier side.)
+`hash` spreads videos by a fixed integer hash.
 """
 
 from __future__ import annotations
@@ -54,26 +61,36 @@ def _topic_videos(topology: Topology, num_partitions: int) -> np.ndarray:
     return topic_part[first_topic]
 
 
+TOPIC_EDGE_WEIGHT = 1000
+"""METIS weight of a video-to-topic-hub edge (video-to-author-hub edges weigh 1): cutting a topic costs its
+whole prefix in the other partition, cutting an author only the author's (tens of samples, not hundreds)."""
+
+
 def _metis_videos(topology: Topology, num_partitions: int) -> np.ndarray:
     import pymetis
 
     num_videos = len(topology.video_ids)
-    sources, targets = [], []
-    for group in topology.groups.values():
-        ordered_videos = topology.video[group.members]
-        same_group = group.gid[group.members][1:] == group.gid[group.members][:-1]
-        a, b = ordered_videos[:-1][same_group], ordered_videos[1:][same_group]
-        keep = a != b
-        sources.append(a[keep])
-        targets.append(b[keep])
-    src = np.concatenate([*sources, *targets])
-    dst = np.concatenate([*targets, *sources])
-    pairs = np.unique(np.stack([src, dst], axis=1), axis=0) if len(src) else np.zeros((0, 2), np.int64)
-    xadj = np.zeros(num_videos + 1, dtype=np.int64)
-    np.cumsum(np.bincount(pairs[:, 0], minlength=num_videos), out=xadj[1:])
+    videos = np.arange(num_videos)
+    sources, hubs, weights = [], [], []
+    next_hub = num_videos
+    for name, group in topology.groups.items():
+        group_of_video = np.zeros(num_videos, dtype=np.int64)
+        group_of_video[topology.video] = group.gid
+        sources.append(videos)
+        hubs.append(next_hub + group_of_video)
+        weights.append(np.full(num_videos, TOPIC_EDGE_WEIGHT if name == "has_same_topic_as" else 1))
+        next_hub += len(group.gptr) - 1
+    source, hub, weight = np.concatenate(sources), np.concatenate(hubs), np.concatenate(weights)
+    src, dst = np.concatenate([source, hub]), np.concatenate([hub, source])
+    order = np.lexsort((dst, src))
+    xadj = np.zeros(next_hub + 1, dtype=np.int64)
+    np.cumsum(np.bincount(src, minlength=next_hub), out=xadj[1:])
+    vertex_weight = np.zeros(next_hub, dtype=np.int64)
+    vertex_weight[:num_videos] = _seed_weight(topology)
     _, parts = pymetis.part_graph(
         num_partitions,
-        pymetis.CSRAdjacency(xadj.tolist(), pairs[:, 1].tolist()),
-        vweights=_seed_weight(topology).astype(np.int64).tolist(),
+        pymetis.CSRAdjacency(xadj.tolist(), dst[order].tolist()),
+        vweights=vertex_weight.tolist(),
+        eweights=np.concatenate([weight, weight])[order].tolist(),
     )
-    return np.asarray(parts, dtype=np.int64)
+    return np.asarray(parts[:num_videos], dtype=np.int64)

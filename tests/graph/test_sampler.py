@@ -95,12 +95,23 @@ def stores(tables_dir: Path, tmp_path_factory, ray_cluster, graph_config) -> dic
     return out
 
 
-@pytest.mark.parametrize("k", [1, 2, 4])
-def test_full_fanout_equals_whole_graph_k_hop(stores, whole: WholeGraph, k: int) -> None:
-    meta = read_meta(stores[k])
+@pytest.fixture(scope="module")
+def topic_store(tables_dir: Path, tmp_path_factory, ray_cluster, graph_config) -> Path:
+    out = tmp_path_factory.mktemp("store4-topic")
+    build_graph(tables_dir, graph_config(num_partitions=4, partitioner="topic"), out)
+    return out
+
+
+@pytest.mark.parametrize(("k", "partitioner"), [(1, "metis"), (2, "metis"), (4, "metis"), (4, "topic")])
+def test_full_fanout_equals_whole_graph_k_hop(
+    request: pytest.FixtureRequest, stores, whole: WholeGraph, k: int, partitioner: str
+) -> None:
+    store = request.getfixturevalue("topic_store") if partitioner == "topic" else stores[k]
+    meta = read_meta(store)
+    assert meta["partitioner"] == (partitioner if k > 1 else "single")
     checked = 0
     for index in range(k):
-        sampler = NeighborSampler(open_partition(stores[k], index, meta), [-1, -1], num_hops=2)
+        sampler = NeighborSampler(open_partition(store, index, meta), [-1, -1], num_hops=2)
         seeds = sampler.seed_sample_ids
         for chosen in (seeds[:1], seeds[::3][:6], seeds[::-5][:4]):
             batch = sampler.sample(chosen, np.random.default_rng(1))

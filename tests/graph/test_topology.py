@@ -31,6 +31,19 @@ def test_partitions_cover_every_sample_and_keep_videos_whole(tables_dir, method)
         assert len(set(part[topo.video == video].tolist())) == 1
 
 
+@pytest.mark.parametrize("num_partitions", [2, 3])
+def test_metis_and_topic_keep_topics_whole_where_hash_cuts_them(tables_dir, num_partitions) -> None:
+    """A cut topic costs its whole causal prefix in every partition it touches (partition.py)."""
+    topo = read_topology(tables_dir)
+
+    def topics_cut(method: str) -> int:
+        part = assign_partitions(topo, num_partitions, method)
+        return sum(len(set(part[topo.topic == t].tolist())) > 1 for t in range(len(topo.topic_names)))
+
+    assert topics_cut("topic") == 0
+    assert topics_cut("metis") <= 1 < topics_cut("hash")
+
+
 def test_history_from_the_future_is_an_error(tables_dir, tmp_path) -> None:
     table = pq.read_table(tables_dir / SAMPLES_FILE)
     rows = table.to_pylist()
