@@ -5,9 +5,13 @@ The generative process (log10 units; every draw comes from one `numpy.random.def
 1. Topics: T = clip(videos // 200, 30, 60) (fewer for tiny sets), each a two-word Chinese name with a
    popularity weight ∝ 1 / rank^0.8, a trending centre date uniform over 2024-11-25..2025-01-02 and a spread
    of 2-6 days. Authors: videos // 4, each with a weight ∝ 1 / rank^0.7 (so most have several videos), a home
-   platform (Douyin .30, Kuaishou .20, Xigua .15, Toutiao .15, Bilibili .20), a latent skill s ~ N(0, 0.45)
-   and fans ~ 10^N(3 + 0.8 s, 0.8).
-2. Videos: topic by weight, author by weight, platform = the author's home one (85%) or any; post time =
+   platform (Douyin .30, Kuaishou .20, Xigua .15, Toutiao .15, Bilibili .20), a latent skill s ~ N(0, 0.45),
+   fans ~ 10^N(3 + 0.8 s, 0.8) and home topics: one (70%) or two (30%) distinct topics drawn by topic weight.
+   This is an assumption, not a measurement of XS-Video: short-video creators are niche, posting mostly
+   within one or two topics.
+2. Videos: author by weight; topic = one of the author's home topics (uniformly) with probability
+   `home_topic_share` (default HOME_TOPIC_SHARE = 0.85), else by topic weight over all topics; platform =
+   the author's home one (85%) or any, so every topic still spans platforms; post time =
    the topic's centre + N(0, spread) days, clipped to the posting window, at a random time of day. The
    title holds the topic's words as #hashtags and 0-2 "effect words": each of HOT_WORDS adds +0.35, each of
    COLD_WORDS adds -0.35 to z.
@@ -58,6 +62,8 @@ WORD_EFFECT = 0.35
 HEAT_EFFECT = 0.3
 NOISE_SD = 0.3
 BASE_Z = 1.3
+HOME_TOPIC_SHARE = 0.85
+TWO_HOME_TOPICS = 0.3
 
 _TOPIC_WORDS_TEXT = (
     "冬日 夜景 美食 旅行 萌宠 亚冬会 跨年 春运 雪景 火锅 科技 新能源 篮球 足球 电影 音乐 读书 考研 健身 "
@@ -134,6 +140,16 @@ def _zipf_weights(n: int, exponent: float) -> np.ndarray:
     return weights / weights.sum()
 
 
+def _home_topics(rng: np.random.Generator, topic_weights: np.ndarray, n_authors: int) -> np.ndarray:
+    """Per author, two distinct topics drawn by weight without replacement (one when there is one topic).
+
+    Gumbel top-k: the k largest of log(weight) + Gumbel noise are a weighted draw without replacement,
+    vectorised over all authors (numpy's `choice(replace=False)` takes one author per call).
+    """
+    keys = np.log(topic_weights) + rng.gumbel(size=(n_authors, len(topic_weights)))
+    return np.argsort(-keys, axis=1, kind="stable")[:, : min(2, len(topic_weights))]
+
+
 def _crawl_days(rng: np.random.Generator, states: int) -> list[int]:
     """Crawl days after posting: `states` of them, 1-11 apart, the last 14-16 (fewer if they don't fit)."""
     last = int(rng.integers(14, 17))
@@ -202,9 +218,11 @@ def _format_time(moment: datetime) -> str:
 class _Generator:
     """Holds the seeded draws; `samples()` yields the released JSON objects in sample-id order."""
 
-    def __init__(self, videos: int, seed: int) -> None:
+    def __init__(self, videos: int, seed: int, home_topic_share: float = HOME_TOPIC_SHARE) -> None:
         if videos < 1:
             raise ValueError(f"videos: expected an integer >= 1, got {videos}")
+        if not 0.0 <= home_topic_share <= 1.0:
+            raise ValueError(f"home_topic_share: expected a share in [0, 1], got {home_topic_share}")
         self.rng = np.random.default_rng(seed)
         self.videos = videos
         self.comment_serial = 0
@@ -226,8 +244,18 @@ class _Generator:
         self.author_skill = rng.normal(0, 0.45, n_authors)
         self.author_fans = 10 ** rng.normal(3 + 0.8 * self.author_skill, 0.8)
 
-        self.topic = rng.choice(n_topics, size=videos, p=_zipf_weights(n_topics, 0.8))
+        topic_weights = _zipf_weights(n_topics, 0.8)
+        home_topics = _home_topics(rng, topic_weights, n_authors)
+        home_count = np.where(rng.random(n_authors) < TWO_HOME_TOPICS, home_topics.shape[1], 1)
+
         self.author = rng.choice(n_authors, size=videos, p=_zipf_weights(n_authors, 0.7))
+        home_pick = rng.integers(0, home_count[self.author])
+        stays_home = rng.random(videos) < home_topic_share
+        self.topic = np.where(
+            stays_home,
+            home_topics[self.author, home_pick],
+            rng.choice(n_topics, size=videos, p=topic_weights),
+        )
         keep_home = rng.random(videos) < 0.85
         self.platform = np.where(
             keep_home, author_home[self.author], rng.choice(len(PLATFORMS), size=videos, p=PLATFORM_WEIGHTS)
@@ -338,14 +366,18 @@ class _Generator:
         return states
 
 
-def write_synthetic(path: str | os.PathLike[str], videos: int, seed: int) -> Path:
+def write_synthetic(
+    path: str | os.PathLike[str], videos: int, seed: int, home_topic_share: float = HOME_TOPIC_SHARE
+) -> Path:
     """Write `videos` synthetic videos (2-5 samples each) as released XS-Video JSON to `path`; return it.
 
-    Same `videos` and `seed`, same bytes. Written to a temporary name beside `path`, then renamed.
+    `home_topic_share`: the chance that a video's topic is one of its author's home topics (0 draws every
+    topic independently of the author). Same arguments, same bytes. Written to a temporary name beside
+    `path`, then renamed.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    generator = _Generator(videos, seed)
+    generator = _Generator(videos, seed, home_topic_share)
     encoder = json.JSONEncoder(ensure_ascii=False, indent=4)
     with tempfile.NamedTemporaryFile(
         "w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False, encoding="utf-8"

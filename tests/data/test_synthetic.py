@@ -86,7 +86,8 @@ def test_platform_quirks_topics_authors_and_skewed_levels(synthetic):
     topics = {}
     for s in finals:
         topics.setdefault(s["话题"], set()).add(s["平台"])
-    assert 30 <= len(topics) <= 60 and max(len(p) for p in topics.values()) >= 3
+    # 30 topics drawn; with niche authors a few of the rarest may get no video among 400
+    assert 25 <= len(topics) <= 60 and max(len(p) for p in topics.values()) >= 3
     authors = {}
     for s in finals:
         authors[s["发布用户ID"]] = authors.get(s["发布用户ID"], 0) + 1
@@ -103,3 +104,25 @@ def test_planted_signal_title_words_and_author_move_levels(synthetic):
     hot = [s["影响力等级"] for s in finals if "【震撼】" in s["标题"] or "【独家】" in s["标题"]]
     cold = [s["影响力等级"] for s in finals if "【日常】" in s["标题"] or "【记录】" in s["标题"]]
     assert sum(hot) / len(hot) > sum(cold) / len(cold) + 0.3
+
+
+def _top_two_topic_share(finals: list[dict], min_videos: int) -> float:
+    """Over authors with `min_videos`+ videos: the share of their videos in their two commonest topics."""
+    by_author: dict[str, list[str]] = {}
+    for s in finals:
+        by_author.setdefault(s["发布用户ID"], []).append(s["话题"])
+    in_top, total = 0, 0
+    for topics in by_author.values():
+        if len(topics) >= min_videos:
+            counts = sorted((topics.count(t) for t in set(topics)), reverse=True)
+            in_top += sum(counts[:2])
+            total += len(topics)
+    assert total >= 100, "too few prolific authors to measure"
+    return in_top / total
+
+
+def test_authors_post_mostly_in_their_home_topics(tmp_path, synthetic):
+    niche = _top_two_topic_share([states[-1][1] for states in _videos(synthetic[1])], min_videos=5)
+    raw = write_synthetic(tmp_path / "mixed.json", videos=400, seed=3, home_topic_share=0.0).read_text()
+    mixed = _top_two_topic_share([states[-1][1] for states in _videos(json.loads(raw))], min_videos=5)
+    assert niche >= 0.85 and mixed <= 0.6
