@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import ray
 
 from netgpt.config import NetGPTConfig, load_config
 
@@ -59,14 +58,7 @@ def tiny_config(data_dir: Path, run_root: Path, run_name: str, extra: list[str] 
 
 
 @pytest.fixture(scope="session")
-def local_ray():
-    ray.init(address="local", num_cpus=8, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
-@pytest.fixture(scope="session")
-def data_dir(tmp_path_factory, local_ray) -> Path:
+def data_dir(tmp_path_factory, ray_cluster) -> Path:
     """Synthetic data → tables → graph store (120 videos, 2 partitions), built once per session."""
     from netgpt.data.prepare import prepare
     from netgpt.data.synthetic import write_synthetic
