@@ -31,12 +31,16 @@ def metrics_table(metrics: dict[str, float], split: str = "test") -> str:
 
 def run_demo(config: NetGPTConfig) -> dict[str, float]:
     """Generate, import, build the graph, train the three stages, print the test metrics; returns them."""
+    import ray
+
     from netgpt.data.prepare import prepare
     from netgpt.data.synthetic import write_synthetic
     from netgpt.graph.build import build_graph
-    from netgpt.train.run import train
+    from netgpt.train.run import local_ray_resources, train
 
     started = time.perf_counter()
+    if not ray.is_initialized():
+        ray.init(**local_ray_resources(config))
     tables_dir = Path(config.data.tables_dir)
     raw = write_synthetic(
         tables_dir.parent / "xs_video_synthetic.json",

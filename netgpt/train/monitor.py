@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import resource
 import sys
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -41,17 +40,26 @@ def memory_bytes() -> float:
 
 @dataclass
 class StepMeter:
-    """Accumulates a logging window's work and time; `rates()` turns it into per-second figures."""
+    """Accumulates optimizer steps' work and time; `rates()` turns it into per-second figures.
 
+    Time is that of the steps only (waiting for data included, validation and checkpoints not), so that
+    samples/s and the data-wait share describe the training loop itself."""
+
+    steps: int = 0
     samples: int = 0
     tokens: int = 0
     flops: float = 0.0
     wait_s: float = 0.0
-    started: float = field(default_factory=time.perf_counter)
+    busy_s: float = 0.0
+
+    def absorb(self, other: StepMeter) -> None:
+        for name in ("steps", "samples", "tokens", "flops", "wait_s", "busy_s"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
 
     def rates(self, world_size: int) -> dict[str, float]:
-        elapsed = max(time.perf_counter() - self.started, 1e-9)
+        elapsed = max(self.busy_s, 1e-9)
         out = {
+            "perf/step_s": self.busy_s / max(self.steps, 1),
             "perf/samples_per_s": self.samples * world_size / elapsed,
             "perf/tokens_per_s": self.tokens * world_size / elapsed,
             "perf/data_wait_share": self.wait_s / elapsed,

@@ -73,6 +73,8 @@ class Curriculum:
         self.encoder_params = param_count(self.model.encoder)
         self.log = TensorBoardLog(self.run_dir / "tensorboard" if self.rank == 0 else None)
         self.param_shares = self._param_shares()
+        self.totals = StepMeter()
+        """Every step of this process's life (since the last restart), for the run's summary figures."""
         self.state = TrainerState()
         if self.progress is not None:
             self.progress.worker.remote(self.rank, os.getpid())
@@ -132,12 +134,15 @@ class Curriculum:
         meter = StepMeter()
         self._post("stage_update", stage.name, index, state.stage_step, total, None)
         while state.stage_step < total:
+            step_started = time.perf_counter()
             window, last_position = self._next_window(batches, streams.train_batches, accum, meter)
             factor = lr_factor(state.stage_step, total, stage.warmup_steps, stage.min_lr_ratio)
             lr = set_stage_hparams(self.engine.optimizer, stage, active, factor)
             terms = train_step(
                 self.engine, window, stage, self.prompts, meter, (self.llm_params, self.encoder_params)
             )
+            meter.busy_s += time.perf_counter() - step_started
+            meter.steps += 1
             state.stage_step += 1
             state.global_step += 1
             state.position = last_position + 1
@@ -148,6 +153,7 @@ class Curriculum:
                 scalars.update({"train/lr": lr, "train/grad_norm": float(grad_norm or 0.0)})
                 scalars.update(meter.rates(self.world))
                 self.log.scalars(scalars, state.global_step)
+                self.totals.absorb(meter)
                 meter = StepMeter()
             epoch_end = state.position % streams.train_batches == 0
             stage_end = state.stage_step == total
@@ -160,6 +166,7 @@ class Curriculum:
                 break
             if state.global_step % self.config.train.checkpoint_every == 0:
                 save_checkpoint(self.engine, state, {"train_loss": terms["loss"]}, self.rank)
+        self.totals.absorb(meter)
         self.state = TrainerState(
             stage_index=index + 1, global_step=state.global_step, restarts=state.restarts
         )
@@ -290,7 +297,12 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     scalars = trainer.test() if loop_config.get("evaluate_test", True) else {}
     trainer.export()
     trainer.log.close()
-    final = {**scalars, **trainer.param_shares, "global_step": trainer.state.global_step}
+    final = {
+        **scalars,
+        **trainer.param_shares,
+        **{f"run/{k.split('/')[-1]}": v for k, v in trainer.totals.rates(trainer.world).items()},
+        "global_step": trainer.state.global_step,
+    }
     if trainer.rank == 0:
         write_json_atomically(trainer.run_dir / FINAL_METRICS, final)
     dist.barrier()
