@@ -80,3 +80,17 @@ def test_stages_freeze_parts_on_one_zero3_engine(tiny_config, tokenizer, process
         )
         for part in parts:
             assert _changed(before[part], _snapshot(model, part)) == (part in active), (stage.name, part)
+
+
+def test_non_finite_loss_stops_before_the_optimizer_step(tiny_config, tokenizer, process_group, batch_maker):
+    avoid_jit_builds()
+    engine, _ = build_engine(tiny_config, FEATURE_DIMS, tokenizer, world_size=1)
+    stage = tiny_config.train.stages[0]
+    active = freeze_for_stage(engine.module, stage)
+    set_stage_hparams(engine.optimizer, stage, active, 1.0)
+    batch = batch_maker(2, seed=1)
+    batch["video"].y = torch.full_like(batch["video"].y, float("nan"))
+    before = _snapshot(engine.module, "encoder")
+    with pytest.raises(FloatingPointError, match="graph_pretrain"):
+        train_step(engine, [batch], stage, engine.module.prompt_builder(), StepMeter())
+    assert not _changed(before, _snapshot(engine.module, "encoder"))

@@ -1,0 +1,79 @@
+"""Checkpoint shards on a real ZeRO-3 engine (one process): state round trip, resume, and a crash while
+writing the best checkpoint that leaves the previous one intact."""
+
+import json
+
+import pytest
+import ray.train
+import torch
+
+from netgpt.graph.types import feature_dims
+from netgpt.train import checkpoint
+from netgpt.train.checkpoint import TrainerState, load_checkpoint, save_best
+from netgpt.train.engine import avoid_jit_builds, build_engine
+from netgpt.train.monitor import StepMeter
+from netgpt.train.step import train_step
+
+FEATURE_DIMS = feature_dims(text_dim=6, time_dim=4, content_dim=5)
+
+
+@pytest.fixture(scope="module")
+def engine(tokenizer, process_group):
+    from netgpt.config import load_config
+
+    config = load_config(
+        "demo",
+        [
+            "model.hidden_size=16",
+            "model.max_prompt_tokens=512",
+            "model.tiny_llm.hidden_size=32",
+            "model.tiny_llm.num_layers=1",
+            "model.tiny_llm.intermediate_size=64",
+            "train.num_workers=1",
+        ],
+    )
+    avoid_jit_builds()
+    engine, _ = build_engine(config, FEATURE_DIMS, tokenizer, world_size=1)
+    return engine, config
+
+
+def _weights(engine):
+    return [p.ds_tensor.detach().clone() for p in engine.module.parameters()]
+
+
+def test_trainer_state_round_trip():
+    state = TrainerState(stage_index=2, stage_step=5, position=11, global_step=40, best_score=0.5)
+    assert TrainerState.from_json(state.to_json()) == state
+
+
+def test_load_restores_weights_optimizer_rng_and_state(engine, batch_maker, tmp_path):
+    engine, config = engine
+    stage = config.train.stages[0]
+    state = TrainerState(stage_index=0, stage_step=3, position=6, global_step=3)
+    checkpoint._write_shard(engine, tmp_path, state, rank=0)
+    saved, expected_draw = _weights(engine), torch.rand(3)
+    train_step(engine, [batch_maker(2, seed=5)], stage, engine.module.prompt_builder(), StepMeter())
+    assert any(not torch.equal(a, b) for a, b in zip(saved, _weights(engine), strict=True))
+
+    restored = load_checkpoint(engine, ray.train.Checkpoint.from_directory(str(tmp_path)), rank=0)
+    assert all(torch.equal(a, b) for a, b in zip(saved, _weights(engine), strict=True))
+    assert torch.equal(torch.rand(3), expected_draw)
+    assert (restored.stage_step, restored.position, restored.global_step) == (3, 6, 3)
+    assert restored.restarts == 1
+
+
+def test_a_crash_while_writing_the_best_checkpoint_keeps_the_previous_one(engine, tmp_path, monkeypatch):
+    engine, _ = engine
+    first = save_best(engine, tmp_path, "graph_pretrain", TrainerState(global_step=4), rank=0)
+    before = {p.relative_to(first): p.read_bytes() for p in first.rglob("*") if p.is_file()}
+
+    def disk_full(folder, tag):
+        (tmp_path / "best" / ".graph_pretrain.partial" / "half-written").write_bytes(b"\0" * 10)
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(engine, "save_checkpoint", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        save_best(engine, tmp_path, "graph_pretrain", TrainerState(global_step=8), rank=0)
+    after = {p.relative_to(first): p.read_bytes() for p in first.rglob("*") if p.is_file()}
+    assert after == before
+    assert json.loads((first / "trainer_state.json").read_text())["global_step"] == 4
