@@ -43,6 +43,8 @@ class TrainerState:
     """Optimizer steps done in this stage."""
     position: int = 0
     """Micro-batches of this stage's train stream consumed by each rank (the loader skips them on resume)."""
+    epoch: int = 0
+    """Epoch of this stage that the next batch belongs to (`position` // batches per rank per epoch)."""
     validations: int = 0
     """Validations done in this stage (each consumed one epoch of the validation stream)."""
     global_step: int = 0

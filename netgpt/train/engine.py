@@ -55,6 +55,8 @@ def build_engine(
             unset_hf_deepspeed_config()
     else:
         model = NetGPT.build(config.model, feature_dims, tokenizer)
+    if ds_config["bf16"]["enabled"]:
+        _match_llm_dtype(model)
     engine, *_ = deepspeed.initialize(model=model, model_parameters=parameter_groups(model), config=ds_config)
     return engine, ds_config
 
@@ -71,3 +73,13 @@ def _llm_hidden_size(config: NetGPTConfig) -> int:
 def param_count(module: torch.nn.Module) -> int:
     """Full parameter count, also for ZeRO-3 partitioned parameters (whose `numel()` is 0)."""
     return sum(getattr(p, "ds_numel", p.numel()) for p in module.parameters())
+
+
+def _match_llm_dtype(model: torch.nn.Module) -> None:
+    """Cast the parts built outside zero.Init (encoder, projector, heads) to bf16 like the LLM's shards.
+
+    Under bf16 ZeRO-3 the LLM is born in bf16 inside zero.Init, the rest in float32; ZeRO-3 flattens all
+    parameters into one buffer per group and refuses mixed dtypes."""
+    for param in model.parameters():
+        if not hasattr(param, "ds_id") and param.is_floating_point():
+            param.data = param.data.to(torch.bfloat16)

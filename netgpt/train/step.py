@@ -13,6 +13,12 @@ def encode_prompts(prompt_builder, batch, with_answer: bool, device: torch.devic
     return prompt_builder.encode(batch.seed_fields, with_answer=with_answer).to(device)
 
 
+def autocast(engine):
+    """bf16 autocast when the engine holds bf16 weights: float32 graph features meet bf16 layers, and
+    losses stay in float32 (autocast's rule for them)."""
+    return torch.autocast(engine.device.type, dtype=torch.bfloat16, enabled=engine.bfloat16_enabled())
+
+
 def train_step(
     engine,
     window: list,
@@ -42,7 +48,8 @@ def train_step(
         batch = batch.to(engine.device)
         prompts = encode_prompts(prompt_builder, batch, True, engine.device) if stage.uses_llm else None
         engine.set_gradient_accumulation_boundary(i == len(window) - 1)
-        out = engine(batch, prompts, dict(stage.losses))
+        with autocast(engine):
+            out = engine(batch, prompts, dict(stage.losses))
         finite &= bool(torch.isfinite(out.loss).item())
         engine.backward(out.loss * (sizes[i] * world / total_seeds.item()), scale_wrt_gas=False)
         for name, value in {"loss": out.loss, **out.losses}.items():

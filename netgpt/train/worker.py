@@ -40,7 +40,7 @@ from netgpt.train.stages import (
     reset_optimizer_state,
     set_stage_hparams,
 )
-from netgpt.train.step import encode_prompts, train_step
+from netgpt.train.step import autocast, encode_prompts, train_step
 
 
 @dataclass
@@ -146,6 +146,7 @@ class Curriculum:
             state.stage_step += 1
             state.global_step += 1
             state.position = last_position + 1
+            state.epoch = state.position // streams.train_batches
             self._post("stage_update", stage.name, index, state.stage_step, total, terms["loss"])
             if state.global_step % self.config.train.log_every == 0 or state.stage_step == total:
                 grad_norm = self.engine.get_global_grad_norm()
@@ -198,12 +199,14 @@ class Curriculum:
             _epoch, _position, batch = next(batches)
             batch = batch.to(self.device)
             prompts = encode_prompts(self.prompts, batch, False, self.device) if stage.uses_llm else None
-            out = self.engine(batch, prompts, regression_terms)
+            with autocast(self.engine):
+                out = self.engine(batch, prompts, regression_terms)
             preds: dict[str, list] = {"graph": out.graph_pred.float().cpu().tolist()}
             if out.prompt_pred is not None and "prompt_regression" in stage.losses:
                 preds["regression"] = out.prompt_pred.float().cpu().tolist()
             if "answer_ce" in stage.losses:
-                preds["answer"] = self.model.generate_levels(batch, prompts, synced_gpus=self.world > 1)
+                with autocast(self.engine):
+                    preds["answer"] = self.model.generate_levels(batch, prompts, synced_gpus=self.world > 1)
             for j, fields in enumerate(batch.seed_fields):
                 rows.append(
                     {

@@ -94,3 +94,16 @@ def test_non_finite_loss_stops_before_the_optimizer_step(tiny_config, tokenizer,
     with pytest.raises(FloatingPointError, match="graph_pretrain"):
         train_step(engine, [batch], stage, engine.module.prompt_builder(), StepMeter())
     assert not _changed(before, _snapshot(engine.module, "encoder"))
+
+
+def test_bf16_engine_trains_float32_batches(tiny_config, tokenizer, process_group, batch_maker):
+    avoid_jit_builds()
+    tiny_config.train.bf16 = "true"
+    engine, ds_config = build_engine(tiny_config, FEATURE_DIMS, tokenizer, world_size=1)
+    assert ds_config["bf16"]["enabled"] is True
+    assert engine.module.llm.get_input_embeddings().weight.dtype == torch.bfloat16
+    for stage in tiny_config.train.stages:
+        set_stage_hparams(engine.optimizer, stage, freeze_for_stage(engine.module, stage), 1.0)
+        builder = engine.module.prompt_builder()
+        terms = train_step(engine, [batch_maker(2, seed=3)], stage, builder, StepMeter())
+        assert all(torch.isfinite(torch.tensor(v)) for v in terms.values()), stage.name
