@@ -74,7 +74,9 @@ class Curriculum:
         self.log = TensorBoardLog(self.run_dir / "tensorboard" if self.rank == 0 else None)
         self.param_shares = self._param_shares()
         self.totals = StepMeter()
-        """Every step of this process's life (since the last restart), for the run's summary figures."""
+        """This process's steps except each stage's first, for the run's steady-state summary figures."""
+        self.startup = StepMeter()
+        """Each stage's first step: its stream's start-up (actors, pipeline) and ZeRO-3's first trace."""
         self.state = TrainerState()
         if self.progress is not None:
             self.progress.worker.remote(self.rank, os.getpid())
@@ -133,16 +135,20 @@ class Curriculum:
         val_batches = iter_graph_batches(streams.val, start_position=state.validations * streams.val_batches)
         meter = StepMeter()
         self._post("stage_update", stage.name, index, state.stage_step, total, None)
+        first_step = True
         while state.stage_step < total:
             step_started = time.perf_counter()
-            window, last_position = self._next_window(batches, streams.train_batches, accum, meter)
+            step = StepMeter(steps=1)
+            window, last_position = self._next_window(batches, streams.train_batches, accum, step)
             factor = lr_factor(state.stage_step, total, stage.warmup_steps, stage.min_lr_ratio)
             lr = set_stage_hparams(self.engine.optimizer, stage, active, factor)
             terms = train_step(
-                self.engine, window, stage, self.prompts, meter, (self.llm_params, self.encoder_params)
+                self.engine, window, stage, self.prompts, step, (self.llm_params, self.encoder_params)
             )
-            meter.busy_s += time.perf_counter() - step_started
-            meter.steps += 1
+            step.busy_s = time.perf_counter() - step_started
+            meter.absorb(step)
+            (self.startup if first_step else self.totals).absorb(step)
+            first_step = False
             state.stage_step += 1
             state.global_step += 1
             state.position = last_position + 1
@@ -154,7 +160,6 @@ class Curriculum:
                 scalars.update({"train/lr": lr, "train/grad_norm": float(grad_norm or 0.0)})
                 scalars.update(meter.rates(self.world))
                 self.log.scalars(scalars, state.global_step)
-                self.totals.absorb(meter)
                 meter = StepMeter()
             epoch_end = state.position % streams.train_batches == 0
             stage_end = state.stage_step == total
@@ -167,7 +172,6 @@ class Curriculum:
                 break
             if state.global_step % self.config.train.checkpoint_every == 0:
                 save_checkpoint(self.engine, state, {"train_loss": terms["loss"]}, self.rank)
-        self.totals.absorb(meter)
         self.state = TrainerState(
             stage_index=index + 1, global_step=state.global_step, restarts=state.restarts
         )
@@ -304,6 +308,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         **scalars,
         **trainer.param_shares,
         **{f"run/{k.split('/')[-1]}": v for k, v in trainer.totals.rates(trainer.world).items()},
+        "run/first_steps_s": trainer.startup.busy_s,
+        "run/first_steps_wait_s": trainer.startup.wait_s,
         "global_step": trainer.state.global_step,
     }
     if trainer.rank == 0:
