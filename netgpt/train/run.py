@@ -82,7 +82,9 @@ def with_absolute_paths(config: NetGPTConfig) -> NetGPTConfig:
     return config
 
 
-def build_trainer(config: NetGPTConfig, progress=None, evaluate_test: bool = True) -> TorchTrainer:
+def build_trainer(
+    config: NetGPTConfig, progress=None, evaluate_test: bool = True
+) -> tuple[TorchTrainer, GraphStreams]:
     """The run's `TorchTrainer`: scaling, storage, retention, failures, one stream per stage and split."""
     config = with_absolute_paths(config)
     train_cfg = config.train
@@ -110,7 +112,7 @@ def build_trainer(config: NetGPTConfig, progress=None, evaluate_test: bool = Tru
     resources = {"CPU": train_cfg.cpus_per_worker}
     if train_cfg.use_gpu:
         resources["GPU"] = 1
-    return TorchTrainer(
+    trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config={
             "config": config,
@@ -133,6 +135,7 @@ def build_trainer(config: NetGPTConfig, progress=None, evaluate_test: bool = Tru
         datasets=datasets,
         dataset_config=streams.data_config(list(datasets)),
     )
+    return trainer, streams
 
 
 def local_ray_resources(config: NetGPTConfig) -> dict[str, Any]:
@@ -160,8 +163,11 @@ def train(
     if not ray.is_initialized():
         ray.init(**local_ray_resources(config))
     progress = progress or ProgressActor.remote()
-    trainer = build_trainer(config, progress, evaluate_test)
-    result = run_with_progress(trainer.fit, progress, show=show_progress)
+    trainer, streams = build_trainer(config, progress, evaluate_test)
+    try:
+        result = run_with_progress(trainer.fit, progress, show=show_progress)
+    finally:
+        streams.shutdown()
     if result.error is not None:
         raise result.error
     snapshot = ray.get(progress.snapshot.remote())

@@ -1,0 +1,45 @@
+"""Driver-side pieces of a run that need no cluster: the run's tokenizer, paths, local Ray sizing."""
+
+import pytest
+
+from netgpt.config import load_config
+from netgpt.model.tokenizer import GRAPH_PAD
+from netgpt.train.run import local_ray_resources, prepare_tokenizer, with_absolute_paths
+
+
+@pytest.fixture(scope="module")
+def tables(tmp_path_factory):
+    from netgpt.data.prepare import prepare
+    from netgpt.data.synthetic import write_synthetic
+
+    folder = tmp_path_factory.mktemp("data")
+    config = load_config("demo", ["data.synth_videos=20"])
+    prepare(write_synthetic(folder / "raw.json", videos=20, seed=0), folder / "tables", config.data)
+    return folder / "tables"
+
+
+def test_tokenizer_is_trained_on_the_train_split_once_per_run(tables, tmp_path):
+    from transformers import AutoTokenizer
+
+    config = load_config("demo", [f"data.tables_dir={tables}", "model.tiny_llm.vocab_size=400"])
+    folder = prepare_tokenizer(config, tmp_path)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    assert GRAPH_PAD in tokenizer.get_vocab() and len(tokenizer) <= 400 + 8
+    stamp = (folder / "tokenizer_config.json").stat().st_mtime_ns
+    assert prepare_tokenizer(config, tmp_path) == folder
+    assert (folder / "tokenizer_config.json").stat().st_mtime_ns == stamp
+
+
+def test_missing_tables_are_named(tmp_path):
+    config = load_config("demo", [f"data.tables_dir={tmp_path / 'nowhere'}"])
+    with pytest.raises(FileNotFoundError, match="nowhere/samples.parquet"):
+        prepare_tokenizer(config, tmp_path)
+
+
+def test_paths_become_absolute_and_local_ray_has_room(monkeypatch):
+    config = with_absolute_paths(load_config("demo", ["train.num_workers=2"]))
+    assert config.graph.store_dir.startswith("/") and config.train.storage_path.startswith("/")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert local_ray_resources(config)["num_cpus"] >= 2 + config.graph.num_partitions
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")
+    assert local_ray_resources(config) == {}
