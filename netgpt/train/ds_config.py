@@ -14,6 +14,9 @@ from typing import Any
 
 from netgpt.config import ConfigError, TrainConfig
 
+MIN_BUCKET = 5_000_000
+"""Elements: the smallest ZeRO communication bucket (20 MB in float32)."""
+
 
 def use_bf16(train: TrainConfig) -> bool:
     """bf16 on GPU when `train.bf16` is `auto`; fp32 on CPU (CPU bf16 matmuls are slow and lossy)."""
@@ -47,10 +50,11 @@ def build_ds_config(train: TrainConfig, world_size: int, llm_hidden_size: int) -
         "bf16.enabled": use_bf16(train),
         "optimizer.params.lr": first.lr,
         "optimizer.params.weight_decay": first.weight_decay,
-        # the sizes Hugging Face's Trainer derives from the hidden size for ZeRO-3
-        "zero_optimization.reduce_bucket_size": hidden * hidden,
-        "zero_optimization.allgather_bucket_size": hidden * hidden,
-        "zero_optimization.stage3_prefetch_bucket_size": int(0.9 * hidden * hidden),
+        # the sizes Hugging Face's Trainer derives from the hidden size for ZeRO-3, with a floor: for small
+        # models hidden² buckets mean hundreds of tiny collectives a step, whose latency then dominates
+        "zero_optimization.reduce_bucket_size": max(hidden * hidden, MIN_BUCKET),
+        "zero_optimization.allgather_bucket_size": max(hidden * hidden, MIN_BUCKET),
+        "zero_optimization.stage3_prefetch_bucket_size": max(int(0.9 * hidden * hidden), MIN_BUCKET),
         "zero_optimization.stage3_param_persistence_threshold": 10 * hidden,
     }
 
