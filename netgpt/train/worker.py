@@ -91,6 +91,16 @@ class Curriculum:
         dist.all_reduce(shares)
         return {f"zero/param_share_rank{r}": float(share) for r, share in enumerate(shares)}
 
+    def run_figures(self) -> dict[str, float]:
+        """Steady-state step time, throughput and data-wait share of this process's steps (none if it ran
+        none, e.g. a resubmitted finished run), and the stage start-ups apart."""
+        if not self.totals.steps and not self.startup.steps:
+            return {}
+        figures = {f"run/{k.split('/')[-1]}": v for k, v in self.totals.rates(self.world).items()}
+        figures["run/first_steps_s"] = self.startup.busy_s
+        figures["run/first_steps_wait_s"] = self.startup.wait_s
+        return figures
+
     # ---------------------------------------------------------------- resume
     def resume(self) -> None:
         checkpoint = ray.train.get_checkpoint()
@@ -307,9 +317,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     final = {
         **scalars,
         **trainer.param_shares,
-        **{f"run/{k.split('/')[-1]}": v for k, v in trainer.totals.rates(trainer.world).items()},
-        "run/first_steps_s": trainer.startup.busy_s,
-        "run/first_steps_wait_s": trainer.startup.wait_s,
+        **trainer.run_figures(),
         "global_step": trainer.state.global_step,
     }
     if trainer.rank == 0:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import ray
 import torch
+from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
 from safetensors.torch import load_file
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -51,7 +52,12 @@ def test_three_stages_on_two_zero3_workers(baseline):
     for stage in config.train.stages:
         assert (result.run_dir / "best" / stage.name / "trainer_state.json").is_file(), stage.name
     model = NetGPT.from_pretrained(result.run_dir / "model")
-    assert sum(p.numel() for p in model.parameters()) > 0
+    exported = model.state_dict()
+    last = sorted(result.run_dir.glob("step-*"))[-1]
+    consolidated = get_fp32_state_dict_from_zero_checkpoint(str(last), tag="ds")
+    assert set(consolidated) <= set(exported) and len(consolidated) > 0.9 * len(exported)
+    for name, value in consolidated.items():
+        torch.testing.assert_close(exported[name], value.float(), msg=name)
     assert len(result.progress["summaries"]) >= len(config.train.stages)
 
 
