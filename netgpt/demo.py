@@ -13,19 +13,21 @@ from pathlib import Path
 from netgpt.config import NetGPTConfig
 from netgpt.metrics import NUM_LEVELS
 
-SOURCES = {"graph": "RGCN (graph head)", "answer": "NetGPT (answer)", "regression": "NetGPT (regression)"}
+SOURCES = {"graph": "graph head", "answer": "generated answer", "regression": "regression head"}
 COLUMNS = ("acc", "mse", "mae", "macro_f1", "within_one", "unparsable", "count")
 
 
-def metrics_table(metrics: dict[str, float], split: str = "test") -> str:
-    """The `{split}/{source}/{metric}` scalars reported at the end of training, as a table."""
-    header = f"{'model':<22}" + "".join(f"{name:>11}" for name in COLUMNS)
-    lines = [f"{split} split (levels 0-{NUM_LEVELS - 1})", header, "-" * len(header)]
-    for source, label in SOURCES.items():
-        if f"{split}/{source}/acc" not in metrics:
-            continue
-        cells = "".join(f"{metrics.get(f'{split}/{source}/{name}', float('nan')):>11.3f}" for name in COLUMNS)
-        lines.append(f"{label:<22}{cells}")
+def metrics_table(metrics: dict[str, float], stages: list[str]) -> str:
+    """The `test/<stage>/<source>/<metric>` scores of each stage's model (SPEC §6's baselines in turn: the
+    RGCN alone after graph pretraining, the aligned LLM, NetGPT after fine-tuning), as a table."""
+    header = f"{'after stage':<16}{'prediction':<18}" + "".join(f"{name:>11}" for name in COLUMNS)
+    lines = [f"test split (levels 0-{NUM_LEVELS - 1})", header, "-" * len(header)]
+    for stage in stages:
+        for source, label in SOURCES.items():
+            prefix = f"test/{stage}/{source}/"
+            if f"{prefix}acc" in metrics:
+                cells = "".join(f"{metrics[prefix + name]:>11.3f}" for name in COLUMNS)
+                lines.append(f"{stage:<16}{label:<18}{cells}")
     return "\n".join(lines)
 
 
@@ -50,7 +52,7 @@ def run_demo(config: NetGPTConfig) -> dict[str, float]:
     prepare(raw, tables_dir, config.data)
     build_graph(tables_dir, config.graph, config.graph.store_dir)
     result = train(config)
-    print(metrics_table(result.metrics))
+    print(metrics_table(result.metrics, [stage.name for stage in config.train.stages]))
     print(
         f"model: {result.run_dir / 'model'}  "
         f"TensorBoard: tensorboard --logdir {result.run_dir / 'tensorboard'}  "

@@ -19,7 +19,7 @@ import os
 import random
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,8 @@ class TrainerState:
     """Validations since the best one (early stopping with `patience`)."""
     restarts: int = 0
     """How many times the run resumed from a checkpoint (keeps checkpoint folder names unique)."""
+    test_metrics: dict[str, float] = field(default_factory=dict)
+    """Test-split scores of the finished stages (`test/<stage>/<source>/<metric>`), kept across restarts."""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)

@@ -104,11 +104,10 @@ def build_trainer(
         datasets[f"val_{stage.name}"] = streams.dataset(
             "val", stage.micro_batch_size, stage.epochs, shuffle=False, seed=seed
         )
-    if evaluate_test:
-        last = train_cfg.stages[-1]
-        datasets["test"] = streams.dataset(
-            "test", last.micro_batch_size, 1, shuffle=False, seed=train_cfg.seed
-        )
+        if evaluate_test:
+            datasets[f"test_{stage.name}"] = streams.dataset(
+                "test", stage.micro_batch_size, 1, shuffle=False, seed=train_cfg.seed
+            )
     resources = {"CPU": train_cfg.cpus_per_worker}
     if train_cfg.use_gpu:
         resources["GPU"] = 1

@@ -61,6 +61,7 @@ class Curriculum:
         self.run_dir = Path(loop_config["run_dir"])
         self.feature_dims: dict[str, int] = loop_config["feature_dims"]
         self.progress = loop_config.get("progress")
+        self.evaluate_test: bool = loop_config.get("evaluate_test", True)
         context = ray.train.get_context()
         self.rank = context.get_world_rank()
         self.world = context.get_world_size()
@@ -182,8 +183,12 @@ class Curriculum:
                 break
             if state.global_step % self.config.train.checkpoint_every == 0:
                 save_checkpoint(self.engine, state, {"train_loss": terms["loss"]}, self.rank)
+        tested = self.test(stage) if self.evaluate_test else {}
         self.state = TrainerState(
-            stage_index=index + 1, global_step=state.global_step, restarts=state.restarts
+            stage_index=index + 1,
+            global_step=state.global_step,
+            restarts=state.restarts,
+            test_metrics={**state.test_metrics, **tested},
         )
         save_checkpoint(self.engine, self.state, {"stage_end": float(index)}, self.rank)
 
@@ -266,15 +271,17 @@ class Curriculum:
         return bool(stage.patience) and state.stale_validations >= stage.patience
 
     # ---------------------------------------------------------------- end of run
-    def test(self) -> dict[str, float]:
-        """Score the final model on the test split with every source of the last stage."""
-        shard = ray.train.get_dataset_shard("test")
-        stage = self.config.train.stages[-1]
+    def test(self, stage: StageConfig) -> dict[str, float]:
+        """Score the model at the end of `stage` on the test split, with every source the stage trains.
+
+        Each stage's scores are SPEC §6's baselines in turn: the RGCN alone after graph pretraining, the
+        aligned LLM's answers, then NetGPT after joint fine-tuning."""
+        shard = ray.train.get_dataset_shard(f"test_{stage.name}")
         count = num_batches_per_rank(self.config.graph.store_dir, "test", stage.micro_batch_size, self.world)
         results, _ = self.evaluate(stage, iter_graph_batches(shard), count)
         scalars: dict[str, float] = {}
         for source, metrics in results.items():
-            scalars.update(metrics.scalars(prefix=f"test/{source}/"))
+            scalars.update(metrics.scalars(prefix=f"test/{stage.name}/{source}/"))
         self.log.scalars(scalars, self.state.global_step)
         return scalars
 
@@ -311,11 +318,14 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     stages = trainer.config.train.stages
     for index in range(trainer.state.stage_index, len(stages)):
         trainer.run_stage(index, stages[index])
-    scalars = trainer.test() if loop_config.get("evaluate_test", True) else {}
+    last = f"test/{stages[-1].name}/"
+    tested = trainer.state.test_metrics
+    final_model = {f"test/{k[len(last) :]}": v for k, v in tested.items() if k.startswith(last)}
     trainer.export()
     trainer.log.close()
     final = {
-        **scalars,
+        **tested,
+        **final_model,
         **trainer.param_shares,
         **trainer.run_figures(),
         "global_step": trainer.state.global_step,

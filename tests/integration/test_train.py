@@ -49,6 +49,10 @@ def test_three_stages_on_two_zero3_workers(baseline):
     for source in ("graph", "answer", "regression"):
         assert 0.0 <= metrics[f"test/{source}/acc"] <= 1.0
         assert metrics[f"test/{source}/count"] > 0
+    for stage, sources in (("graph_pretrain", ["graph"]), ("alignment", ["graph", "answer"])):
+        for source in sources:
+            assert metrics[f"test/{stage}/{source}/count"] == metrics["test/graph/count"]
+    assert "test/graph_pretrain/answer/acc" not in metrics
     for stage in config.train.stages:
         assert (result.run_dir / "best" / stage.name / "trainer_state.json").is_file(), stage.name
     model = NetGPT.from_pretrained(result.run_dir / "model")
@@ -81,7 +85,8 @@ def test_tensorboard_events_read_back(baseline):
         "val/graph_pretrain/graph/mae",
         "val/alignment/answer/acc",
         "val/finetune/regression/mse",
-        "test/regression/acc",
+        "test/finetune/regression/acc",
+        "test/graph_pretrain/graph/acc",
     ):
         assert tag in scalars, (tag, sorted(scalars))
     losses = events.Scalars("train/loss")
