@@ -10,6 +10,7 @@ while writing leaves an unregistered folder and never touches the previous, comp
 
 The best checkpoint of each stage is written straight into the run folder (`best/<stage>`), first under a
 temporary name which rank 0 renames once every rank has finished, so that it too is never half-written.
+On several nodes the run folder must be shared storage (`k8s/storage.yaml`: a ReadWriteMany claim).
 """
 
 from __future__ import annotations
