@@ -34,6 +34,7 @@ from netgpt.train.checkpoint import (
 from netgpt.train.ds_config import zero_stage
 from netgpt.train.engine import avoid_jit_builds, build_engine, param_count
 from netgpt.train.monitor import StepMeter, TensorBoardLog
+from netgpt.train.prefetch import prefetch
 from netgpt.train.stages import (
     freeze_for_stage,
     lr_factor,
@@ -142,7 +143,7 @@ class Curriculum:
         total = steps_per_epoch * stage.epochs
         if stage.max_steps:
             total = min(total, stage.max_steps)
-        batches = iter_graph_batches(streams.train, start_position=state.position)
+        batches = prefetch(iter_graph_batches(streams.train, start_position=state.position))
         val_batches = iter_graph_batches(streams.val, start_position=state.validations * streams.val_batches)
         meter = StepMeter()
         self._post("stage_update", stage.name, index, state.stage_step, total, None)
