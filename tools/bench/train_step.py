@@ -65,13 +65,20 @@ def main() -> None:
 
     import ray
 
+    ray.init(address="local", num_cpus=8, include_dashboard=False, log_to_driver=False)
+    with tempfile.TemporaryDirectory(prefix="netgpt-bench-") as tmp:
+        results = _run(Path(tmp), args)
+    ray.shutdown()
+    _report(results, args)
+
+
+def _run(folder: Path, args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    """Data, graph store, then the 1-process and the 2-worker run, in `folder`."""
     from netgpt.data.prepare import prepare
     from netgpt.data.synthetic import write_synthetic
     from netgpt.graph.build import build_graph
     from netgpt.train.run import train
 
-    ray.init(address="local", num_cpus=8, include_dashboard=False, log_to_driver=False)
-    folder = Path(tempfile.mkdtemp(prefix="netgpt-bench-"))
     base = _config(folder, 1, args.global_batch, args.steps, "one")
     raw = write_synthetic(folder / "raw.json", videos=args.videos, seed=0)
     prepare(raw, folder / "tables", base.data)
@@ -83,8 +90,10 @@ def main() -> None:
         config = _config(folder, workers, args.global_batch, args.steps, name)
         metrics = train(config, show_progress=False, evaluate_test=False).metrics
         results[name] = {**metrics, "wall_s": time.perf_counter() - started}
-    ray.shutdown()
+    return results
 
+
+def _report(results: dict[str, dict[str, float]], args: argparse.Namespace) -> None:
     demo_metrics = REPO / "runs" / "demo" / "ray" / "netgpt" / "final_metrics.json"
     demo_wait = None
     if demo_metrics.is_file():
