@@ -139,10 +139,8 @@ def read_topology(tables_dir: str | Path) -> Topology:
     history_ptr = history_lists.offsets.to_numpy().astype(np.int64)
     history_ptr = history_ptr - history_ptr[0]
     history_sid = history_lists.flatten().to_numpy().astype(np.int64)
-    history_idx = np.searchsorted(sample_id, history_sid)
+    history_idx, found = _positions(sample_id, history_sid)
     owner = np.repeat(np.arange(len(sample_id)), np.diff(history_ptr))
-    found = history_idx < len(sample_id)
-    found[found] = sample_id[history_idx[found]] == history_sid[found]
     if not found.all():
         bad = np.flatnonzero(~found)[0]
         raise GraphInputError(
@@ -158,9 +156,7 @@ def read_topology(tables_dir: str | Path) -> Topology:
         )
 
     comment_sid = pq.read_table(comments_path, columns=["sample_id"])["sample_id"].to_numpy()
-    comment_owner = np.searchsorted(sample_id, comment_sid)
-    known = comment_owner < len(sample_id)
-    known[known] = sample_id[comment_owner[known]] == comment_sid[known]
+    comment_owner, known = _positions(sample_id, comment_sid)
     if not known.all():
         bad = np.flatnonzero(~known)[0]
         raise GraphInputError(
@@ -218,3 +214,11 @@ def _group(key: np.ndarray, day: np.ndarray, sample_id: np.ndarray, video: np.nd
         excl[inside, slot] = relative[inside]
     excl.sort(axis=1)
     return Group(members=members.astype(np.int64), gptr=gptr, gid=key, length=length, excl=excl)
+
+
+def _positions(sorted_ids: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Index of each of `ids` in the sorted array `sorted_ids`, and whether it is there at all."""
+    index = np.searchsorted(sorted_ids, ids)
+    found = index < len(sorted_ids)
+    found[found] = sorted_ids[index[found]] == ids[found]
+    return index, found
