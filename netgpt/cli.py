@@ -61,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         from netgpt.graph.build import build_graph
 
-        summary = build_graph(config.data.tables_dir, config.graph, config.graph.store_dir)
+        summary = build_graph(config.data.tables_dir, config.graph, config.graph.store_dir, config=config)
         print(json.dumps(summary, ensure_ascii=False))
         return 0
     if args.command == "train":

@@ -50,7 +50,7 @@ def run_demo(config: NetGPTConfig) -> dict[str, float]:
         seed=config.data.synth_seed,
     )
     prepare(raw, tables_dir, config.data)
-    build_graph(tables_dir, config.graph, config.graph.store_dir)
+    build_graph(tables_dir, config.graph, config.graph.store_dir, config=config)
     result = train(config)
     print(metrics_table(result.metrics, [stage.name for stage in config.train.stages]))
     print(

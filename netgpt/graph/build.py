@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from netgpt.config import GraphConfig
+from netgpt.config import GraphConfig, NetGPTConfig, save_config
 from netgpt.data.schema import COMMENTS_FILE, SAMPLES_FILE
 from netgpt.graph.features import (
     SECONDS_PER_DAY,
@@ -71,8 +71,16 @@ SEED_FIELDS = (
 """The seeds' prompt fields (contracts §1), stored per partition in `seeds.parquet`."""
 
 
-def build_graph(tables_dir: str | Path, graph_cfg: GraphConfig, store_dir: str | Path) -> dict[str, Any]:
-    """Build the store at `store_dir` (replacing any store there only once the new one is complete)."""
+def build_graph(
+    tables_dir: str | Path, graph_cfg: GraphConfig, store_dir: str | Path, config: NetGPTConfig | None = None
+) -> dict[str, Any]:
+    """Build the store at `store_dir` (replacing any store there only once the new one is complete).
+
+    With `config` (whose `graph` section must be `graph_cfg`), the resolved config is saved in the store."""
+    if config is not None and config.graph != graph_cfg:
+        raise ValueError(
+            "build_graph: `config.graph` and `graph_cfg` differ; pass the config's own graph section"
+        )
     import ray
 
     if not ray.is_initialized():
@@ -104,6 +112,8 @@ def build_graph(tables_dir: str | Path, graph_cfg: GraphConfig, store_dir: str |
             )
             info["seeds_per_split"] = {str(s): int(c) for s, c in zip(splits, counts, strict=True)}
         write_meta(folder, _meta(topology, graph_cfg, dims, num_hops, infos, missing_content, started))
+        if config is not None:
+            save_config(config, folder)
 
     write_store_atomically(store_dir, fill)
     return _summary(store_dir)

@@ -7,6 +7,7 @@ import shutil
 
 import pytest
 
+from netgpt.config import load_config
 from netgpt.graph.build import build_graph
 from netgpt.graph.store import META_FILE, StoreError, open_partition, partition_dir, read_meta
 
@@ -16,6 +17,14 @@ def store(tables_dir, tmp_path, ray_cluster, graph_config):
     out = tmp_path / "store"
     build_graph(tables_dir, graph_config(num_partitions=2, partitioner="hash"), out)
     return out
+
+
+def test_resolved_config_is_saved_in_the_store(tables_dir, tmp_path, ray_cluster) -> None:
+    config = load_config("demo", ["graph.num_partitions=1", "graph.fanouts=[4,4]"])
+    build_graph(tables_dir, config.graph, tmp_path / "store", config=config)
+    assert load_config(tmp_path / "store" / "config.yaml").graph == config.graph
+    with pytest.raises(ValueError, match="config.graph"):
+        build_graph(tables_dir, config.graph, tmp_path / "other", config=load_config("demo"))
 
 
 def test_meta_records_types_counts_dims_and_partitions(store) -> None:
