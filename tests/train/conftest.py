@@ -73,8 +73,7 @@ def tokenizer():
     return train_tokenizer(texts, vocab_size=300)
 
 
-@pytest.fixture()
-def tiny_config():
+def _tiny_config():
     return load_config(
         "demo",
         [
@@ -86,6 +85,17 @@ def tiny_config():
             "train.num_workers=1",
         ],
     )
+
+
+@pytest.fixture(scope="session")
+def make_tiny_config():
+    """`make_tiny_config()`: a fresh tiny one-worker config per call (tests change theirs)."""
+    return _tiny_config
+
+
+@pytest.fixture()
+def tiny_config(make_tiny_config):
+    return make_tiny_config()
 
 
 @pytest.fixture(scope="module")

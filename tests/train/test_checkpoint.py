@@ -18,20 +18,8 @@ FEATURE_DIMS = feature_dims(text_dim=6, time_dim=4, content_dim=5)
 
 
 @pytest.fixture(scope="module")
-def engine(tokenizer, process_group):
-    from netgpt.config import load_config
-
-    config = load_config(
-        "demo",
-        [
-            "model.hidden_size=16",
-            "model.max_prompt_tokens=512",
-            "model.tiny_llm.hidden_size=32",
-            "model.tiny_llm.num_layers=1",
-            "model.tiny_llm.intermediate_size=64",
-            "train.num_workers=1",
-        ],
-    )
+def engine(tokenizer, process_group, make_tiny_config):
+    config = make_tiny_config()
     avoid_jit_builds()
     engine, _ = build_engine(config, FEATURE_DIMS, tokenizer, world_size=1)
     return engine, config
