@@ -74,22 +74,44 @@ class HashedTextEncoder:
         return (matrix / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
+TRANSFORMER_MAX_TOKENS = 256
+"""The transformer encoder reads at most this many tokens of a text (fewer if the model has fewer)."""
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model")
+"""A model folder needs one of these: without any, transformers quietly builds a tokenizer of special tokens
+only, which maps every word to the unknown token."""
+
+
+def _check_model_folder(path: str) -> None:
+    folder = Path(path)
+    if not Path(folder, "config.json").is_file():
+        raise FileNotFoundError(f"graph.text.path={path!r}: expected a local model folder with config.json")
+    if not any(Path(folder, name).is_file() for name in TOKENIZER_FILES):
+        raise FileNotFoundError(
+            f"graph.text.path={path!r}: no tokenizer in the folder; expected one of {list(TOKENIZER_FILES)}"
+        )
+
+
 class TransformerTextEncoder:
-    """A sentence encoder from a local folder (transformers' AutoModel), mean-pooled over real tokens."""
+    """A sentence encoder from a local folder (transformers' AutoModel), mean-pooled over real tokens.
+
+    The model runs in float32 on the CPU whatever dtype its checkpoint was saved in: the features are
+    float32, and a bfloat16 forward pass would round them to ~3 significant digits."""
 
     def __init__(self, path: str, batch_size: int) -> None:
         import torch
         from transformers import AutoModel, AutoTokenizer
 
-        if not Path(path, "config.json").is_file():
-            raise FileNotFoundError(
-                f"graph.text.path={path!r}: expected a local model folder with config.json"
-            )
+        _check_model_folder(path)
         self._torch = torch
-        self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        self.model = AutoModel.from_pretrained(path, local_files_only=True).eval()
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+            self.model = AutoModel.from_pretrained(path, local_files_only=True, dtype=torch.float32).eval()
+        except (OSError, ValueError) as error:
+            raise OSError(f"graph.text.path={path!r}: cannot load the model folder: {error}") from error
         self.dim = int(self.model.config.hidden_size)
         self.batch_size = batch_size
+        positions = getattr(self.model.config, "max_position_embeddings", None) or TRANSFORMER_MAX_TOKENS
+        self.max_length = min(TRANSFORMER_MAX_TOKENS, self.tokenizer.model_max_length, positions)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         torch = self._torch
@@ -98,12 +120,12 @@ class TransformerTextEncoder:
             for begin in range(0, len(texts), self.batch_size):
                 chunk = [t or " " for t in texts[begin : begin + self.batch_size]]
                 tokens = self.tokenizer(
-                    chunk, padding=True, truncation=True, max_length=256, return_tensors="pt"
-                )
-                hidden = self.model(**tokens).last_hidden_state
+                    chunk, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+                ).to(self.model.device)
+                hidden = self.model(**tokens).last_hidden_state.float()
                 mask = tokens["attention_mask"].unsqueeze(-1).to(hidden.dtype)
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-                out[begin : begin + len(chunk)] = pooled.float().numpy()
+                out[begin : begin + len(chunk)] = pooled.cpu().numpy()
         return out
 
 
@@ -114,13 +136,13 @@ def make_text_encoder(cfg: TextEncoderConfig) -> TextEncoder:
 
 
 def text_dim(cfg: TextEncoderConfig) -> int:
-    """Output width of the configured text encoder, without encoding anything."""
+    """Output width of the configured text encoder, without loading the model's weights."""
     if cfg.kind == "hashed":
         return cfg.dim
-    import json
+    from transformers import AutoConfig
 
-    config = json.loads(Path(cfg.path, "config.json").read_text(encoding="utf-8"))
-    return int(config["hidden_size"])
+    _check_model_folder(cfg.path)
+    return int(AutoConfig.from_pretrained(cfg.path, local_files_only=True).hidden_size)
 
 
 def encode_time(seconds: np.ndarray, dim: int, valid: np.ndarray | None = None) -> np.ndarray:

@@ -1,11 +1,27 @@
-"""Hashed text encoder, timestamp encoding, log1p scalars, content vectors."""
+"""Hashed and transformer text encoders, timestamp encoding, log1p scalars, content vectors.
+
+The transformer encoder is tested with a tiny BERT and a WordPiece tokenizer trained here at runtime (nothing
+is downloaded), saved with `save_pretrained` into a temporary folder."""
 
 from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from netgpt.graph.features import HashedTextEncoder, encode_time, load_content, log1p_scalar
+from netgpt.config import TextEncoderConfig
+from netgpt.graph.features import (
+    HashedTextEncoder,
+    encode_time,
+    load_content,
+    log1p_scalar,
+    make_text_encoder,
+    text_dim,
+)
+from netgpt.graph.types import NODE_TYPES
 
 
 def test_hashed_encoder_is_deterministic_normalised_and_similarity_preserving() -> None:
@@ -39,3 +55,166 @@ def test_log1p_scalars_and_content_vectors(tmp_path) -> None:
     np.save(tmp_path / "v3.npy", np.zeros(4))
     with pytest.raises(ValueError, match=r"v3.npy: expected a content vector of shape \(3,\)"):
         load_content(str(tmp_path), ["v3"], 3, {"v3"})
+
+
+HIDDEN = 32
+MAX_POSITIONS = 24
+"""Fewer positions than the encoder's own 256-token cap, so a long text must be cut to the model's size."""
+WORDS_ZH = ["今天", "热门", "话题", "视频", "评论", "北京", "音乐", "电影", "新闻", "体育", "标题", "作者"]
+WORDS_EN = ["video", "topic", "music", "news", "sports", "title", "author", "comment", "today", "trending"]
+
+
+def save_tiny_bert(folder: Path, dtype: str = "float32") -> Path:
+    """A 1-layer BERT (hidden 32) and a WordPiece tokenizer trained on synthetic mixed-language strings."""
+    import torch
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+    rng = np.random.default_rng(0)
+    words = WORDS_ZH + WORDS_EN
+    corpus = [" ".join(rng.choice(words, size=int(rng.integers(2, 12)))) for _ in range(400)]
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.train_from_iterator(corpus, trainers.WordPieceTrainer(vocab_size=300, special_tokens=specials))
+    cls, sep = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", cls), ("[SEP]", sep)],
+    )
+    wrapped = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+    )
+    config = BertConfig(
+        vocab_size=tokenizer.get_vocab_size(),
+        hidden_size=HIDDEN,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=MAX_POSITIONS,
+    )
+    torch.manual_seed(0)
+    model = BertModel(config).eval()
+    model.to(getattr(torch, dtype)).save_pretrained(folder)
+    wrapped.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_tiny_bert(tmp_path_factory.mktemp("tiny_bert"))
+
+
+def transformer_config(path: Path, batch_size: int = 4) -> TextEncoderConfig:
+    return TextEncoderConfig(kind="transformer", path=str(path), batch_size=batch_size)
+
+
+@pytest.fixture(scope="module")
+def bert_encoder(bert_dir):
+    return make_text_encoder(transformer_config(bert_dir))
+
+
+def mixed_texts(n: int, seed: int) -> list[str]:
+    rng = np.random.default_rng(seed)
+    words = WORDS_ZH + WORDS_EN
+    return [" ".join(rng.choice(words, size=int(rng.integers(1, 9)))) for _ in range(n)]
+
+
+def test_transformer_encoder_width_dtype_and_determinism(bert_dir, bert_encoder) -> None:
+    texts = ["今天的热门话题", "a trending music video", "北京 news"]
+    x = bert_encoder.encode(texts)
+    assert x.shape == (3, HIDDEN) and x.dtype == np.float32
+    assert bert_encoder.dim == HIDDEN == text_dim(transformer_config(bert_dir))
+    assert np.isfinite(x).all() and not np.allclose(x[0], x[1])
+    assert np.array_equal(bert_encoder.encode(texts), x)
+    assert bert_encoder.encode([]).shape == (0, HIDDEN)
+
+
+def test_batching_and_padding_do_not_change_the_vectors(bert_encoder) -> None:
+    texts = mixed_texts(11, seed=1)
+    lengths = {len(bert_encoder.tokenizer(t)["input_ids"]) for t in texts}
+    assert len(lengths) > 2, "texts of one length would not exercise the padding mask"
+    assert len(texts) > bert_encoder.batch_size
+    batched = bert_encoder.encode(texts)
+    alone = np.concatenate([bert_encoder.encode([t]) for t in texts])
+    assert np.allclose(batched, alone, atol=1e-5)
+
+
+def test_empty_and_over_long_texts_are_encoded(bert_encoder) -> None:
+    head = "今天 热门 话题 " * 20
+    x = bert_encoder.encode(["", head + "music video", head + "北京 新闻 体育", "今天 热门"])
+    assert x.shape == (4, HIDDEN) and np.isfinite(x).all()
+    assert len(bert_encoder.tokenizer(head)["input_ids"]) > MAX_POSITIONS
+    assert np.array_equal(x[1], x[2]), "texts equal in their first MAX_POSITIONS tokens must be cut there"
+    assert not np.allclose(x[1], x[3])
+
+
+def test_vector_is_the_mean_of_the_last_hidden_states(bert_dir, bert_encoder) -> None:
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    text = "北京 音乐 video today"
+    tokenizer = AutoTokenizer.from_pretrained(bert_dir, local_files_only=True)
+    model = AutoModel.from_pretrained(bert_dir, local_files_only=True).eval()
+    ids = tokenizer(text)["input_ids"]
+    with torch.no_grad():
+        hidden = model(input_ids=torch.tensor([ids])).last_hidden_state[0]
+    expected = hidden.sum(0).numpy() / len(ids)
+    assert np.allclose(bert_encoder.encode([text])[0], expected, atol=1e-6)
+
+
+def test_a_bfloat16_checkpoint_is_encoded_in_float32(tmp_path) -> None:
+    import torch
+    from transformers import AutoModel
+
+    bf16_dir = save_tiny_bert(tmp_path / "bf16", dtype="bfloat16")
+    fp32_dir = tmp_path / "fp32"
+    AutoModel.from_pretrained(bf16_dir, local_files_only=True, dtype=torch.float32).save_pretrained(fp32_dir)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(bf16_dir / name, fp32_dir / name)
+    texts = mixed_texts(6, seed=2)
+    from_bf16 = make_text_encoder(transformer_config(bf16_dir)).encode(texts)
+    from_fp32 = make_text_encoder(transformer_config(fp32_dir)).encode(texts)
+    assert from_bf16.dtype == np.float32
+    assert np.allclose(from_bf16, from_fp32, atol=1e-6)
+
+
+def test_a_missing_or_incomplete_model_folder_names_the_path(bert_dir, tmp_path) -> None:
+    missing = tmp_path / "nowhere"
+    for call in (make_text_encoder, text_dim):
+        with pytest.raises(FileNotFoundError, match=f"graph.text.path='{missing}'.*config.json"):
+            call(transformer_config(missing))
+    no_tokenizer = tmp_path / "no_tokenizer"
+    no_tokenizer.mkdir()
+    shutil.copy(bert_dir / "config.json", no_tokenizer)
+    shutil.copy(bert_dir / "model.safetensors", no_tokenizer)
+    for call in (make_text_encoder, text_dim):
+        with pytest.raises(FileNotFoundError, match=f"graph.text.path='{no_tokenizer}': no tokenizer"):
+            call(transformer_config(no_tokenizer))
+    no_weights = tmp_path / "no_weights"
+    no_weights.mkdir()
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(bert_dir / name, no_weights)
+    with pytest.raises(OSError, match=f"graph.text.path='{no_weights}': cannot load"):
+        make_text_encoder(transformer_config(no_weights))
+
+
+def test_a_store_built_with_the_transformer_records_its_width_and_path(
+    bert_dir, tables_dir, tmp_path, ray_cluster, graph_config
+) -> None:
+    from netgpt.graph.build import build_graph
+
+    cfg = graph_config(num_partitions=1, text=transformer_config(bert_dir, batch_size=16))
+    build_graph(tables_dir, cfg, tmp_path / "store")
+    meta = json.loads((tmp_path / "store" / "meta.json").read_text(encoding="utf-8"))
+    extra = {"text": 0, "text+time": cfg.time_dim}
+    text_types = {t.name: HIDDEN + extra[t.feature] for t in NODE_TYPES if t.feature in extra}
+    assert {name: meta["feature_dims"][name] for name in text_types} == text_types
+    assert meta["text_encoder"] == {"kind": "transformer", "dim": HIDDEN, "path": str(bert_dir)}
