@@ -24,6 +24,7 @@ from netgpt.config import GraphConfig, NetGPTConfig, save_config
 from netgpt.data.schema import COMMENTS_FILE, SAMPLES_FILE
 from netgpt.graph.features import (
     SECONDS_PER_DAY,
+    TextEncoder,
     available_content,
     encode_time,
     load_content,
@@ -249,19 +250,22 @@ def _write_partition(
     encoder = make_text_encoder(cfg.text)
 
     arrays: dict[str, np.ndarray] = {"video_sample_id": wanted}
-    available = available_content(cfg.content_dir)
+    video_code = _codes(table["video_id"])
+    first, arrays["video_x_row"] = _distinct_rows(video_code)
     arrays["video_x"] = load_content(
-        cfg.content_dir, table["video_id"].to_pylist(), cfg.content_dim, available
+        cfg.content_dir,
+        table["video_id"].take(pa.array(first)).to_pylist(),
+        cfg.content_dim,
+        available_content(cfg.content_dir),
     )
     inner = table.slice(0, num_inner)
     for node_type in ATTRIBUTE_TYPES:
         column = inner[node_type.column]
-        if node_type.feature == "text":
-            arrays[f"x_{node_type.name}"] = encoder.encode(column.to_pylist())
-        elif node_type.feature == "time":
-            arrays[f"x_{node_type.name}"] = encode_time(_seconds(column), cfg.time_dim)
-        else:
-            arrays[f"x_{node_type.name}"] = log1p_scalar(column.to_numpy())
+        name = f"x_{node_type.name}"
+        if node_type.per_video:
+            first, arrays[f"{name}_row"] = _distinct_rows(video_code[:num_inner], _codes(column))
+            column = column.take(pa.array(first))
+        arrays[name] = _encode(node_type.feature, column, encoder, cfg)
     arrays["topic_x"] = encoder.encode(shared["topic_names"])
     arrays["platform_x"] = encoder.encode(shared["platform_names"])
 
@@ -272,10 +276,15 @@ def _write_partition(
     comments = comments.take(pa.array(by_owner))
     if len(comments) != plan["comment_ptr"][-1]:
         raise RuntimeError(f"{tables_dir}/{COMMENTS_FILE}: changed while the graph was built")
-    times = comments["time"]
+    # A later crawl re-shows earlier comments of its video: one row per distinct (video, text, time).
+    first, arrays["comment_x_row"] = _distinct_rows(
+        video_code[owner_local[by_owner]], _codes(comments["text"]), _codes(comments["time"])
+    )
+    distinct = comments.take(pa.array(first))
+    times = distinct["time"]
     arrays["comment_x"] = np.concatenate(
         [
-            encoder.encode(comments["text"].to_pylist()),
+            encoder.encode(distinct["text"].to_pylist()),
             encode_time(_seconds(times.fill_null(0)), cfg.time_dim, valid=times.is_valid().to_numpy()),
         ],
         axis=1,
@@ -299,6 +308,27 @@ def _write_partition(
         "seconds": round(time.perf_counter() - started, 3),
         "files": files,
     }
+
+
+def _codes(column: pa.ChunkedArray) -> np.ndarray:
+    """An integer code per row, equal exactly where the values are equal (nulls get a code of their own)."""
+    encoded = pc.dictionary_encode(column.combine_chunks(), null_encoding="encode")
+    return encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def _distinct_rows(*codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For rows keyed by the columns `codes`: the first row of each distinct key, and each row's key index."""
+    _, first, row = np.unique(np.stack(codes, axis=1), axis=0, return_index=True, return_inverse=True)
+    return first, row.reshape(-1).astype(np.int32)
+
+
+def _encode(feature: str, column: pa.ChunkedArray, encoder: TextEncoder, cfg: GraphConfig) -> np.ndarray:
+    """The feature rows of one attribute column (`text`, `time` or `scalar`, see `NodeType.feature`)."""
+    if feature == "text":
+        return encoder.encode(column.to_pylist())
+    if feature == "time":
+        return encode_time(_seconds(column), cfg.time_dim)
+    return log1p_scalar(column.to_numpy())
 
 
 def _seconds(column: pa.ChunkedArray) -> np.ndarray:

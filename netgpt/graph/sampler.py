@@ -234,14 +234,14 @@ class NeighborSampler:
         for node_type in NODE_TYPES:
             name = node_type.name
             if name == VIDEO:
-                x, n_id = part["video_x"][videos], sample_ids
+                x, n_id = part.rows("video_x", videos), sample_ids
             elif name == "comment":
-                x, n_id = part["comment_x"][comments], part["comment_id"][comments]
+                x, n_id = part.rows("comment_x", comments), part["comment_id"][comments]
             elif not node_type.per_sample:
                 ids = self._shared[name].take()
                 x, n_id = part[f"{name}_x"][ids], ids
             else:
-                x, n_id = part[f"x_{name}"][attributes], part["video_sample_id"][attributes]
+                x, n_id = part.rows(f"x_{name}", attributes), part["video_sample_id"][attributes]
             batch[name].x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
             batch[name].n_id = torch.from_numpy(np.asarray(n_id, dtype=np.int64))
         for edge_type, pieces in edges.items():

@@ -7,7 +7,9 @@
 
 Inside a partition, video node `i` is a local index: the partition's own seeds first (sorted by sample id),
 then the rest of the halo whose in-edges L-hop sampling may need ("inner" nodes, `num_inner` in all), then
-the outermost halo (features only). Per-sample attribute arrays have one row per inner node. Every file's
+the outermost halo (features only). Per-sample attribute arrays have one row per inner node. A feature
+that many nodes share a value of (per-video values, comments re-shown by a later crawl) is stored as its
+distinct rows plus `<name>_row`, the row of each node: read features with `Partition.rows`. Every file's
 shape, dtype and size are recorded in `meta.json` and checked when a partition is opened, so a damaged or
 missing file is an error naming it, not a wrong sample.
 """
@@ -25,7 +27,7 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 META_FILE = "meta.json"
 BOOK_FILE = "partition_book.parquet"
 SEEDS_FILE = "seeds.parquet"
@@ -115,6 +117,11 @@ class Partition:
 
     def __getitem__(self, name: str) -> np.ndarray:
         return self.arrays[name]
+
+    def rows(self, name: str, nodes: np.ndarray) -> np.ndarray:
+        """Feature rows of `nodes` (local indices), through `<name>_row` where the store deduplicated them."""
+        index = self.arrays.get(f"{name}_row")
+        return self.arrays[name][nodes if index is None else index[nodes]]
 
     def read_seed_fields(self) -> Any:
         """The seeds' prompt fields as a pyarrow table, row `i` = local seed `i`."""

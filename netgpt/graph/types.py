@@ -19,12 +19,16 @@ class NodeType:
     embedding then timestamp encoding), `time` (timestamp encoding), `scalar` (log1p of one count).
     `column` is the samples-table column the feature comes from (for `scalar`, `time` and `text`).
     `per_sample` is False for the shared node types (one node per topic, one per platform).
+    `per_video` marks values that belong to the video, not to one crawl of it (its content, title,
+    description, post time and duration repeat in each of its 2-5 states): the store keeps one feature row per
+    distinct (video, value) and an index per node, instead of one row per state.
     """
 
     name: str
     feature: str
     column: str | None = None
     per_sample: bool = True
+    per_video: bool = False
 
 
 @dataclass(frozen=True)
@@ -51,15 +55,15 @@ class Relation:
 
 
 NODE_TYPES: tuple[NodeType, ...] = (
-    NodeType(VIDEO, "content"),
-    NodeType("description", "text", "description"),
-    NodeType("title", "text", "title"),
+    NodeType(VIDEO, "content", per_video=True),
+    NodeType("description", "text", "description", per_video=True),
+    NodeType("title", "text", "title", per_video=True),
     NodeType("topic", "text", "topic", per_sample=False),
     NodeType("platform", "text", "platform", per_sample=False),
     NodeType("comment", "text+time"),
-    NodeType("time", "time", "post_time"),
+    NodeType("time", "time", "post_time", per_video=True),
     NodeType("ctime", "time", "crawl_date"),
-    NodeType("video_time", "scalar", "duration_s"),
+    NodeType("video_time", "scalar", "duration_s", per_video=True),
     NodeType("fans", "scalar", "fans"),
     NodeType("likes", "scalar", "likes"),
     NodeType("plays", "scalar", "views"),

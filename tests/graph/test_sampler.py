@@ -207,3 +207,37 @@ def test_a_seed_of_another_partition_is_an_error(stores) -> None:
         first.sample(second.seed_sample_ids[:1], np.random.default_rng(0))
     with pytest.raises(Exception, match="halo for 2 hops"):
         NeighborSampler(open_partition(stores[2], 0, meta), [-1, -1, -1], num_hops=2)
+
+
+@pytest.fixture(scope="module")
+def content_stores(tables_dir: Path, tmp_path_factory, ray_cluster, graph_config) -> dict[int, Path]:
+    """K = 1 and K = 4 stores with content vectors for every other video (the rest stay zeros)."""
+    content = tmp_path_factory.mktemp("content")
+    videos = sorted(set(pq.read_table(tables_dir / SAMPLES_FILE)["video_id"].to_pylist()))
+    rng = np.random.default_rng(3)
+    for video in videos[::2]:
+        np.save(content / f"{video}.npy", rng.normal(size=3).astype(np.float32))
+    out = {}
+    for k in (1, 4):
+        out[k] = tmp_path_factory.mktemp(f"content-store{k}")
+        build_graph(tables_dir, graph_config(num_partitions=k, content_dir=str(content)), out[k])
+    return out
+
+
+def test_every_node_has_the_same_features_in_a_partition_as_in_the_whole(content_stores) -> None:
+    whole = NeighborSampler(open_partition(content_stores[1], 0), [-1, -1], num_hops=2)
+    meta = read_meta(content_stores[4])
+    compared = 0
+    for index in range(4):
+        sampler = NeighborSampler(open_partition(content_stores[4], index, meta), [-1, -1], num_hops=2)
+        seeds = sampler.seed_sample_ids[::4][:5]
+        ours = sampler.sample(seeds, np.random.default_rng(0))
+        reference = whole.sample(seeds, np.random.default_rng(0))
+        for node_type in NODE_TYPE_NAMES:
+            expected = dict(zip(reference[node_type].n_id.tolist(), reference[node_type].x, strict=True))
+            assert ours[node_type].num_nodes == len(expected)
+            for n_id, x in zip(ours[node_type].n_id.tolist(), ours[node_type].x, strict=True):
+                assert torch.equal(x, expected[n_id]), (node_type, n_id)
+                compared += 1
+    assert compared > 1000
+    assert (whole.partition.rows("video_x", np.arange(whole.partition.num_inner)) != 0).any()

@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
 from netgpt.config import load_config
+from netgpt.data.schema import SAMPLES_FILE
 from netgpt.graph.build import build_graph
 from netgpt.graph.store import META_FILE, StoreError, open_partition, partition_dir, read_meta
 
@@ -79,3 +82,24 @@ def test_a_failed_build_leaves_the_old_store_in_place(store, tables_dir, graph_c
         build_graph(broken, graph_config(num_partitions=2), store)
     assert (store / META_FILE).read_text() == before
     assert not [p for p in store.parent.iterdir() if p.name.startswith(".store.tmp")]
+
+
+def test_per_video_features_are_stored_once_per_video_and_value(store, tables_dir) -> None:
+    video_of = dict(
+        zip(
+            *pq.read_table(tables_dir / SAMPLES_FILE, columns=["sample_id", "video_id"]).to_pydict().values(),
+            strict=True,
+        )
+    )
+    for index in range(2):
+        part = open_partition(store, index)
+        sample_ids = part["video_sample_id"]
+        inner_videos = {video_of[int(s)] for s in sample_ids[: part.num_inner]}
+        # The fixture's titles are per video, its descriptions differ in every state.
+        assert len(part["x_title"]) == len(inner_videos) < part.num_inner
+        assert len(part["x_description"]) == part.num_inner
+        assert len(part["video_x"]) == len({video_of[int(s)] for s in sample_ids})
+        titles = part.rows("x_title", np.arange(part.num_inner))
+        for i, j in zip(range(part.num_inner - 1), range(1, part.num_inner), strict=True):
+            same_video = video_of[int(sample_ids[i])] == video_of[int(sample_ids[j])]
+            assert np.array_equal(titles[i], titles[j]) == same_video
