@@ -6,9 +6,10 @@ Driver side, before `TorchTrainer`:
     datasets = {"train": streams.dataset("train", 16, epochs=3, shuffle=True, seed=0)}
     trainer = TorchTrainer(..., datasets=datasets, dataset_config=streams.data_config(list(datasets)))
 
-Worker side:
+Worker side (`streams.starts` travels to the workers, e.g. in `train_loop_config`):
 
-    for epoch, position, batch in iter_graph_batches(ray.train.get_dataset_shard("train"), start_position):
+    shard = graph_dataset_shard(starts, "train", start_position)    # every rank, same start_position
+    for epoch, position, batch in iter_graph_batches(shard, start_position):
         ...
     num_batches_per_rank(store_dir, "train", 16, world_size)   # for schedulers and progress bars
 
@@ -23,6 +24,11 @@ for the batch), executed lazily with order preserved: training starts with the f
 streaming executor bounds how many batches are in flight (backpressure), so no epoch is ever materialised.
 Every batch is sampled with its own generator seeded by (seed, epoch, j): same seed, same batches,
 whichever actor or rank produces them.
+
+Resuming. A stream can begin at any position `p` (a resumed run's checkpoint): its range covers positions
+`p..end` only, and epoch and `j` are still computed from the absolute position, so the batch at each position
+is the one an uninterrupted run samples there, and the batches before `p` are never sampled or shipped.
+How the start reaches the stream is described at `GraphDataConfig`.
 """
 
 from __future__ import annotations
@@ -121,9 +127,16 @@ class SamplerActor:
             open_partition(store_dir, index, meta), cfg.fanouts, cfg.relation_fanouts, meta["num_hops"]
         )
 
+        self.sampled = 0
+
     def sample(self, sample_ids: np.ndarray, rng_key: tuple[int, ...]) -> bytes:
         batch = self.sampler.sample(sample_ids, np.random.default_rng(list(rng_key)))
+        self.sampled += 1
         return pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def batches_sampled(self) -> int:
+        """Batches this actor has sampled since it started (what a resumed stream saves shows here)."""
+        return self.sampled
 
     def resident_bytes(self) -> int:
         """This process's resident memory (for the benchmark's memory-per-sampler figure)."""
@@ -138,11 +151,16 @@ def _epoch_batches(plan: EpochPlan, epoch: int, world_size: int) -> list[tuple[i
 
 
 def _sample_batches(
-    rows: dict[str, np.ndarray], plan: EpochPlan, actors: list[list[Any]], rank: int, world_size: int
+    rows: dict[str, np.ndarray],
+    plan: EpochPlan,
+    actors: list[list[Any]],
+    rank: int,
+    world_size: int,
+    start: int,
 ) -> dict[str, Any]:
     """Ray Data UDF: stream positions of one rank -> batches sampled by the partitions' sampler actors."""
     per_rank = plan.batches_per_rank(world_size)
-    positions = rows["id"].astype(np.int64)
+    positions = rows["id"].astype(np.int64) + start
     epochs = positions // per_rank
     refs = []
     for position, epoch in zip(positions.tolist(), epochs.tolist(), strict=True):
@@ -153,15 +171,21 @@ def _sample_batches(
     return {"epoch": epochs, "position": positions, "batch": np.array(ray.get(refs), dtype=object)}
 
 
-def _rank_stream(plan: EpochPlan, actors: list[list[Any]], rank: int, world_size: int) -> ray.data.Dataset:
-    per_rank = plan.batches_per_rank(world_size)
+def _rank_stream(
+    plan: EpochPlan, actors: list[list[Any]], rank: int, world_size: int, start: int = 0
+) -> ray.data.Dataset:
+    """Rank `rank`'s stream from position `start` on (row `i` is position `start + i`)."""
+    total = plan.epochs * plan.batches_per_rank(world_size)
+    if not 0 <= start <= total:
+        raise ValueError(
+            f"stream of split {plan.split!r} cannot start at position {start}: each of the {world_size} "
+            f"ranks has {total} batches ({plan.epochs} epochs)"
+        )
     in_flight = max(1, sum(len(r) for r in actors))
-    stream = ray.data.range(
-        plan.epochs * per_rank, override_num_blocks=max(1, plan.epochs * per_rank // in_flight)
-    )
+    stream = ray.data.range(total - start, override_num_blocks=max(1, (total - start) // in_flight))
     stream = stream.map_batches(
         _sample_batches,
-        fn_kwargs={"plan": plan, "actors": actors, "rank": rank, "world_size": world_size},
+        fn_kwargs={"plan": plan, "actors": actors, "rank": rank, "world_size": world_size, "start": start},
         batch_size=in_flight,
         compute=ray.data.TaskPoolStrategy(size=2),
         num_cpus=0,
@@ -178,6 +202,8 @@ class GraphStreams:
     graph_cfg: GraphConfig
     store_dir: str
     actors: list[list[Any]] = field(init=False)
+    starts: Any = field(init=False)
+    """The `StreamStarts` actor the workers publish their resume positions to (see `GraphDataConfig`)."""
     _plans: dict[str, EpochPlan] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -196,6 +222,7 @@ class GraphStreams:
             ]
             for index in range(len(meta["partitions"]))
         ]
+        self.starts = StreamStarts.remote()
 
     def dataset(self, split: str, batch_size: int, epochs: int, shuffle: bool, seed: int) -> ray.data.Dataset:
         """The stream of `split` for one consumer; `data_config` re-cuts it per rank for Ray Train."""
@@ -209,7 +236,7 @@ class GraphStreams:
 
     def data_config(self, names: list[str]) -> GraphDataConfig:
         """The `dataset_config` for `TorchTrainer`: deterministic per-rank streams for these datasets."""
-        return GraphDataConfig(dict(self._plans), self.actors, names)
+        return GraphDataConfig(dict(self._plans), self.actors, self.starts, names)
 
     def num_batches_per_rank(self, split: str, batch_size: int, world_size: int) -> int:
         return num_batches_per_rank(self.store_dir, split, batch_size, world_size)
@@ -218,15 +245,44 @@ class GraphStreams:
         for replicas in self.actors:
             for actor in replicas:
                 ray.kill(actor)
+        ray.kill(self.starts)
+
+
+@ray.remote(num_cpus=0)
+class StreamStarts:
+    """Start position of each Train dataset's streams, published by rank 0 just before it asks for them."""
+
+    def __init__(self) -> None:
+        self.positions: dict[str, int] = {}
+
+    def publish(self, name: str, position: int) -> None:
+        self.positions[name] = position
+
+    def position(self, name: str) -> int:
+        return self.positions.get(name, 0)
 
 
 class GraphDataConfig(ray.train.DataConfig):
-    """Gives rank `r` of `world_size` its own stream (batches `j` with `j % world_size == r`)."""
+    """Gives rank `r` of `world_size` its own stream (batches `j` with `j % world_size == r`), beginning at
+    the position the worker group resumes from.
 
-    def __init__(self, plans: dict[str, EpochPlan], actors: list[list[Any]], names: list[str]) -> None:
+    Why a position published by the workers. Ray Train (V2, the default in Ray 2.60) calls `configure` once
+    per worker group, i.e. at the first start and again after every failure restart, and lazily: inside the
+    group's `DatasetManager` actor when rank 0 first calls `ray.train.get_dataset_shard(name)`, after the
+    workers have restored `ray.train.get_checkpoint()`. Only the workers know which checkpoint that was (the
+    run folder can hold a newer, fully copied one that Ray had not registered when a worker died), so rank 0
+    publishes its resume position to `StreamStarts` right before that call (`graph_dataset_shard`), and
+    `configure` cuts every rank's stream there. All ranks restore the same checkpoint, so one position keeps
+    them in lock step; `iter_graph_batches` checks each rank's positions anyway.
+    """
+
+    def __init__(
+        self, plans: dict[str, EpochPlan], actors: list[list[Any]], starts: Any, names: list[str]
+    ) -> None:
         super().__init__(datasets_to_split=list(names))
         self._plans = plans
         self._actors = actors
+        self._starts = starts
 
     def configure(self, datasets, world_size, worker_handles, worker_node_ids, **kwargs):  # noqa: ANN001
         output: list[dict[str, Any]] = [{} for _ in range(world_size)]
@@ -236,8 +292,9 @@ class GraphDataConfig(ray.train.DataConfig):
             if plan is None:
                 others[name] = dataset
                 continue
+            start = ray.get(self._starts.position.remote(name))
             for rank in range(world_size):
-                output[rank][name] = _rank_stream(plan, self._actors, rank, world_size).iterator()
+                output[rank][name] = _rank_stream(plan, self._actors, rank, world_size, start).iterator()
         if others:
             rest = super().configure(others, world_size, worker_handles, worker_node_ids, **kwargs)
             for rank in range(world_size):
@@ -250,10 +307,27 @@ def num_batches_per_rank(store_dir: str | Path, split: str, batch_size: int, wor
     return EpochPlan(str(store_dir), split, batch_size, 1, False, 0).batches_per_rank(world_size)
 
 
+def graph_dataset_shard(starts: Any, name: str, start_position: int = 0) -> Any:
+    """Worker side, every rank: this rank's stream of Train dataset `name`, beginning at `start_position`.
+
+    Call it once per dataset and worker group, with the same position on every rank (`GraphDataConfig`)."""
+    if ray.train.get_context().get_world_rank() == 0:
+        ray.get(starts.publish.remote(name, start_position))
+    return ray.train.get_dataset_shard(name)
+
+
 def iter_graph_batches(shard: Any, start_position: int = 0) -> Iterator[tuple[int, int, HeteroData]]:
-    """Yield `(epoch, position, batch)` of a rank's stream; batches before `start_position` are skipped."""
+    """Yield `(epoch, position, batch)` of a rank's stream, which must run on from `start_position`.
+
+    A row out of that order (a stream not cut at the resume position, or out of order) is an error rather than
+    skipped: skipping would silently sample and ship every earlier batch again."""
+    expected = start_position
     for row in shard.iter_rows():
         position = int(row["position"])
-        if position < start_position:
-            continue
+        if position != expected:
+            raise RuntimeError(
+                f"graph stream gave position {position} where {expected} was due (stream meant to start at "
+                f"{start_position}; get the shard with graph_dataset_shard and the same start position)"
+            )
+        expected += 1
         yield int(row["epoch"]), position, pickle.loads(row["batch"])

@@ -43,7 +43,7 @@ class TrainerState:
     stage_step: int = 0
     """Optimizer steps done in this stage."""
     position: int = 0
-    """Micro-batches of this stage's train stream consumed by each rank (the loader skips them on resume)."""
+    """Micro-batches of this stage's train stream consumed by each rank (a resumed stream begins here)."""
     epoch: int = 0
     """Epoch of this stage that the next batch belongs to (`position` // batches per rank per epoch)."""
     validations: int = 0

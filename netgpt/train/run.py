@@ -120,6 +120,7 @@ def build_trainer(
             "tokenizer_dir": str(tokenizer_dir),
             "progress": progress,
             "evaluate_test": evaluate_test,
+            "stream_starts": streams.starts,
         },
         torch_config=TorchConfig(timeout_s=train_cfg.timeout_s),
         scaling_config=ScalingConfig(

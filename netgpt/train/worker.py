@@ -21,7 +21,7 @@ import torch
 import torch.distributed as dist
 
 from netgpt.config import NetGPTConfig, StageConfig
-from netgpt.graph.loader import iter_graph_batches, num_batches_per_rank
+from netgpt.graph.loader import graph_dataset_shard, iter_graph_batches, num_batches_per_rank
 from netgpt.metrics import Metrics, compute_metrics
 from netgpt.train.checkpoint import (
     FINAL_METRICS,
@@ -50,6 +50,9 @@ class StageStreams:
     val: Any
     train_batches: int
     val_batches: int
+    train_start: int
+    """Position the train stream begins at: the resumed state's, so earlier batches are never sampled."""
+    val_start: int
 
 
 class Curriculum:
@@ -62,6 +65,7 @@ class Curriculum:
         self.run_dir = Path(loop_config["run_dir"])
         self.feature_dims: dict[str, int] = loop_config["feature_dims"]
         self.progress = loop_config.get("progress")
+        self.stream_starts = loop_config["stream_starts"]
         self.evaluate_test: bool = loop_config.get("evaluate_test", True)
         context = ray.train.get_context()
         self.rank = context.get_world_rank()
@@ -118,12 +122,17 @@ class Curriculum:
 
     # ---------------------------------------------------------------- stages
     def streams(self, stage: StageConfig) -> StageStreams:
+        """The stage's streams, begun where the state stands (every rank holds the same state)."""
         store, size = self.config.graph.store_dir, stage.micro_batch_size
+        val_batches = num_batches_per_rank(store, "val", size, self.world)
+        train_start, val_start = self.state.position, self.state.validations * val_batches
         return StageStreams(
-            train=ray.train.get_dataset_shard(f"train_{stage.name}"),
-            val=ray.train.get_dataset_shard(f"val_{stage.name}"),
+            train=graph_dataset_shard(self.stream_starts, f"train_{stage.name}", train_start),
+            val=graph_dataset_shard(self.stream_starts, f"val_{stage.name}", val_start),
             train_batches=num_batches_per_rank(store, "train", size, self.world),
-            val_batches=num_batches_per_rank(store, "val", size, self.world),
+            val_batches=val_batches,
+            train_start=train_start,
+            val_start=val_start,
         )
 
     def run_stage(self, index: int, stage: StageConfig) -> None:
@@ -143,8 +152,8 @@ class Curriculum:
         total = steps_per_epoch * stage.epochs
         if stage.max_steps:
             total = min(total, stage.max_steps)
-        batches = prefetch(iter_graph_batches(streams.train, start_position=state.position))
-        val_batches = iter_graph_batches(streams.val, start_position=state.validations * streams.val_batches)
+        batches = prefetch(iter_graph_batches(streams.train, start_position=streams.train_start))
+        val_batches = iter_graph_batches(streams.val, start_position=streams.val_start)
         meter = StepMeter()
         self._post("stage_update", stage.name, index, state.stage_step, total, None)
         first_step = True
@@ -277,7 +286,7 @@ class Curriculum:
 
         Each stage's scores are SPEC §6's baselines in turn: the RGCN alone after graph pretraining, the
         aligned LLM's answers, then NetGPT after joint fine-tuning."""
-        shard = ray.train.get_dataset_shard(f"test_{stage.name}")
+        shard = graph_dataset_shard(self.stream_starts, f"test_{stage.name}")
         count = num_batches_per_rank(self.config.graph.store_dir, "test", stage.micro_batch_size, self.world)
         results, _ = self.evaluate(stage, iter_graph_batches(shard), count)
         scalars: dict[str, float] = {}

@@ -1,10 +1,12 @@
-"""The Ray Data stream: every seed once per epoch across 2 consumers, deterministic, resumable."""
+"""The Ray Data stream: every seed once per epoch across 2 consumers, deterministic, resumable without
+sampling the batches before the resume position."""
 
 from __future__ import annotations
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import ray
 
 from netgpt.data.schema import SAMPLES_FILE
 from netgpt.graph.build import build_graph
@@ -23,19 +25,22 @@ def streams(tables_dir, tmp_path_factory, ray_cluster, graph_config):
 
 @pytest.mark.integration
 @pytest.mark.timeout(300)
-def test_two_consumers_see_every_seed_once_per_epoch_in_lock_step(streams, tables_dir, ray_cluster) -> None:
+def test_two_consumers_see_every_seed_once_per_epoch_in_lock_step_and_resume_without_resampling(
+    streams, tables_dir, ray_cluster
+) -> None:
     samples = pq.read_table(tables_dir / SAMPLES_FILE).to_pandas()
     train = sorted(samples.loc[samples.split == "train", "sample_id"].tolist())
     dataset = streams.dataset("train", batch_size=8, epochs=2, shuffle=True, seed=3)
     iterators = streams.data_config(["train"]).configure({"train": dataset}, 2, None, None)
 
-    def consume_stream(iterator, start_position: int = 0) -> list[tuple[int, int, list[int]]]:
+    def consume_stream(iterator, start_position: int = 0) -> list[tuple[int, int, list[int], dict]]:
         """A consumer in its own Ray worker process (defined here so Ray ships it by value)."""
         out = []
         for epoch, position, batch in iter_graph_batches(iterator, start_position):
             seeds = batch["video"].sample_id[: batch["video"].batch_size].tolist()
             assert [f["sample_id"] for f in batch.seed_fields] == seeds
-            out.append((epoch, position, seeds))
+            nodes = {node_type: batch[node_type].n_id.tolist() for node_type in batch.node_types}
+            out.append((epoch, position, seeds, nodes))
         return out
 
     consume = ray_cluster.remote(num_cpus=0)(consume_stream)
@@ -43,19 +48,42 @@ def test_two_consumers_see_every_seed_once_per_epoch_in_lock_step(streams, table
 
     per_rank = num_batches_per_rank(streams.store_dir, "train", 8, 2)
     for got in ranks:
-        assert [p for _, p, _ in got] == list(range(2 * per_rank))
-        assert [e for e, _, _ in got] == [0] * per_rank + [1] * per_rank
-        assert all(0 < len(seeds) <= 8 for _, _, seeds in got)
+        assert [p for _, p, _, _ in got] == list(range(2 * per_rank))
+        assert [e for e, _, _, _ in got] == [0] * per_rank + [1] * per_rank
+        assert all(0 < len(seeds) <= 8 for _, _, seeds, _ in got)
     orders = []
     for epoch in (0, 1):
-        seen = [s for got in ranks for e, _, seeds in got if e == epoch for s in seeds]
+        seen = [s for got in ranks for e, _, seeds, _ in got if e == epoch for s in seeds]
         assert sorted(seen) == train
-        orders.append([s for e, _, seeds in ranks[0] if e == epoch for s in seeds])
+        orders.append([s for e, _, seeds, _ in ranks[0] if e == epoch for s in seeds])
     assert orders[0] != orders[1]
 
+    # Resume in the last batch of epoch 0, as a restarted worker group does: rank 0 publishes the position
+    # (graph_dataset_shard) before Ray Train calls configure; the stream begins there.
+    start = per_rank - 1
+    sampled = _batches_sampled(streams)
+    ray_cluster.get(streams.starts.publish.remote("train", start))
     again = streams.data_config(["train"]).configure({"train": dataset}, 2, None, None)
-    resumed = ray_cluster.get(consume.remote(again[1]["train"], start_position=per_rank - 1))
-    assert resumed == ranks[1][per_rank - 1 :]
+    resumed = ray_cluster.get(consume.remote(again[1]["train"], start_position=start))
+    assert resumed == ranks[1][start:]
+    assert _batches_sampled(streams) - sampled == len(resumed) == 2 * per_rank - start
+    with pytest.raises(
+        ray_cluster.exceptions.RayTaskError, match=f"position {start} where {start - 1} was due"
+    ):
+        ray_cluster.get(consume.remote(again[1]["train"], start_position=start - 1))
+
+
+def test_a_start_past_the_end_of_the_stream_is_refused(streams, ray_cluster) -> None:
+    dataset = streams.dataset("train", batch_size=8, epochs=1, shuffle=False, seed=0)
+    late = num_batches_per_rank(streams.store_dir, "train", 8, 2) + 1
+    ray_cluster.get(streams.starts.publish.remote("late", late))
+    with pytest.raises(ValueError, match=f"cannot start at position {late}: each of the 2 ranks"):
+        streams.data_config(["late"]).configure({"late": dataset}, 2, None, None)
+
+
+def _batches_sampled(streams: GraphStreams) -> int:
+    counts = [actor.batches_sampled.remote() for replicas in streams.actors for actor in replicas]
+    return sum(ray.get(counts))
 
 
 def test_the_plan_cuts_a_multiple_of_the_world_size_without_losing_a_seed(streams) -> None:
