@@ -1,8 +1,10 @@
 """The whole curriculum on Ray Train + DeepSpeed ZeRO-3 with 2 CPU workers: three stages, checkpoints,
-TensorBoard, the HF export, a worker killed mid-run (resume to the same weights)."""
+TensorBoard, the HF export, a worker killed mid-stage (resume to the same weights, streams begun at the
+checkpoint's position)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -100,6 +102,16 @@ def metrics_steps(config) -> int:
     return sum(stage.max_steps for stage in config.train.stages)
 
 
+def _latest_registered_state(run_dir: Path) -> dict | None:
+    """The trainer state of the checkpoint Ray Train would resume from now (its own registry's latest)."""
+    try:
+        snapshot = json.loads((run_dir / "checkpoint_manager_snapshot.json").read_text())
+        name = snapshot["latest_checkpoint_result"]["checkpoint_dir_name"]
+        return json.loads((run_dir / name / "trainer_state.json").read_text())
+    except (OSError, ValueError, KeyError, TypeError):  # not written yet, or caught mid-write
+        return None
+
+
 @pytest.mark.timeout(480)
 def test_worker_killed_mid_run_resumes_to_the_same_weights(data_dir, baseline, tmp_path_factory, make_config):
     _, base = baseline
@@ -111,20 +123,21 @@ def test_worker_killed_mid_run_resumes_to_the_same_weights(data_dir, baseline, t
         daemon=True,
     )
     runner.start()
-    killed = None
+    killed = resume_state = None
     deadline = time.monotonic() + 300
     while runner.is_alive() and killed is None and time.monotonic() < deadline:
-        snapshot = ray.get(progress.snapshot.remote())
-        stage = snapshot["stage"]
-        checkpoints = list((Path(config.train.storage_path) / "killed").glob("step-*"))
-        if stage and stage["index"] == 1 and checkpoints and 1 in snapshot["pids"]:
-            killed = snapshot["pids"][1]
+        # Kill once the checkpoint to resume from is in the middle of a later stage: the resumed streams must
+        # then begin at its position (iter_graph_batches raises on any other first position).
+        state = _latest_registered_state(Path(config.train.storage_path) / "killed")
+        pids = ray.get(progress.snapshot.remote())["pids"]
+        if state and state["stage_index"] >= 1 and state["position"] > 0 and 1 in pids:
+            killed, resume_state = pids[1], state
             os.kill(killed, signal.SIGKILL)
         time.sleep(0.05)
     runner.join(timeout=360)
     assert killed is not None, "the run ended before a worker could be killed mid-stage"
     result = outcome["result"]
-    assert result.progress["resumed_from"], "the run did not resume from a checkpoint"
+    assert result.progress["resumed_from"] == [resume_state["global_step"]], resume_state
     assert result.progress["pids"][1] != killed
     assert result.metrics["global_step"] == metrics_steps(config)
     expected, got = _weights(base.run_dir / "model"), _weights(result.run_dir / "model")
