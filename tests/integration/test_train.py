@@ -137,7 +137,9 @@ def test_worker_killed_mid_run_resumes_to_the_same_weights(data_dir, baseline, t
     runner.join(timeout=360)
     assert killed is not None, "the run ended before a worker could be killed mid-stage"
     result = outcome["result"]
-    assert result.progress["resumed_from"] == [resume_state["global_step"]], resume_state
+    # A newer checkpoint may register between the read and the kill: resuming from it is right too.
+    (resumed_from,) = result.progress["resumed_from"]
+    assert resumed_from >= resume_state["global_step"], resume_state
     assert result.progress["pids"][1] != killed
     assert result.metrics["global_step"] == metrics_steps(config)
     expected, got = _weights(base.run_dir / "model"), _weights(result.run_dir / "model")
