@@ -126,7 +126,6 @@ class SamplerActor:
         self.sampler = NeighborSampler(
             open_partition(store_dir, index, meta), cfg.fanouts, cfg.relation_fanouts, meta["num_hops"]
         )
-
         self.sampled = 0
 
     def sample(self, sample_ids: np.ndarray, rng_key: tuple[int, ...]) -> bytes:
@@ -137,12 +136,6 @@ class SamplerActor:
     def batches_sampled(self) -> int:
         """Batches this actor has sampled since it started (what a resumed stream saves shows here)."""
         return self.sampled
-
-    def resident_bytes(self) -> int:
-        """This process's resident memory (for the benchmark's memory-per-sampler figure)."""
-        import psutil
-
-        return psutil.Process().memory_info().rss
 
 
 @lru_cache(maxsize=4)
