@@ -91,8 +91,8 @@ class GraphConfig:
     num_partitions: int = 2
     """K: how many partitions the store is split into (one sampler actor each)."""
     partitioner: str = "topic"
-    """`topic` (whole topics per part: the smallest halos measured), `metis` (pymetis over the video-level
-    graph) or `hash`; see `netgpt/graph/partition.py`."""
+    """`topic` (whole topics packed by seed count: balanced, the smallest halos measured), `metis` (whole
+    topics placed by pymetis against the halo of shared authors) or `hash`; see `graph/partition.py`."""
     text: TextEncoderConfig = field(default_factory=TextEncoderConfig)
     """Text feature encoder."""
     time_dim: int = 8

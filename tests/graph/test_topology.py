@@ -40,8 +40,15 @@ def test_metis_and_topic_keep_topics_whole_where_hash_cuts_them(tables_dir, num_
         part = assign_partitions(topo, num_partitions, method)
         return sum(len(set(part[topo.topic == t].tolist())) > 1 for t in range(len(topo.topic_names)))
 
-    assert topics_cut("topic") == 0
-    assert topics_cut("metis") <= 1 < topics_cut("hash")
+    assert topics_cut("topic") == topics_cut("metis") == 0 < topics_cut("hash")
+
+
+def test_metis_needs_a_topic_per_partition(tables_dir) -> None:
+    topo = read_topology(tables_dir)
+    with pytest.raises(
+        ValueError, match=r"4 topics, fewer than graph.num_partitions=5; .* use partitioner='hash'"
+    ):
+        assign_partitions(topo, 5, "metis")
 
 
 def test_history_from_the_future_is_an_error(tables_dir, tmp_path) -> None:
