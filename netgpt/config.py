@@ -111,6 +111,10 @@ class GraphConfig:
     """Per-relation fan-outs overriding `fanouts` for the named relations (same length as `fanouts`)."""
     sampler_num_cpus: float = 0.5
     """Logical CPUs each sampler actor reserves on the Ray cluster."""
+    stream_buffer_mb: float = 512.0
+    """Object-store memory (MB) each rank's stream may fill with sampled batches ahead of its consumer; Ray
+    Data stops sampling when it is full (backpressure). Batches are small when seeds are few (the LLM
+    stages' micro-batches of 2): without a cap they would run ahead by whole epochs."""
     seed: int = 0
     """Seed of the sampler and of the per-epoch shuffle."""
 
@@ -145,6 +149,7 @@ class GraphConfig:
                 per_layer,
             )
         _check(self.sampler_num_cpus > 0, "graph.sampler_num_cpus", "a number > 0", self.sampler_num_cpus)
+        _check(self.stream_buffer_mb > 0, "graph.stream_buffer_mb", "a number > 0", self.stream_buffer_mb)
 
 
 @dataclass

@@ -165,9 +165,10 @@ def _sample_batches(
 
 
 def _rank_stream(
-    plan: EpochPlan, actors: list[list[Any]], rank: int, world_size: int, start: int = 0
+    plan: EpochPlan, actors: list[list[Any]], rank: int, world_size: int, buffer_mb: float, start: int = 0
 ) -> ray.data.Dataset:
-    """Rank `rank`'s stream from position `start` on (row `i` is position `start + i`)."""
+    """Rank `rank`'s stream from position `start` on (row `i` is position `start + i`), holding at most
+    `buffer_mb` of sampled batches ahead of its consumer."""
     total = plan.epochs * plan.batches_per_rank(world_size)
     if not 0 <= start <= total:
         raise ValueError(
@@ -184,7 +185,9 @@ def _rank_stream(
         num_cpus=0,
         batch_format="numpy",
     )
-    stream.context.execution_options.preserve_order = True
+    options = stream.context.execution_options
+    options.preserve_order = True
+    options.resource_limits = options.resource_limits.copy(object_store_memory=buffer_mb * 1e6)
     return stream
 
 
@@ -221,7 +224,7 @@ class GraphStreams:
         """The stream of `split` for one consumer; `data_config` re-cuts it per rank for Ray Train."""
         plan = EpochPlan(self.store_dir, split, batch_size, epochs, shuffle, seed)
         plan.batches_per_partition(1)
-        stream = _rank_stream(plan, self.actors, rank=0, world_size=1)
+        stream = _rank_stream(plan, self.actors, 0, 1, self.graph_cfg.stream_buffer_mb)
         name = f"netgpt-graph-{split}-{uuid.uuid4().hex[:8]}"
         stream.set_name(name)
         self._plans[name] = plan
@@ -229,7 +232,9 @@ class GraphStreams:
 
     def data_config(self, names: list[str]) -> GraphDataConfig:
         """The `dataset_config` for `TorchTrainer`: deterministic per-rank streams for these datasets."""
-        return GraphDataConfig(dict(self._plans), self.actors, self.starts, names)
+        return GraphDataConfig(
+            dict(self._plans), self.actors, self.starts, names, self.graph_cfg.stream_buffer_mb
+        )
 
     def num_batches_per_rank(self, split: str, batch_size: int, world_size: int) -> int:
         return num_batches_per_rank(self.store_dir, split, batch_size, world_size)
@@ -270,12 +275,18 @@ class GraphDataConfig(ray.train.DataConfig):
     """
 
     def __init__(
-        self, plans: dict[str, EpochPlan], actors: list[list[Any]], starts: Any, names: list[str]
+        self,
+        plans: dict[str, EpochPlan],
+        actors: list[list[Any]],
+        starts: Any,
+        names: list[str],
+        buffer_mb: float,
     ) -> None:
         super().__init__(datasets_to_split=list(names))
         self._plans = plans
         self._actors = actors
         self._starts = starts
+        self._buffer_mb = buffer_mb
 
     def configure(self, datasets, world_size, worker_handles, worker_node_ids, **kwargs):  # noqa: ANN001
         output: list[dict[str, Any]] = [{} for _ in range(world_size)]
@@ -287,7 +298,8 @@ class GraphDataConfig(ray.train.DataConfig):
                 continue
             start = ray.get(self._starts.position.remote(name))
             for rank in range(world_size):
-                output[rank][name] = _rank_stream(plan, self._actors, rank, world_size, start).iterator()
+                stream = _rank_stream(plan, self._actors, rank, world_size, self._buffer_mb, start)
+                output[rank][name] = stream.iterator()
         if others:
             rest = super().configure(others, world_size, worker_handles, worker_node_ids, **kwargs)
             for rank in range(world_size):

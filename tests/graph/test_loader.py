@@ -3,6 +3,9 @@ sampling the batches before the resume position."""
 
 from __future__ import annotations
 
+import pickle
+import time
+
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
@@ -98,3 +101,28 @@ def test_the_plan_cuts_a_multiple_of_the_world_size_without_losing_a_seed(stream
         assert plan.epoch(0, world_size)[0][1].tolist() == batches[0][1].tolist()
     with pytest.raises(ValueError, match="fewer than the 10000 workers"):
         EpochPlan(streams.store_dir, "train", 8, 1, True, 0).batches_per_rank(10_000)
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(120)
+def test_the_stream_starts_before_the_epoch_is_sampled_and_runs_ahead_only_its_buffer(
+    tables_dir, tmp_path_factory, ray_cluster, graph_config
+) -> None:
+    cfg = graph_config(num_partitions=2, fanouts=[2, 2], stream_buffer_mb=0.5)
+    store = tmp_path_factory.mktemp("buffer_store")
+    build_graph(tables_dir, cfg, store)
+    streams = GraphStreams(cfg, store)
+    try:
+        dataset = streams.dataset("train", batch_size=8, epochs=10, shuffle=True, seed=1)
+        (shard,) = streams.data_config(["train"]).configure({"train": dataset}, 1, None, None)
+        total = 10 * num_batches_per_rank(store, "train", 8, 1)
+        batches = iter_graph_batches(shard["train"])
+        _, _, first = next(batches)
+        time.sleep(3)  # the executor runs ahead as far as the buffer lets it
+        ahead = _batches_sampled(streams)
+        batch_mb = len(pickle.dumps(first)) / 1e6
+        print(f"sampled {ahead} of {total} batches ({batch_mb:.3f} MB each) while the first one was held")
+        assert 1 <= ahead <= total // 4
+        assert sum(1 for _ in batches) == total - 1
+    finally:
+        streams.shutdown()
