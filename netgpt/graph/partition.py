@@ -35,10 +35,17 @@ def assign_partitions(topology: Topology, num_partitions: int, method: str) -> n
     return by_video[topology.video]
 
 
-def _seed_weight(topology: Topology) -> np.ndarray:
-    """Seed samples per video (at least 1, so every video has weight)."""
+def _topic_of_videos(topology: Topology) -> tuple[np.ndarray, np.ndarray]:
+    """The topic of every video, and every topic's weight: its seed samples, each video counting at least 1
+    (so every video has weight)."""
     is_seed = topology.split != "final"
-    return np.maximum(np.bincount(topology.video, weights=is_seed, minlength=len(topology.video_ids)), 1)
+    video_weight = np.bincount(topology.video, weights=is_seed, minlength=len(topology.video_ids))
+    topic_of_video = np.zeros(len(topology.video_ids), dtype=np.int64)
+    topic_of_video[topology.video] = topology.topic
+    topic_weight = np.bincount(
+        topic_of_video, weights=np.maximum(video_weight, 1), minlength=len(topology.topic_names)
+    )
+    return topic_of_video, topic_weight
 
 
 def _hash_videos(num_videos: int, num_partitions: int) -> np.ndarray:
@@ -47,10 +54,7 @@ def _hash_videos(num_videos: int, num_partitions: int) -> np.ndarray:
 
 
 def _topic_videos(topology: Topology, num_partitions: int) -> np.ndarray:
-    weight = _seed_weight(topology)
-    first_topic = np.zeros(len(topology.video_ids), dtype=np.int64)
-    first_topic[topology.video] = topology.topic
-    topic_weight = np.bincount(first_topic, weights=weight, minlength=len(topology.topic_names))
+    topic_of_video, topic_weight = _topic_of_videos(topology)
     load = np.zeros(num_partitions)
     topic_part = np.zeros(len(topic_weight), dtype=np.int64)
     # A greedy loop over topics (hundreds, not samples): no library packs bins for us.
@@ -58,7 +62,7 @@ def _topic_videos(topology: Topology, num_partitions: int) -> np.ndarray:
         target = int(np.argmin(load))
         topic_part[topic] = target
         load[target] += topic_weight[topic]
-    return topic_part[first_topic]
+    return topic_part[topic_of_video]
 
 
 def _metis_videos(topology: Topology, num_partitions: int) -> np.ndarray:
@@ -79,9 +83,7 @@ def _metis_videos(topology: Topology, num_partitions: int) -> np.ndarray:
             f"graph.partitioner='metis': the graph has {num_topics} topics, fewer than graph.num_partitions="
             f"{num_partitions}; METIS keeps topics whole, so use partitioner='hash'"
         )
-    weight = _seed_weight(topology)
-    first_topic = np.zeros(len(topology.video_ids), dtype=np.int64)
-    first_topic[topology.video] = topology.topic
+    topic_of_video, topic_weight = _topic_of_videos(topology)
     # Rows (author, topic, samples), sorted by author; every pair of rows of one author adds to the cost.
     pairs, samples = np.unique(
         topology.groups["has_same_author_as"].gid * num_topics + topology.topic, return_counts=True
@@ -100,7 +102,7 @@ def _metis_videos(topology: Topology, num_partitions: int) -> np.ndarray:
     _, parts = pymetis.part_graph(
         num_partitions,
         pymetis.CSRAdjacency(xadj.tolist(), target.tolist()),
-        vweights=np.bincount(first_topic, weights=weight, minlength=num_topics).astype(np.int64).tolist(),
+        vweights=topic_weight.astype(np.int64).tolist(),
         eweights=cost[source, target].tolist(),
     )
-    return np.asarray(parts, dtype=np.int64)[first_topic]
+    return np.asarray(parts, dtype=np.int64)[topic_of_video]
