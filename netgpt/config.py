@@ -46,6 +46,8 @@ class DataConfig:
     """How many videos the synthetic generator writes for the demo."""
     synth_seed: int = 0
     """Seed of the synthetic generator: same seed, same file."""
+    strict_keys: bool = False
+    """Refuse records with keys the release does not have (by default they are counted and left out)."""
 
     def __post_init__(self) -> None:
         _check(self.val_days >= 0, "data.val_days", "an integer >= 0", self.val_days)

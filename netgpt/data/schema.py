@@ -1,7 +1,8 @@
 """The pyarrow schema of every table netgpt writes, declared once.
 
 `samples` has one row per sample (one crawled state of a video); `comments` one row per comment seen at a
-sample's crawl. Later floors (graph) read these tables and rely on exactly these columns.
+sample's crawl. Later floors (graph) read these tables and rely on exactly these columns. A nullable column
+holds a key the released records may lack (null: absent; an empty string is a value).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ SAMPLES_SCHEMA = pa.schema(
         *(pa.field(name, pa.int64(), nullable=False) for name in COUNT_COLUMNS),
         pa.field("title", pa.string(), nullable=False),
         pa.field("description", pa.string(), nullable=False),
-        pa.field("sentiment", pa.string(), nullable=False),
+        pa.field("sentiment", pa.string(), nullable=True),
         pa.field("level", pa.int8(), nullable=False),
         pa.field("history_ids", pa.list_(pa.int64()), nullable=False),
         pa.field("is_final_state", pa.bool_(), nullable=False),
@@ -48,11 +49,11 @@ SAMPLES_SCHEMA = pa.schema(
 COMMENTS_SCHEMA = pa.schema(
     [
         pa.field("sample_id", pa.int64(), nullable=False),
-        pa.field("comment_id", pa.string(), nullable=False),
-        pa.field("commenter_id", pa.string(), nullable=False),
+        pa.field("comment_id", pa.string(), nullable=True),
+        pa.field("commenter_id", pa.string(), nullable=True),
         pa.field("text", pa.string(), nullable=False),
         pa.field("time", pa.timestamp("s"), nullable=True),
-        pa.field("region", pa.string(), nullable=False),
+        pa.field("region", pa.string(), nullable=True),
     ]
 )
 

@@ -37,6 +37,11 @@ class ImportSummary:
     """Samples per split (train, val, test, final)."""
     split_date: str
     val_days: int
+    missing_keys: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Optional keys absent, per platform: {key: {platform: records}}; a comment key (`评论.<key>`)
+    counts comments."""
+    unknown_keys: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Keys the release does not have, left out of the tables, per platform: {key: {platform: records}}."""
     anomalies: dict[str, int] = field(default_factory=dict)
     """Counted, not rejected (see `netgpt.data.validate`): kind -> how many."""
     anomaly_examples: dict[str, list[int]] = field(default_factory=dict)
@@ -87,6 +92,14 @@ class ImportSummary:
         for name in SPLITS:
             splits.add_row(name, f"{self.splits.get(name, 0):,}")
         console.print(splits)
+
+        names = list(self.platforms)
+        keys = Table("key", "", *names, title="keys absent (optional) or unknown (left out), per platform")
+        for kind, table in (("absent", self.missing_keys), ("unknown", self.unknown_keys)):
+            for key, counts in table.items():
+                keys.add_row(key, kind, *(f"{counts.get(name, 0):,}" for name in names))
+        if self.missing_keys or self.unknown_keys:
+            console.print(keys)
 
         anomalies = Table("anomaly (counted, not rejected)", "count", "first sample ids", title="anomalies")
         for name, count in sorted(self.anomalies.items()):

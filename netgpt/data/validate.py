@@ -1,7 +1,8 @@
 """The rules a released XS-Video sample must keep, and the anomalies real data has that are only counted.
 
 Rejected (a `DataError` naming the file, the sample id, the field and the rule; the import stops):
-- a missing or unknown key, in a sample or in one of its comments;
+- a missing required key, in a sample or in one of its comments (what the model reads: `REQUIRED_*_KEYS`);
+- with `strict_keys`, a key the release does not have (without it, such keys are counted and left out);
 - a wrong type (a count that is not an integer, a duration that is not a number, `历史状态` not a list of
   integers, `评论` not an object of comment objects ...);
 - a negative count or duration, a level outside 0-9, an unknown platform or sentiment;
@@ -11,6 +12,11 @@ Rejected (a `DataError` naming the file, the sample id, the field and the rule; 
 - an earlier-state id (`历史状态`) that is the sample itself, does not exist, belongs to another video, or was
   not crawled before the sample; a duplicate sample id;
 - truncated or invalid JSON (with the byte offset; see `netgpt.data.importer`).
+
+Counted per key and platform in the import summary, never an error (the released records show both):
+- `missing_keys`: an optional key absent (`OPTIONAL_*_KEYS`: `sentiment` is absent from about 28 % of
+  released records, `short_id` from some comments); stored as null;
+- `unknown_keys`: a key the release does not have; left out of the tables.
 
 Only counted and listed in the import summary (real crawls show them; none makes a sample unusable):
 - `count_decrease`: a cumulative count lower than at the video's previous crawl (a deleted like or comment);
@@ -29,6 +35,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
+from collections.abc import Iterable
 from datetime import date, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -49,16 +56,22 @@ COUNT_FIELDS = {
 
 TEXT_FIELDS = {
     "url": "url",
-    "sentiment": "sentiment",
     "描述": "description",
     "标题": "title",
     "话题": "topic",
+    "发布用户ID": "author_id",
+    "平台": "platform",
 }
-SAMPLE_KEYS = frozenset(
-    [*TEXT_FIELDS, "发布用户ID", "视频时长（秒）", "平台", "发布时间", "影响力等级", "当前时间"]
-    + [*COUNT_FIELDS, "评论", "历史状态"]
+"""Released text key -> samples column, for the texts the model reads (empty strings are valid text)."""
+REQUIRED_SAMPLE_KEYS = frozenset(
+    [*TEXT_FIELDS, "视频时长（秒）", "发布时间", "影响力等级", "当前时间", *COUNT_FIELDS, "评论", "历史状态"]
 )
-COMMENT_KEYS = frozenset(["short_id", "评论用户ID", "评论内容", "评论时间", "IP地址"])
+OPTIONAL_SAMPLE_KEYS = frozenset(["sentiment"])
+"""Keys the model does not read: absent is counted (`missing_keys`), never an error; stored as null."""
+SAMPLE_KEYS = REQUIRED_SAMPLE_KEYS | OPTIONAL_SAMPLE_KEYS
+REQUIRED_COMMENT_KEYS = frozenset(["评论内容", "评论时间"])
+OPTIONAL_COMMENT_KEYS = frozenset(["short_id", "评论用户ID", "IP地址"])
+COMMENT_KEYS = REQUIRED_COMMENT_KEYS | OPTIONAL_COMMENT_KEYS
 EXAMPLES_KEPT = 5
 """Sample ids kept per anomaly kind, so a reader can look at a few."""
 
@@ -79,6 +92,23 @@ class DataError(ValueError):
             place.append(f"field {field!r}")
         super().__init__(f"{': '.join(place)}: {rule}")
         self.file, self.sample_id, self.field, self.rule = str(file), sample_id, field, rule
+
+
+class KeyCounts:
+    """How many records (or comments) lack, or carry, each key, per platform: {key: {platform: count}}."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[tuple[str, str]] = Counter()
+
+    def add(self, keys: Iterable[str], platform: str) -> None:
+        for key in keys:
+            self.counts[key, platform] += 1
+
+    def as_dict(self) -> dict[str, dict[str, int]]:
+        table: dict[str, dict[str, int]] = {}
+        for (key, platform), count in sorted(self.counts.items()):
+            table.setdefault(key, {})[platform] = count
+        return table
 
 
 class Anomalies:
@@ -136,11 +166,16 @@ def _is_number(value: Any) -> bool:
 
 
 class SampleParser:
-    """Checks one released sample at a time and turns it into a `samples` row and its `comments` rows."""
+    """Checks one released sample at a time and turns it into a `samples` row and its `comments` rows.
 
-    def __init__(self, file: str, anomalies: Anomalies) -> None:
+    `strict_keys`: refuse keys the release does not have, instead of counting them in `unknown_keys`."""
+
+    def __init__(self, file: str, anomalies: Anomalies, strict_keys: bool = False) -> None:
         self.file = file
         self.anomalies = anomalies
+        self.strict_keys = strict_keys
+        self.missing_keys = KeyCounts()
+        self.unknown_keys = KeyCounts()
 
     def error(self, rule: str, sample_id: str | int | None = None, field: str | None = None) -> DataError:
         return DataError(self.file, rule, sample_id, field)
@@ -152,17 +187,18 @@ class SampleParser:
         sample_id = int(key)
         if not isinstance(raw, dict):
             raise self.error(f"expected an object of sample fields, got {type(raw).__name__}", key)
-        self._check_keys(raw, SAMPLE_KEYS, key, "")
+        missing, unknown = self._check_keys(raw, REQUIRED_SAMPLE_KEYS, OPTIONAL_SAMPLE_KEYS, key, "")
         row: dict[str, Any] = {"sample_id": sample_id}
         for field, column in TEXT_FIELDS.items():
             row[column] = self._string(raw, field, key)
-        row["author_id"] = self._string(raw, "发布用户ID", key)
-        row["platform"] = self._string(raw, "平台", key)
         if row["platform"] not in PLATFORMS:
             raise self.error(
                 f"unknown platform {row['platform']!r}: expected one of {PLATFORMS}", key, "平台"
             )
-        if row["sentiment"] not in SENTIMENTS:
+        self.missing_keys.add(missing, row["platform"])
+        self.unknown_keys.add(unknown, row["platform"])
+        row["sentiment"] = self._string(raw, "sentiment", key) if "sentiment" in raw else None
+        if row["sentiment"] is not None and row["sentiment"] not in SENTIMENTS:
             raise self.error(
                 f"unknown sentiment {row['sentiment']!r}: expected one of {SENTIMENTS}", key, "sentiment"
             )
@@ -203,19 +239,27 @@ class SampleParser:
             )
         row["post_time"], row["crawl_date"] = post, crawl
         row["history_ids"] = self._history(raw["历史状态"], sample_id)
-        return row, self._comments(raw["评论"], sample_id)
+        return row, self._comments(raw["评论"], sample_id, row["platform"])
 
-    def _check_keys(self, raw: dict, expected: frozenset[str], sample_id: str, prefix: str) -> None:
-        missing = sorted(expected - raw.keys())
-        if missing:
+    def _check_keys(
+        self, raw: dict, required: frozenset[str], optional: frozenset[str], sample_id: str, prefix: str
+    ) -> tuple[list[str], list[str]]:
+        """Raise on a missing required key (or, strict, an unknown one); else the optional keys missing and
+        the unknown keys present. `prefix` places the key in an error (`评论.3.`)."""
+        missing_required = sorted(required - raw.keys())
+        if missing_required:
             raise self.error(
-                f"missing key (expected keys: {sorted(expected)})", sample_id, prefix + missing[0]
+                f"missing key (required keys: {sorted(required)})", sample_id, prefix + missing_required[0]
             )
-        unknown = sorted(raw.keys() - expected)
-        if unknown:
+        unknown = sorted(raw.keys() - required - optional)
+        if unknown and self.strict_keys:
             raise self.error(
-                f"unknown key (expected keys: {sorted(expected)})", sample_id, prefix + unknown[0]
+                f"unknown key (expected keys: {sorted(required | optional)}; without --strict it would be "
+                "counted and left out)",
+                sample_id,
+                prefix + unknown[0],
             )
+        return sorted(optional - raw.keys()), unknown
 
     def _string(self, raw: dict, field: str, sample_id: str, label: str | None = None) -> str:
         value = raw[field]
@@ -232,7 +276,7 @@ class SampleParser:
             )
         return value
 
-    def _comments(self, value: Any, sample_id: int) -> list[dict[str, Any]]:
+    def _comments(self, value: Any, sample_id: int, platform: str) -> list[dict[str, Any]]:
         if not isinstance(value, dict):
             raise self.error(f"expected an object of comments, got {value!r}", sample_id, "评论")
         rows = []
@@ -240,8 +284,15 @@ class SampleParser:
             prefix = f"评论.{index}."
             if not isinstance(comment, dict):
                 raise self.error(f"expected a comment object, got {comment!r}", sample_id, f"评论.{index}")
-            self._check_keys(comment, COMMENT_KEYS, sample_id, prefix)
-            texts = {key: self._string(comment, key, sample_id, prefix + key) for key in COMMENT_KEYS}
+            missing, unknown = self._check_keys(
+                comment, REQUIRED_COMMENT_KEYS, OPTIONAL_COMMENT_KEYS, sample_id, prefix
+            )
+            self.missing_keys.add((f"评论.{key}" for key in missing), platform)
+            self.unknown_keys.add((f"评论.{key}" for key in unknown), platform)
+            texts = {
+                key: self._string(comment, key, sample_id, prefix + key) if key in comment else None
+                for key in COMMENT_KEYS
+            }
             time = _epoch_seconds(texts["评论时间"])
             if time is None:
                 self.anomalies.add("comment_time_unparsed", sample_id)

@@ -1,5 +1,6 @@
 """One test per rejected input: the error names the file, the sample id, the field and the rule."""
 
+import json
 import re
 from collections.abc import Callable
 
@@ -7,6 +8,7 @@ import pytest
 
 from netgpt.config import DataConfig
 from netgpt.data.importer import import_json
+from netgpt.data.tables import read_comments, read_samples
 from netgpt.data.validate import DataError, video_id_from_url
 
 
@@ -26,8 +28,13 @@ def _delete(sample: str, field: str) -> Callable[[dict], None]:
 
 CASES = [
     ("missing key", _delete("1", "平台"), "1", "平台", "missing key"),
-    ("unknown key", _set("2", "点赞", 3), "2", "点赞", "unknown key"),
-    ("missing comment key", lambda d: d["0"]["评论"]["1"].pop("IP地址"), "0", "评论.1.IP地址", "missing key"),
+    (
+        "missing comment key",
+        lambda d: d["0"]["评论"]["1"].pop("评论内容"),
+        "0",
+        "评论.1.评论内容",
+        "missing key",
+    ),
     ("count not an integer", _set("1", "当前点赞量", "142"), "1", "当前点赞量", "expected an integer count"),
     ("count is a float", _set("1", "当前分享量", 11.5), "1", "当前分享量", "expected an integer count"),
     ("count is a bool", _set("1", "当前分享量", True), "1", "当前分享量", "expected an integer count"),
@@ -125,3 +132,101 @@ def test_video_id_is_the_host_and_the_last_path_segment():
     )
     with pytest.raises(ValueError):
         video_id_from_url("https://www.bilibili.com")
+
+
+# ---- what real records of the release look like: accepted, one test per variation
+
+
+def _import(example: dict, write_json, tmp_path, **data_cfg) -> tuple:
+    summary = import_json(write_json(example), tmp_path / "tables", DataConfig(**data_cfg), progress=False)
+    return (
+        summary,
+        read_samples(tmp_path / "tables").to_pylist(),
+        read_comments(tmp_path / "tables").to_pylist(),
+    )
+
+
+def test_missing_sentiment_is_null_and_counted_per_platform(example, write_json, tmp_path):
+    for key in ("0", "1", "3"):
+        del example[key]["sentiment"]
+    summary, samples, _ = _import(example, write_json, tmp_path)
+    assert [row["sentiment"] for row in samples] == [None, None, "非敏感", None, "中性"]
+    assert summary.missing_keys == {"sentiment": {"抖音": 2, "哔哩哔哩": 1}}
+
+
+def test_comment_without_short_id_or_commenter_is_kept_with_nulls(example, write_json, tmp_path):
+    del example["0"]["评论"]["1"]["short_id"]
+    del example["1"]["评论"]["0"]["评论用户ID"]
+    summary, _, comments = _import(example, write_json, tmp_path)
+    assert [c["comment_id"] for c in comments] == ["a1", None, "a3", "b1"]
+    assert comments[1]["text"] == "这是哪里拍的？" and comments[2]["commenter_id"] is None
+    assert summary.missing_keys == {"评论.short_id": {"抖音": 1}, "评论.评论用户ID": {"抖音": 1}}
+
+
+def test_empty_region_is_an_empty_string_not_a_missing_key(example, write_json, tmp_path):
+    example["0"]["评论"]["0"]["IP地址"] = ""
+    summary, _, comments = _import(example, write_json, tmp_path)
+    assert comments[0]["region"] == "" and summary.missing_keys == {}
+
+
+def test_empty_title_and_description_are_valid_text(example, write_json, tmp_path):
+    example["3"]["标题"] = example["4"]["标题"] = ""
+    example["4"]["描述"] = ""
+    _, samples, _ = _import(example, write_json, tmp_path)
+    assert [row["title"] for row in samples[3:]] == ["", ""] and samples[4]["description"] == ""
+
+
+def test_fractional_and_integer_durations(example, write_json, tmp_path):
+    example["0"]["视频时长（秒）"] = 6.293
+    _, samples, _ = _import(example, write_json, tmp_path)
+    assert samples[0]["duration_s"] == 6.293 and samples[1]["duration_s"] == 26.0
+
+
+def test_text_escapes_round_trip(example, write_json, tmp_path):
+    text = '第一行\n第二行\t"引号"\\反斜杠'
+    example["0"]["描述"] = text
+    example["0"]["评论"]["0"]["评论内容"] = text
+    path = write_json(example)
+    assert b"\\n" in path.read_bytes() and b'\\"' in path.read_bytes()
+    _, samples, comments = _import(example, write_json, tmp_path)
+    assert samples[0]["description"] == text and comments[0]["text"] == text
+
+
+@pytest.mark.parametrize(
+    ("url", "video_id"),
+    [
+        ("https://www.douyin.com/share/video/7441234567890123456", "www.douyin.com/7441234567890123456"),
+        ("https://www.ixigua.com/7441234567890123456", "www.ixigua.com/7441234567890123456"),
+        ("https://www.bilibili.com/video/av113456789012345", "www.bilibili.com/av113456789012345"),
+    ],
+)
+def test_real_url_shapes_name_their_video(example, write_json, tmp_path, url, video_id):
+    example["3"]["url"] = example["4"]["url"] = url
+    _, samples, _ = _import(example, write_json, tmp_path)
+    assert samples[3]["video_id"] == samples[4]["video_id"] == video_id
+
+
+def test_three_space_indentation(example, tmp_path):
+    path = tmp_path / "indent3.json"
+    path.write_text(json.dumps(example, ensure_ascii=False, indent=3), encoding="utf-8")
+    summary = import_json(path, tmp_path / "tables", DataConfig(), progress=False)
+    assert summary.samples == 5 and summary.comments == 4
+
+
+def test_unknown_keys_are_counted_and_left_out(example, write_json, tmp_path):
+    example["2"]["最终状态"] = True
+    example["3"]["最终状态"] = False
+    example["0"]["评论"]["0"]["点赞"] = 3
+    summary, samples, comments = _import(example, write_json, tmp_path)
+    assert summary.unknown_keys == {"最终状态": {"抖音": 1, "哔哩哔哩": 1}, "评论.点赞": {"抖音": 1}}
+    assert "最终状态" not in samples[0] and "点赞" not in comments[0]
+
+
+def test_strict_refuses_an_unknown_key_naming_it(example, write_json, tmp_path):
+    example["2"]["点赞"] = 3
+    path = write_json(example)
+    with pytest.raises(DataError) as caught:
+        import_json(path, tmp_path / "tables", DataConfig(strict_keys=True), progress=False)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: sample 2: field '点赞': unknown key")
+    assert not (tmp_path / "tables").exists()
