@@ -27,8 +27,16 @@ def _parser() -> argparse.ArgumentParser:
     synth.add_argument("--seed", type=int, default=0, help="random seed (same seed, same file)")
 
     prepare = commands.add_parser("prepare", help="import XS-Video JSON into validated, split parquet tables")
-    prepare.add_argument("--input", required=True, help="the released XS-Video JSON (or a synthetic one)")
+    prepare.add_argument(
+        "--input",
+        required=True,
+        help="the released XS-Video JSON, a zip archive holding it (a split release joined first: "
+        "zip -s 0 released_dataset.zip --out xs_video.zip), or a synthetic JSON",
+    )
     prepare.add_argument("--out", required=True, help="output folder of the tables")
+    prepare.add_argument(
+        "--strict", action="store_true", help="refuse keys the release does not have (data.strict_keys)"
+    )
     _add_config_args(prepare)
 
     build_graph = commands.add_parser(
@@ -50,7 +58,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         write_synthetic(args.out, videos=args.videos, seed=args.seed)
         return 0
-    config = load_config(args.config, args.overrides)
+    overrides = (
+        [*args.overrides, "data.strict_keys=true"] if getattr(args, "strict", False) else args.overrides
+    )
+    config = load_config(args.config, overrides)
     if args.command == "prepare":
         from netgpt.data.prepare import prepare
 

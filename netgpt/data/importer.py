@@ -1,4 +1,5 @@
-"""Stream the released XS-Video JSON into the `samples` and `comments` parquet tables.
+"""Stream the released XS-Video JSON (a file, or inside a zip archive) into the `samples` and `comments`
+parquet tables.
 
 Two passes; no text is held beyond one row group, so memory does not follow the JSON's size (pass 2 holds
 about 100 bytes of numeric columns per sample; seen: peak RSS 204 MB at 1/20 scale, 220 MB at 1/10, 374 MB at
@@ -44,6 +45,7 @@ from netgpt.data.schema import (
     SAMPLES_SCHEMA,
     SPLITS,
 )
+from netgpt.data.source import JsonSource, json_source
 from netgpt.data.split import assign_splits, final_states, video_post_days
 from netgpt.data.summary import ImportSummary
 from netgpt.data.validate import Anomalies, DataError, SampleParser, check_states
@@ -77,7 +79,7 @@ class _DiscardEvents:
         pass
 
 
-def _json_error_offset(path: Path, chunk_start: int) -> int:
+def _json_error_offset(source: JsonSource, chunk_start: int) -> int:
     """The byte offset at which the JSON parser fails: parse again, feeding the failing chunk byte by byte.
 
     ijson's C backend names no position, only the chunk it was fed; this re-read (an error path only) pushes
@@ -85,7 +87,7 @@ def _json_error_offset(path: Path, chunk_start: int) -> int:
     """
     parser = ijson.basic_parse_coro(_DiscardEvents())
     position = 0
-    with open(path, "rb") as file:
+    with source.open() as file:
         try:
             while position < chunk_start:
                 piece = file.read(min(READ_BYTES, chunk_start - position))
@@ -120,17 +122,19 @@ class _RowBuffer:
             self.rows = 0
 
 
-def _stream_samples(input_path: Path, folder: Path, parser: SampleParser, progress: bool) -> tuple[int, int]:
+def _stream_samples(
+    source: JsonSource, folder: Path, parser: SampleParser, progress: bool
+) -> tuple[int, int]:
     """Pass 1: validate every sample and write the staging samples and the comments; (samples, comments)."""
     samples = comments = 0
     last_key = None
     with (
-        open(input_path, "rb") as raw,
+        source.open() as raw,
         tqdm(
-            total=input_path.stat().st_size,
+            total=source.size,
             unit="B",
             unit_scale=True,
-            desc=f"importing {input_path.name}",
+            desc=f"importing {Path(source.name).name}",
             disable=not progress,
         ) as bar,
         pq.ParquetWriter(folder / _STAGING_FILE, SAMPLES_SCHEMA) as samples_writer,
@@ -153,18 +157,18 @@ def _stream_samples(input_path: Path, folder: Path, parser: SampleParser, progre
                     sample_rows.flush()
                     comment_rows.flush()
         except ijson.JSONError as err:
-            offset = _json_error_offset(input_path, reader.chunk_start)
+            offset = _json_error_offset(source, reader.chunk_start)
             after = f" (after sample {last_key})" if last_key is not None else ""
             reason = err.args[0] if err.args else ""
             reason = reason.decode("utf-8", "replace") if isinstance(reason, bytes) else str(reason)
             reason = reason.splitlines()[0] if reason else type(err).__name__
             raise DataError(
-                input_path, f"invalid or truncated JSON at byte {offset}{after}: {reason}"
+                source.name, f"invalid or truncated JSON at byte {offset}{after}: {reason}"
             ) from None
         sample_rows.flush()
         comment_rows.flush()
     if samples == 0:
-        raise DataError(input_path, "no samples: expected one JSON object keyed by sample id")
+        raise DataError(source.name, "no samples: expected one JSON object keyed by sample id")
     return samples, comments
 
 
@@ -189,7 +193,7 @@ def _histogram(values: np.ndarray) -> dict[str, int]:
 
 
 def _finish(
-    input_path: Path, folder: Path, data_cfg: DataConfig, anomalies: Anomalies, comments: int
+    source: JsonSource, folder: Path, data_cfg: DataConfig, parser: SampleParser, comments: int
 ) -> ImportSummary:
     """Pass 2: cross-sample rules, anomalies, final states, splits; write `samples.parquet`."""
     staging = folder / _STAGING_FILE
@@ -218,8 +222,9 @@ def _finish(
     crawl_days = small.column("crawl_date").cast(pa.int32()).to_numpy().astype(np.int64)
     levels = small.column("level").to_numpy().astype(np.int64)
     history = small.column("history_ids").combine_chunks()
+    anomalies = parser.anomalies
     check_states(
-        str(input_path),
+        source.name,
         sample_ids,
         video_codes,
         crawl_days,
@@ -274,8 +279,8 @@ def _finish(
                 "videos": int((platform_of_video == code).sum()),
             }
     return ImportSummary(
-        input=str(input_path),
-        input_bytes=input_path.stat().st_size,
+        input=source.name,
+        input_bytes=source.size,
         samples=len(sample_ids),
         videos=n_videos,
         comments=comments,
@@ -289,6 +294,8 @@ def _finish(
         splits={name: int((split == name).sum()) for name in SPLITS},
         split_date=data_cfg.split_date,
         val_days=data_cfg.val_days,
+        missing_keys=parser.missing_keys.as_dict(),
+        unknown_keys=parser.unknown_keys.as_dict(),
         anomalies=dict(sorted(anomalies.counts.items())),
         anomaly_examples={kind: anomalies.examples[kind] for kind in sorted(anomalies.counts)},
     )
@@ -355,20 +362,18 @@ def import_json(
     progress: bool = True,
     config: NetGPTConfig | None = None,
 ) -> ImportSummary:
-    """Import a released (or synthetic) XS-Video JSON file into `out_dir`; return what it found.
+    """Import a released (or synthetic) XS-Video JSON file, or a zip archive holding one, into `out_dir`;
+    return what it found.
 
     `out_dir` receives `samples.parquet`, `comments.parquet`, `summary.json` and, when `config` is given, the
     resolved `config.yaml`, all at once. Raises `DataError` on a sample that breaks a rule.
     """
-    input_path, out_dir = Path(input_path), Path(out_dir)
-    if not input_path.is_file():
-        raise FileNotFoundError(f"{input_path}: no such XS-Video JSON file")
+    source, out_dir = json_source(input_path), Path(out_dir)
     started = time.perf_counter()
-    anomalies = Anomalies()
-    parser = SampleParser(str(input_path), anomalies)
+    parser = SampleParser(source.name, Anomalies(), strict_keys=data_cfg.strict_keys)
     with atomic_directory(out_dir) as folder:
-        _, comments = _stream_samples(input_path, folder, parser, progress)
-        summary = _finish(input_path, folder, data_cfg, anomalies, comments)
+        _, comments = _stream_samples(source, folder, parser, progress)
+        summary = _finish(source, folder, data_cfg, parser, comments)
         summary.seconds = round(time.perf_counter() - started, 3)
         summary.write(folder)
         if config is not None:
