@@ -18,11 +18,11 @@ The generative process (log10 units; every draw comes from one `numpy.random.def
 3. Heat h = log(1 + number of videos of the same topic posted in the 72 hours before this one), standardised
    over the data set (mean 0, sd 1), so the level mix does not drift with the data set's size.
 4. z = 1.3 + s + 0.3 h + words + ε, ε ~ N(0, 0.3): log10 engagement on Douyin's scale. The video's final
-   "lead" count is M = 0 when z < 0, else 10^z carried log-linearly between the level rule's cut points onto
-   the platform's own scale (Xigua's cuts are ~1/8 of Douyin's, Bilibili's ~1/15), so a given z earns the
-   same level on every platform. M is the likes on most platforms, the views on Bilibili (where views count
-   for the level). The other counts are fractions of M (never above it); Douyin shows views 0, Xigua shares
-   and collects are 0 in 90% of videos, Bilibili comment counts 0 in 90% of videos.
+   "lead" count, its likes, is M = 0 when z < 0, else 10^z times the platform's cut scale (Xigua's cuts are
+   1/8 of Douyin's, Bilibili's 1/15), at least the least M of the level 10^z earns on Douyin: so a given z
+   earns the same level on every platform, except a level the platform skips (on Bilibili one like is
+   already level 2). The other counts are fractions of M (never above it); Douyin shows views 0, Xigua
+   shares and collects are 0 in 90% of videos, Bilibili comment counts 0 in 90% of videos.
 5. Label: `netgpt.data.levels.influence_level` of the final state's counts: skewed to levels 1-4 (~5% level
    0, a few % each for 5-8, 9 rare).
 6. States: 2-5 crawls (p .28 .30 .25 .17), 1-11 days apart, the last 14-16 days after posting. A count at
@@ -31,6 +31,12 @@ The generative process (log10 units; every draw comes from one `numpy.random.def
    get one small decrease of likes in a middle state (a deleted like), as real crawls show. Fans grow slowly.
 7. Comments: Poisson(2.0 + 0.5 log(1 + new comments since the previous crawl)) per state, at most 12, Chinese
    phrases, timed between the previous crawl (or the post time) and the crawl date, with a province.
+8. What the released records look like beyond the fields' types (seen in a real slice of the release), so
+   that everything fed synthetic data meets it too: `sentiment` is absent from 28% of records; 10% of
+   comments have no `short_id` and 15% an empty `IP地址`; 20% of videos have an empty title (their
+   description then carries the title's words, so the title's signal stays readable); 12% of videos have a
+   fractional duration (6.293), the others an integer; some descriptions hold a newline, a tab or a double
+   quote; URLs have the platforms' real shapes; the file is indented with 3 spaces.
 
 What a model can reach: the first state's counts reveal M only through the unknown τ; topic heat is visible
 in the same-topic neighbours posted earlier, the author's skill in the author's earlier videos, the words in
@@ -50,7 +56,7 @@ from pathlib import Path
 
 import numpy as np
 
-from netgpt.data.levels import DOUYIN_CUTS, PLATFORM_CUTS, influence_level
+from netgpt.data.levels import CUT_SCALE, DOUYIN_CUTS, PLATFORM_CUTS, influence_level
 from netgpt.data.schema import PLATFORMS, SENTIMENTS
 
 POST_START = datetime(2024, 11, 25)
@@ -64,6 +70,12 @@ NOISE_SD = 0.3
 BASE_Z = 1.3
 HOME_TOPIC_SHARE = 0.85
 TWO_HOME_TOPICS = 0.3
+SENTIMENT_ABSENT = 0.28
+COMMENT_ID_ABSENT = 0.10
+REGION_EMPTY = 0.15
+TITLE_EMPTY = 0.20
+FRACTIONAL_DURATION = 0.12
+INDENT = 3
 
 _TOPIC_WORDS_TEXT = (
     "冬日 夜景 美食 旅行 萌宠 亚冬会 跨年 春运 雪景 火锅 科技 新能源 篮球 足球 电影 音乐 读书 考研 健身 "
@@ -83,9 +95,9 @@ _TITLE_TEMPLATES = (
 )
 _DESCRIPTION_TEMPLATES = (
     "记录{a}的美好瞬间，{b}全程跟拍",
-    "这期视频聊聊{a}，顺便说说{b}",
-    "{a}攻略来了，{b}一定要收藏",
-    "用镜头带你走进{a}",
+    '这期视频聊聊"{a}"，顺便说说{b}',
+    "{a}攻略来了\n{b}一定要收藏",
+    "用镜头带你走进{a}\t{b}",
     "关于{a}，评论区聊聊你的看法",
 )
 _COMMENTS = (
@@ -112,26 +124,17 @@ _PROVINCES_TEXT = (
 )
 _PROVINCES = tuple(_PROVINCES_TEXT.split())
 _URL_FORMATS = {
-    "抖音": "https://www.douyin.com/video/{id}",
+    "抖音": "https://www.douyin.com/share/video/{id}",
     "快手": "https://www.kuaishou.com/short-video/{id}",
     "西瓜": "https://www.ixigua.com/{id}",
     "头条": "https://www.toutiao.com/video/{id}/",
-    "哔哩哔哩": "https://www.bilibili.com/video/BV1{id}",
+    "哔哩哔哩": "https://www.bilibili.com/video/av{id}",
 }
-_BV_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
-
-
-def _bv_code(number: int) -> str:
-    digits = []
-    for _ in range(9):
-        number, digit = divmod(number, len(_BV_ALPHABET))
-        digits.append(_BV_ALPHABET[digit])
-    return "".join(reversed(digits))
 
 
 def _video_url(platform: str, index: int) -> str:
     if platform == "哔哩哔哩":
-        return _URL_FORMATS[platform].format(id=_bv_code(7_000_000 + index * 7919))
+        return _URL_FORMATS[platform].format(id=113_000_000_000_000 + index * 7919)
     return _URL_FORMATS[platform].format(id=7_440_000_000_000_000_000 + index * 104_729)
 
 
@@ -171,43 +174,31 @@ def _heat(topic: np.ndarray, post_s: np.ndarray, window_s: int) -> np.ndarray:
 def _platform_lead(platform: str, z: float) -> int:
     """The lead count M for Douyin-scale log10 engagement `z`, carried onto the platform's own scale.
 
-    Log-linear between the level rule's cut points, so a given z earns the same level on every platform
-    (a plain factor would squeeze Bilibili's levels 1-3 into M = 1-5, where cut points cannot be scaled).
-    """
+    10^z times the platform's cut scale, raised to the least M of the level 10^z reaches on Douyin where
+    rounding down would fall short of it, so a given z earns the same level on every platform (or the next
+    one, where the platform skips a level)."""
     if z < 0:
         return 0
     x = 10**z
-    douyin, own = DOUYIN_CUTS, PLATFORM_CUTS[platform]
-    k = bisect.bisect_right(douyin, x) - 1
-    if k == len(douyin) - 1:
-        return int(x * own[-1] / douyin[-1])
-    fraction = math.log(x / douyin[k]) / math.log(douyin[k + 1] / douyin[k])
-    return min(own[k + 1] - 1, int(own[k] * (own[k + 1] / own[k]) ** fraction))
+    level_start = bisect.bisect_right(DOUYIN_CUTS, x) - 1
+    return max(PLATFORM_CUTS[platform][level_start], int(x * CUT_SCALE[platform]))
 
 
 def _final_counts(rng: np.random.Generator, platform: str, lead: int) -> dict[str, int]:
     def part(low: float, high: float) -> int:
         return int(lead * rng.uniform(low, high))
 
-    if platform == "哔哩哔哩":
-        likes = part(0.05, 0.3)
-        counts = {
-            "likes": likes,
-            "views": lead,
-            "shares": part(0.002, 0.02),
-            "collects": part(0.005, 0.05),
-            "comment_count": part(0.002, 0.02) if rng.random() < 0.1 else 0,
-        }
-    else:
-        counts = {
-            "likes": lead,
-            "views": 0 if platform == "抖音" else part(20, 80),
-            "shares": part(0.02, 0.3),
-            "collects": part(0.03, 0.4),
-            "comment_count": part(0.02, 0.3),
-        }
-        if platform == "西瓜" and rng.random() < 0.9:
-            counts["shares"] = counts["collects"] = 0
+    counts = {
+        "likes": lead,
+        "views": 0 if platform == "抖音" else part(20, 80),
+        "shares": part(0.02, 0.3),
+        "collects": part(0.03, 0.4),
+        "comment_count": part(0.02, 0.3),
+    }
+    if platform == "西瓜" and rng.random() < 0.9:
+        counts["shares"] = counts["collects"] = 0
+    if platform == "哔哩哔哩" and rng.random() < 0.9:
+        counts["comment_count"] = 0
     return counts
 
 
@@ -295,13 +286,18 @@ class _Generator:
         for c in range(count):
             self.comment_serial += 1
             moment = start + timedelta(seconds=int(rng.integers(0, span + 1)))
-            comments[str(c)] = {
+            comment = {
                 "short_id": f"c{self.comment_serial:x}",
                 "评论用户ID": str(7_770_000 + int(rng.integers(0, 10 * self.videos))),
                 "评论内容": _COMMENTS[int(rng.integers(len(_COMMENTS)))],
                 "评论时间": _format_time(moment),
                 "IP地址": _PROVINCES[int(rng.integers(len(_PROVINCES)))],
             }
+            if rng.random() < REGION_EMPTY:
+                comment["IP地址"] = ""
+            if rng.random() < COMMENT_ID_ABSENT:
+                del comment["short_id"]
+            comments[str(c)] = comment
         return comments
 
     def video_states(self, v: int, first_id: int) -> list[dict]:
@@ -311,7 +307,9 @@ class _Generator:
         post = POST_START + timedelta(seconds=int(self.post_s[v]))
         lead = _platform_lead(platform, float(self.z[v]))
         final = _final_counts(rng, platform, lead)
-        level = influence_level(platform, **final)
+        level = influence_level(
+            platform, final["likes"], final["shares"], final["collects"], final["comment_count"]
+        )
         days = _crawl_days(rng, int(rng.choice((2, 3, 4, 5), p=(0.28, 0.30, 0.25, 0.17))))
         tau = rng.uniform(1.5, 5)
         fans_growth = rng.uniform(0, 0.004)
@@ -324,16 +322,21 @@ class _Generator:
         topic_words = self.topic_names[int(self.topic[v])].split()[:2]
         author = int(self.author[v])
         fans0 = int(self.author_fans[author])
-        duration = float(np.round(rng.lognormal(5.0, 0.8), 1)) if platform == "哔哩哔哩" else None
+        seconds = rng.lognormal(5.0, 0.8) if platform == "哔哩哔哩" else rng.uniform(7, 180)
+        duration = round(float(seconds), 3) if rng.random() < FRACTIONAL_DURATION else int(seconds)
+        title = self._title(v, topic_words)
+        description = _DESCRIPTION_TEMPLATES[int(rng.integers(len(_DESCRIPTION_TEMPLATES)))].format(
+            a=topic_words[0], b=topic_words[-1]
+        )
+        if rng.random() < TITLE_EMPTY:
+            title, description = "", f"{title} {description}"
         shared = {
             "url": _video_url(platform, v),
             "sentiment": SENTIMENTS[int(rng.choice(3, p=(0.70, 0.05, 0.25)))],
-            "描述": _DESCRIPTION_TEMPLATES[int(rng.integers(len(_DESCRIPTION_TEMPLATES)))].format(
-                a=topic_words[0], b=topic_words[-1]
-            ),
-            "标题": self._title(v, topic_words),
+            "描述": description,
+            "标题": title,
             "发布用户ID": self.author_ids[author],
-            "视频时长（秒）": duration if duration is not None else int(rng.integers(7, 180)),
+            "视频时长（秒）": duration,
             "平台": platform,
             "发布时间": _format_time(post),
             "话题": self.topic_names[int(self.topic[v])],
@@ -347,20 +350,21 @@ class _Generator:
             crawl_end = datetime(crawl.year, crawl.month, crawl.day, 23, 59, 59)
             new_comments = max(0, counts["comment_count"] - previous_comments)
             n_comments = min(12, int(rng.poisson(2.0 + 0.5 * math.log1p(new_comments))))
-            states.append(
-                {
-                    **shared,
-                    "当前时间": crawl.isoformat(),
-                    "当前粉丝量": fans0 + int(fans0 * fans_growth * day),
-                    "当前点赞量": counts["likes"],
-                    "当前播放量": counts["views"],
-                    "当前分享量": counts["shares"],
-                    "当前收藏量": counts["collects"],
-                    "当前评论量": counts["comment_count"],
-                    "评论": self._comments(n_comments, previous_end, crawl_end),
-                    "历史状态": list(range(first_id, first_id + i)),
-                }
-            )
+            state = {
+                **shared,
+                "当前时间": crawl.isoformat(),
+                "当前粉丝量": fans0 + int(fans0 * fans_growth * day),
+                "当前点赞量": counts["likes"],
+                "当前播放量": counts["views"],
+                "当前分享量": counts["shares"],
+                "当前收藏量": counts["collects"],
+                "当前评论量": counts["comment_count"],
+                "评论": self._comments(n_comments, previous_end, crawl_end),
+                "历史状态": list(range(first_id, first_id + i)),
+            }
+            if rng.random() < SENTIMENT_ABSENT:
+                del state["sentiment"]
+            states.append(state)
             previous_comments = counts["comment_count"]
             previous_end = crawl_end
         return states
@@ -378,7 +382,8 @@ def write_synthetic(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     generator = _Generator(videos, seed, home_topic_share)
-    encoder = json.JSONEncoder(ensure_ascii=False, indent=4)
+    encoder = json.JSONEncoder(ensure_ascii=False, indent=INDENT)
+    pad = " " * INDENT
     with tempfile.NamedTemporaryFile(
         "w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False, encoding="utf-8"
     ) as tmp:
@@ -387,8 +392,8 @@ def write_synthetic(
             sample_id = 0
             for v in range(videos):
                 for state in generator.video_states(v, sample_id):
-                    body = encoder.encode(state).replace("\n", "\n    ")
-                    tmp.write(f'{"," if sample_id else ""}\n    "{sample_id}": {body}')
+                    body = encoder.encode(state).replace("\n", "\n" + pad)
+                    tmp.write(f'{"," if sample_id else ""}\n{pad}"{sample_id}": {body}')
                     sample_id += 1
             tmp.write("\n}")
         except BaseException:

@@ -1,4 +1,5 @@
 import json
+import re
 from datetime import date, datetime
 
 import pytest
@@ -6,7 +7,12 @@ import pytest
 from netgpt.data.levels import influence_level
 from netgpt.data.schema import PLATFORMS
 from netgpt.data.synthetic import write_synthetic
-from netgpt.data.validate import COMMENT_KEYS, SAMPLE_KEYS
+from netgpt.data.validate import (
+    COMMENT_KEYS,
+    REQUIRED_COMMENT_KEYS,
+    REQUIRED_SAMPLE_KEYS,
+    SAMPLE_KEYS,
+)
 
 
 @pytest.fixture(scope="module")
@@ -22,15 +28,39 @@ def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path, synthetic):
     assert write_synthetic(tmp_path / "other.json", videos=400, seed=4).read_bytes() != synthetic[0]
 
 
-def test_released_shape_keys_ids_and_pretty_print(synthetic):
+def test_released_shape_keys_ids_and_three_space_indentation(synthetic):
     raw, data = synthetic
-    assert raw.startswith(b'{\n    "0": {\n        "url": ')
+    assert raw.startswith(b'{\n   "0": {\n      "url": ')
     assert list(data) == [str(i) for i in range(len(data))]
     for sample in data.values():
-        assert set(sample) == SAMPLE_KEYS
+        assert REQUIRED_SAMPLE_KEYS <= set(sample) <= SAMPLE_KEYS
         assert list(sample["评论"]) == [str(i) for i in range(len(sample["评论"]))]
         for comment in sample["评论"].values():
-            assert set(comment) == COMMENT_KEYS
+            assert REQUIRED_COMMENT_KEYS <= set(comment) <= COMMENT_KEYS
+
+
+def _share(flags: list[bool]) -> float:
+    return sum(flags) / len(flags)
+
+
+def test_variations_of_the_real_records(synthetic):
+    """What real records show, at about their rates, so every test on synthetic data meets it too."""
+    _, data = synthetic
+    samples = list(data.values())
+    comments = [c for s in samples for c in s["评论"].values()]
+    finals = [states[-1][1] for states in _videos(data)]
+    assert 0.22 <= _share(["sentiment" not in s for s in samples]) <= 0.34
+    assert 0.05 <= _share(["short_id" not in c for c in comments]) <= 0.15
+    assert 0.10 <= _share([c["IP地址"] == "" for c in comments]) <= 0.20
+    assert 0.14 <= _share([s["标题"] == "" for s in finals]) <= 0.26
+    assert 0.07 <= _share([isinstance(s["视频时长（秒）"], float) for s in finals]) <= 0.17
+    assert all(isinstance(s["视频时长（秒）"], int | float) for s in samples)
+    for escape in ("\n", "\t", '"'):
+        assert any(escape in s["描述"] for s in samples)
+    urls = {s["平台"]: s["url"] for s in finals}
+    assert re.fullmatch(r"https://www\.douyin\.com/share/video/\d+", urls["抖音"])
+    assert re.fullmatch(r"https://www\.ixigua\.com/\d{19}", urls["西瓜"])
+    assert re.fullmatch(r"https://www\.bilibili\.com/video/av\d+", urls["哔哩哔哩"])
 
 
 def _videos(data: dict) -> list[list[tuple[int, dict]]]:
@@ -68,7 +98,6 @@ def test_states_contiguous_cumulative_and_timed_like_xs_video(synthetic):
             final["当前分享量"],
             final["当前收藏量"],
             final["当前评论量"],
-            final["当前播放量"],
         )
     assert decreases <= 0.05 * len(videos)  # rare deleted likes, nothing else
 
