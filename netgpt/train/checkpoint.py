@@ -9,7 +9,9 @@ while writing leaves an unregistered folder and never touches the previous, comp
 `CheckpointConfig(num_to_keep=K)` deletes the oldest only after a newer one is registered.
 
 The best checkpoint of each stage is written straight into the run folder (`best/<stage>`), first under a
-temporary name which rank 0 renames once every rank has finished, so that it too is never half-written.
+temporary name which rank 0 renames once every rank has finished, so that it too is never half-written. At
+the end of a stage its best weights are restored (`restore_best`): the stage's test scores, the next stage and
+the exported model all start from them, not from the last step.
 On several nodes the run folder must be shared storage (`k8s/storage.yaml`: a ReadWriteMany claim).
 """
 
@@ -52,6 +54,8 @@ class TrainerState:
     """Optimizer steps over the whole run."""
     best_score: float | None = None
     """Best validation MAE of this stage so far."""
+    best_step: int | None = None
+    """`global_step` of the stage's best checkpoint (`best/<stage>`), None until one is written."""
     stale_validations: int = 0
     """Validations since the best one (early stopping with `patience`)."""
     restarts: int = 0
@@ -110,7 +114,7 @@ def load_checkpoint(engine, checkpoint: ray.train.Checkpoint, rank: int) -> Trai
     with checkpoint.as_directory() as folder:
         folder = Path(folder)
         load_path, _ = engine.load_checkpoint(
-            str(folder), tag=DS_TAG, load_optimizer_states=True, load_lr_scheduler_states=False
+            str(folder), tag=DS_TAG, load_optimizer_states=False, load_lr_scheduler_states=False
         )
         if load_path is None:
             raise RuntimeError(f"DeepSpeed found no checkpoint under {folder} (tag {DS_TAG!r})")
@@ -122,10 +126,14 @@ def load_checkpoint(engine, checkpoint: ray.train.Checkpoint, rank: int) -> Trai
     return state
 
 
+def best_checkpoint_dir(run_dir: Path, stage_name: str) -> Path:
+    return run_dir / "best" / stage_name
+
+
 def save_best(engine, run_dir: Path, stage_name: str, state: TrainerState, rank: int) -> Path:
     """Every rank: write the stage's best checkpoint to `run_dir/best/<stage>` atomically (see module doc)."""
-    best_root = run_dir / "best"
-    final = best_root / stage_name
+    final = best_checkpoint_dir(run_dir, stage_name)
+    best_root = final.parent
     partial = best_root / f".{stage_name}.partial"
     if rank == 0:
         shutil.rmtree(partial, ignore_errors=True)
@@ -142,6 +150,19 @@ def save_best(engine, run_dir: Path, stage_name: str, state: TrainerState, rank:
         shutil.rmtree(old, ignore_errors=True)
     dist.barrier()
     return final
+
+
+def restore_best(engine, run_dir: Path, stage_name: str) -> None:
+    """Every rank: load the weights of the stage's best checkpoint (not its trainer state or RNG).
+
+    DeepSpeed restores the fp32 master partitions with them (tested: a step at learning rate 0 afterwards
+    keeps the best weights); the Adam moments are left out, since the next stage begins with fresh ones."""
+    folder = best_checkpoint_dir(run_dir, stage_name)
+    load_path, _ = engine.load_checkpoint(
+        str(folder), tag=DS_TAG, load_optimizer_states=False, load_lr_scheduler_states=False
+    )
+    if load_path is None:
+        raise RuntimeError(f"{folder}: stage {stage_name!r}'s best checkpoint is missing (tag {DS_TAG!r})")
 
 
 def write_json_atomically(path: Path, payload: dict[str, Any]) -> None:

@@ -27,6 +27,7 @@ from netgpt.train.checkpoint import (
     FINAL_METRICS,
     TrainerState,
     load_checkpoint,
+    restore_best,
     save_best,
     save_checkpoint,
     write_json_atomically,
@@ -193,6 +194,8 @@ class Curriculum:
                 break
             if state.global_step % self.config.train.checkpoint_every == 0:
                 save_checkpoint(self.engine, state, {"train_loss": terms["loss"]}, self.rank)
+        if state.best_step is not None and state.best_step != state.global_step:
+            restore_best(self.engine, self.run_dir, stage.name)
         tested = self.test(stage) if self.evaluate_test else {}
         self.state = TrainerState(
             stage_index=index + 1,
@@ -273,7 +276,7 @@ class Curriculum:
         )
         self._post("summary", line)
         if np.isfinite(score) and (state.best_score is None or score < state.best_score):
-            state.best_score = score
+            state.best_score, state.best_step = score, state.global_step
             state.stale_validations = 0
             save_best(self.engine, self.run_dir, stage.name, state, self.rank)
         else:

@@ -9,9 +9,10 @@ import torch
 
 from netgpt.graph.types import feature_dims
 from netgpt.train import checkpoint
-from netgpt.train.checkpoint import TrainerState, load_checkpoint, save_best
+from netgpt.train.checkpoint import TrainerState, load_checkpoint, restore_best, save_best
 from netgpt.train.engine import avoid_jit_builds, build_engine
 from netgpt.train.monitor import StepMeter
+from netgpt.train.stages import set_stage_hparams
 from netgpt.train.step import train_step
 
 FEATURE_DIMS = feature_dims(text_dim=6, time_dim=4, content_dim=5)
@@ -65,3 +66,19 @@ def test_a_crash_while_writing_the_best_checkpoint_keeps_the_previous_one(engine
     after = {p.relative_to(first): p.read_bytes() for p in first.rglob("*") if p.is_file()}
     assert after == before
     assert json.loads((first / "trainer_state.json").read_text())["global_step"] == 4
+
+
+def test_restore_best_brings_back_the_best_weights_and_their_master_copy(engine, batch_maker, tmp_path):
+    engine, config = engine
+    stage = config.train.stages[0]
+    save_best(engine, tmp_path, stage.name, TrainerState(global_step=4, best_step=4), rank=0)
+    best = _weights(engine)
+    train_step(engine, [batch_maker(2, seed=7)], stage, engine.module.prompt_builder(), StepMeter())
+    assert any(not torch.equal(a, b) for a, b in zip(best, _weights(engine), strict=True))
+
+    restore_best(engine, tmp_path, stage.name)
+    assert all(torch.equal(a, b) for a, b in zip(best, _weights(engine), strict=True))
+    # the next step starts from them: at learning rate 0 it leaves the best weights as they are
+    set_stage_hparams(engine.optimizer, stage, active=[], factor=1.0)
+    train_step(engine, [batch_maker(2, seed=8)], stage, engine.module.prompt_builder(), StepMeter())
+    assert all(torch.equal(a, b) for a, b in zip(best, _weights(engine), strict=True))
