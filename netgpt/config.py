@@ -10,9 +10,10 @@ OmegaConf, then instantiates the dataclasses, so a bad value fails in `__post_in
 
 from __future__ import annotations
 
+import copy
 import os
 import tempfile
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -235,7 +236,33 @@ class ModelConfig:
 
 
 TRAINABLE_PARTS = ("encoder", "projector", "llm", "graph_head", "prompt_head")
-LOSS_TERMS = ("graph_regression", "answer_ce", "prompt_regression")
+
+
+@dataclass(frozen=True)
+class LossTerm:
+    """What one loss term of a stage means: the parts its gradient reaches and the prediction it trains."""
+
+    parts: tuple[str, ...]
+    """Parts the term's gradient reaches (the graph path, encoder and projector, only with graph tokens)."""
+    prediction: str
+    """The prediction it trains, scored with the same metrics everywhere: `graph` (the graph head on the
+    target's embedding), `answer` (the generated answer, parsed) or `regression` (the head on the last
+    prompt token)."""
+    needs_llm: bool
+    """Whether the term runs the LLM on the prompts."""
+
+
+LOSS_TERMS = {
+    "graph_regression": LossTerm(("encoder", "graph_head"), "graph", needs_llm=False),
+    "answer_ce": LossTerm(("encoder", "projector", "llm"), "answer", needs_llm=True),
+    "prompt_regression": LossTerm(
+        ("encoder", "projector", "llm", "prompt_head"), "regression", needs_llm=True
+    ),
+}
+"""The one table of loss terms: stages, the model and evaluation all read it."""
+PREDICTIONS = ("graph", "answer", "regression")
+GRAPH_PATH = ("encoder", "projector")
+"""Parts an LLM loss reaches only through the graph tokens."""
 
 
 @dataclass
@@ -252,6 +279,9 @@ class StageConfig:
     Empty by default so that a YAML stage's `losses` replaces, rather than merges into, a default."""
     uses_llm: bool = True
     """False for graph pretraining: the LLM is not run (the encoder and graph head alone)."""
+    graph_tokens: bool = True
+    """False: prompts without graph tokens, so the LLM sees the text alone (the LLM-alone baseline, see
+    `llm_alone_variant`); the LLM's losses then reach neither the encoder nor the projector."""
     epochs: int = 1
     """Passes over the train split (the stage also ends at `max_steps` when > 0)."""
     max_steps: int = 0
@@ -271,6 +301,28 @@ class StageConfig:
     patience: int = 0
     """Stop the stage after this many validations without improvement (0 = never stop early)."""
 
+    def active_parts(self) -> list[str]:
+        """The parts that train: listed in `trainable` AND reached by one of the stage's losses (a part that
+        is trainable but unreached would get no gradient and be stepped on stale optimizer state)."""
+        reached = {part for term in self.losses for part in LOSS_TERMS[term].parts}
+        if not self.graph_tokens:
+            reached -= set(GRAPH_PATH)
+        return [part for part in self.trainable if part in reached]
+
+    def predictions(self) -> list[str]:
+        """What the stage's model predicts and is scored on: what its losses train, and the graph head
+        whenever graph tokens carry the graph (its score after each stage is the graph encoder's)."""
+        made = {LOSS_TERMS[term].prediction for term in self.losses}
+        if self.graph_tokens:
+            made.add("graph")
+        return [name for name in PREDICTIONS if name in made]
+
+    def primary_prediction(self) -> str:
+        """The prediction whose validation MAE picks the stage's best checkpoint: the regression head when
+        trained, else the answer, else the graph head."""
+        trained = {LOSS_TERMS[term].prediction for term in self.losses}
+        return next(name for name in ("regression", "answer", "graph") if name in trained)
+
     def __post_init__(self) -> None:
         key = f"train.stages[{self.name}]"
         unknown = [p for p in self.trainable if p not in TRAINABLE_PARTS]
@@ -278,6 +330,19 @@ class StageConfig:
         bad = [t for t in self.losses if t not in LOSS_TERMS]
         _check(not bad, f"{key}.losses", f"loss terms among {list(LOSS_TERMS)}", dict(self.losses))
         _check(bool(self.losses), f"{key}.losses", "at least one loss term", dict(self.losses))
+        llm_terms = [t for t in self.losses if LOSS_TERMS[t].needs_llm]
+        _check(
+            self.uses_llm or not llm_terms,
+            f"{key}.uses_llm",
+            f"true: the losses {llm_terms} run the LLM",
+            self.uses_llm,
+        )
+        _check(
+            self.graph_tokens or "graph_regression" not in self.losses,
+            f"{key}.graph_tokens",
+            "true: graph_regression trains the graph encoder, which a stage without graph tokens leaves out",
+            self.graph_tokens,
+        )
         _check(self.epochs >= 1, f"{key}.epochs", "an integer >= 1", self.epochs)
         _check(self.max_steps >= 0, f"{key}.max_steps", "an integer >= 0", self.max_steps)
         _check(self.lr > 0, f"{key}.lr", "a float > 0", self.lr)
@@ -383,6 +448,28 @@ class NetGPTConfig:
     graph: GraphConfig = field(default_factory=GraphConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def llm_alone_variant(config: NetGPTConfig) -> NetGPTConfig:
+    """The LLM-alone baseline of a curriculum: the same run without graph tokens, as its own run.
+
+    Its stages are the curriculum's LLM stages with `graph_tokens: false` and their LLM losses only (graph
+    pretraining trains nothing these prompts use, so it is dropped); same data, LLM, prompts and schedule,
+    run name `<run_name>_llm_alone`."""
+    variant = copy.deepcopy(config)
+    variant.train.stages = [
+        replace(
+            stage,
+            graph_tokens=False,
+            losses={term: weight for term, weight in stage.losses.items() if LOSS_TERMS[term].needs_llm},
+        )
+        for stage in config.train.stages
+        if stage.uses_llm
+    ]
+    if not variant.train.stages:
+        raise ConfigError("train.stages: the LLM-alone baseline needs at least one stage that runs the LLM")
+    variant.train.run_name = f"{config.train.run_name}_llm_alone"
+    return variant
 
 
 def preset_path(preset: str | os.PathLike[str]) -> Path:

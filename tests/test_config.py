@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from netgpt.config import ConfigError, NetGPTConfig, load_config, save_config
+from netgpt.config import ConfigError, NetGPTConfig, llm_alone_variant, load_config, save_config
 
 
 def test_defaults_preset_and_overrides_layer_in_order():
@@ -53,3 +53,22 @@ def test_saved_config_round_trips(tmp_path: Path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left behind
     again = load_config(path)
     assert OmegaConf.structured(again) == OmegaConf.structured(config)
+
+
+def test_llm_alone_variant_keeps_the_llm_stages_without_graph_tokens():
+    config = load_config("demo")
+    alone = llm_alone_variant(config)
+    assert [s.name for s in alone.train.stages] == ["alignment", "finetune"]
+    assert all(not s.graph_tokens for s in alone.train.stages)
+    assert alone.train.stages[1].losses == config.train.stages[2].losses
+    assert alone.train.stages[1].lr == config.train.stages[2].lr
+    assert alone.train.run_name == "netgpt_llm_alone" and config.train.run_name == "netgpt"
+    assert alone.train.stages[1].active_parts() == ["llm", "prompt_head"]
+    assert alone.train.stages[1].predictions() == ["answer", "regression"]
+
+
+def test_a_stage_without_graph_tokens_cannot_train_the_graph_head():
+    with pytest.raises(ConfigError, match=r"train\.stages\[graph_pretrain\]\.graph_tokens"):
+        load_config("demo", ["train.stages.0.graph_tokens=false"])
+    with pytest.raises(ConfigError, match=r"uses_llm.*answer_ce"):
+        load_config("demo", ["train.stages.1.uses_llm=false"])

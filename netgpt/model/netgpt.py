@@ -109,20 +109,31 @@ class NetGPT(nn.Module):
         """Classes to pass to `deepspeed.utils.set_z3_leaf_modules(model, ...)` under ZeRO-3 (maybe none)."""
         return list(self.encoder.zero3_leaves)
 
-    def prompt_builder(self) -> PromptBuilder:
+    def prompt_builder(self, graph_tokens: bool = True) -> PromptBuilder:
+        """Prompts with the model's graph tokens, or (`graph_tokens=False`) without any: the LLM alone."""
         cfg = self.config
-        return PromptBuilder(self.tokenizer, cfg.prompt_language, cfg.max_prompt_tokens, cfg.num_graph_tokens)
+        return PromptBuilder(
+            self.tokenizer,
+            cfg.prompt_language,
+            cfg.max_prompt_tokens,
+            cfg.num_graph_tokens if graph_tokens else 0,
+        )
 
     def forward(
-        self, batch: HeteroData, prompts: PromptBatch | None, loss_weights: dict[str, float]
+        self,
+        batch: HeteroData,
+        prompts: PromptBatch | None,
+        loss_weights: dict[str, float],
+        graph_tokens: bool = True,
     ) -> NetGPTOutput:
+        """`graph_tokens=False`: the prompts hold no graph tokens (`prompt_builder(graph_tokens=False)`) and
+        the LLM sees the text alone; the encoder still runs for the graph head."""
         unknown = [name for name in loss_weights if name not in LOSS_TERMS]
         if unknown:
             raise ValueError(f"loss_weights: unknown terms {unknown}; expected among {list(LOSS_TERMS)}")
-        if prompts is None and ({"answer_ce", "prompt_regression"} & set(loss_weights)):
-            raise ValueError(
-                f"loss_weights {dict(loss_weights)}: answer_ce and prompt_regression need prompts"
-            )
+        needs_llm = [name for name in loss_weights if LOSS_TERMS[name].needs_llm]
+        if prompts is None and needs_llm:
+            raise ValueError(f"loss_weights {dict(loss_weights)}: {needs_llm} need prompts")
         encoded = self.encoder(batch)
         graph_pred = self.graph_head(encoded.summary)
         losses: dict[str, torch.Tensor] = {}
@@ -134,7 +145,7 @@ class NetGPT(nn.Module):
         if prompts is not None:
             prompts = prompts.to(graph_pred.device)
             out = self.llm(
-                inputs_embeds=self._embed(encoded.tokens, prompts),
+                inputs_embeds=self._embed(encoded.tokens if graph_tokens else None, prompts),
                 attention_mask=prompts.attention_mask,
                 position_ids=prompts.position_ids,
                 output_hidden_states=True,
@@ -158,10 +169,15 @@ class NetGPT(nn.Module):
             loss = graph_pred.new_zeros(())
         return NetGPTOutput(loss=loss, losses=losses, graph_pred=graph_pred, prompt_pred=prompt_pred)
 
-    def _embed(self, graph_tokens: torch.Tensor, prompts: PromptBatch) -> torch.Tensor:
-        """The prompts' token embeddings with each `<|graph_pad|>` replaced by a projected graph token."""
+    def _embed(self, graph_tokens: torch.Tensor | None, prompts: PromptBatch) -> torch.Tensor:
+        """The prompts' token embeddings with each `<|graph_pad|>` replaced by a projected graph token
+        (`graph_tokens=None`: prompts without any, the LLM alone)."""
         embeds = self.llm.get_input_embeddings()(prompts.input_ids)
         pads = prompts.input_ids == self.graph_pad_id
+        if graph_tokens is None:
+            if pads.any():
+                raise ValueError(f"prompts hold {int(pads.sum())} {GRAPH_PAD} tokens, expected none")
+            return embeds
         expected = graph_tokens.size(0) * graph_tokens.size(1)
         if int(pads.sum()) != expected or graph_tokens.size(0) != prompts.input_ids.size(0):
             raise ValueError(
@@ -174,14 +190,14 @@ class NetGPT(nn.Module):
 
     @torch.no_grad()
     def generate_levels(
-        self, batch: HeteroData, prompts: PromptBatch, synced_gpus: bool
+        self, batch: HeteroData, prompts: PromptBatch, synced_gpus: bool, graph_tokens: bool = True
     ) -> list[float | None]:
         """Greedy answers to prompts encoded without answers, parsed as numbers (None when unparsable).
 
         `synced_gpus=True` under ZeRO-3: every rank keeps stepping until all ranks are done."""
         prompts = prompts.to(self.llm.get_input_embeddings().weight.device)
         generated = self.llm.generate(
-            inputs_embeds=self._embed(self.encoder(batch).tokens, prompts),
+            inputs_embeds=self._embed(self.encoder(batch).tokens if graph_tokens else None, prompts),
             attention_mask=prompts.attention_mask,
             max_new_tokens=MAX_ANSWER_TOKENS,
             do_sample=False,

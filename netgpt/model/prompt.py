@@ -2,7 +2,8 @@
 
 The prompt names the platform, topic, title, description, post and crawl time, duration and the current
 counts, holds the graph tokens `<|graph_start|>` `<|graph_pad|>`×k `<|graph_end|>`, and asks for the level;
-the answer is the level as text followed by eos.
+the answer is the level as text followed by eos. With k = 0 (the LLM-alone baseline) the graph's line is
+left out and the prompt is otherwise the same.
 
 Choices made here:
 - A count that is zero on a platform that hides it (SPEC §2: Douyin shows no views, Xigua rarely shares or
@@ -128,8 +129,8 @@ class PromptBuilder:
     ) -> None:
         if language not in TEMPLATES:
             raise ValueError(f"prompt language: expected one of {sorted(TEMPLATES)}, got {language!r}")
-        if num_graph_tokens < 1:
-            raise ValueError(f"num_graph_tokens: expected an integer >= 1, got {num_graph_tokens}")
+        if num_graph_tokens < 0:
+            raise ValueError(f"num_graph_tokens: expected an integer >= 0, got {num_graph_tokens}")
         self.tokenizer = add_graph_tokens(tokenizer)
         self.language = language
         self.max_tokens = max_tokens
@@ -137,6 +138,10 @@ class PromptBuilder:
         self.graph_ids = self.tokenizer.convert_tokens_to_ids([GRAPH_START, *[GRAPH_PAD] * num_graph_tokens])
         self.graph_ids.append(self.tokenizer.convert_tokens_to_ids(GRAPH_END))
         self._pieces, self._spaced = _split_template(TEMPLATES[language])
+        if (
+            num_graph_tokens == 0
+        ):  # the graph line's newline ends the line before it; the next piece has its own
+            self._pieces = [(text, name) for text, name in self._pieces if name != "graph"]
         self._literal_ids = {text: self._ids(text) for text, _ in self._pieces if text}
         self._answer_prefix = " " if None in self._spaced else ""
 

@@ -4,9 +4,8 @@ One DeepSpeed engine serves the whole curriculum, so stage N starts from stage N
 reload. Its optimizer has one parameter group per part (encoder, projector, llm, graph_head, prompt_head);
 a stage freezes a part by `requires_grad=False` (no backward through it; ZeRO-3 hands the optimizer zeros for
 it) and by a learning rate of 0 in its group (AdamW then leaves it exactly as it is, weight decay included).
-A part trains in a stage only when the stage lists it AND one of the stage's losses reaches it: a part that
-is "trainable" but unused (e.g. the graph head in a stage without `graph_regression`) would otherwise receive
-no gradient and be stepped on stale state.
+A part trains in a stage only when the stage lists it AND one of the stage's losses reaches it
+(`StageConfig.active_parts`, from the loss-term table `netgpt.config.LOSS_TERMS`).
 """
 
 from __future__ import annotations
@@ -32,21 +31,9 @@ def parameter_groups(model: torch.nn.Module) -> list[dict]:
     return [g for g in groups if g["params"]]
 
 
-def active_parts(stage: StageConfig) -> list[str]:
-    """The parts that train in `stage`: listed as trainable and reached by one of its losses."""
-    reached = {"encoder"}
-    if "graph_regression" in stage.losses:
-        reached.add("graph_head")
-    if stage.uses_llm:
-        reached.update({"projector", "llm"})
-    if "prompt_regression" in stage.losses:
-        reached.add("prompt_head")
-    return [part for part in stage.trainable if part in reached]
-
-
 def freeze_for_stage(model: torch.nn.Module, stage: StageConfig) -> list[str]:
     """Set `requires_grad` per part for `stage`; returns the active parts."""
-    active = active_parts(stage)
+    active = stage.active_parts()
     for part in TRAINABLE_PARTS:
         for param in model.get_submodule(part).parameters():
             param.requires_grad_(part in active)

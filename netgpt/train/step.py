@@ -49,7 +49,7 @@ def train_step(
         prompts = encode_prompts(prompt_builder, batch, True, engine.device) if stage.uses_llm else None
         engine.set_gradient_accumulation_boundary(i == len(window) - 1)
         with autocast(engine):
-            out = engine(batch, prompts, dict(stage.losses))
+            out = engine(batch, prompts, dict(stage.losses), stage.graph_tokens)
         finite &= bool(torch.isfinite(out.loss).item())
         engine.backward(out.loss * (sizes[i] * world / total_seeds.item()), scale_wrt_gas=False)
         for name, value in {"loss": out.loss, **out.losses}.items():

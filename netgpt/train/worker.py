@@ -75,7 +75,10 @@ class Curriculum:
         self.engine, self.ds_config = build_engine(self.config, self.feature_dims, self.tokenizer, self.world)
         self.model = self.engine.module
         self.device = self.engine.device
-        self.prompts = self.model.prompt_builder()
+        self.prompt_builders = {
+            with_graph: self.model.prompt_builder(with_graph) for with_graph in (True, False)
+        }
+        """Prompts with graph tokens, and without (stages with `graph_tokens: false`, the LLM alone)."""
         self.llm_params = param_count(self.model.llm)
         self.encoder_params = param_count(self.model.encoder)
         self.log = TensorBoardLog(self.run_dir / "tensorboard" if self.rank == 0 else None)
@@ -165,7 +168,12 @@ class Curriculum:
             factor = lr_factor(state.stage_step, total, stage.warmup_steps, stage.min_lr_ratio)
             lr = set_stage_hparams(self.engine.optimizer, stage, active, factor)
             terms = train_step(
-                self.engine, window, stage, self.prompts, step, (self.llm_params, self.encoder_params)
+                self.engine,
+                window,
+                stage,
+                self.prompt_builders[stage.graph_tokens],
+                step,
+                (self.llm_params, self.encoder_params),
             )
             step.busy_s = time.perf_counter() - step_started
             meter.absorb(step)
@@ -227,18 +235,24 @@ class Curriculum:
         self.engine.eval()
         rows: list[dict] = []
         regression_terms = {k: v for k, v in stage.losses.items() if k != "answer_ce"}
+        made = stage.predictions()
+        builder = self.prompt_builders[stage.graph_tokens]
         for _ in range(count):
             _epoch, _position, batch = next(batches)
             batch = batch.to(self.device)
-            prompts = encode_prompts(self.prompts, batch, False, self.device) if stage.uses_llm else None
+            prompts = encode_prompts(builder, batch, False, self.device) if stage.uses_llm else None
             with autocast(self.engine):
-                out = self.engine(batch, prompts, regression_terms)
-            preds: dict[str, list] = {"graph": out.graph_pred.float().cpu().tolist()}
-            if out.prompt_pred is not None and "prompt_regression" in stage.losses:
+                out = self.engine(batch, prompts, regression_terms, stage.graph_tokens)
+            preds: dict[str, list] = {}
+            if "graph" in made:
+                preds["graph"] = out.graph_pred.float().cpu().tolist()
+            if "regression" in made:
                 preds["regression"] = out.prompt_pred.float().cpu().tolist()
-            if "answer_ce" in stage.losses:
+            if "answer" in made:
                 with autocast(self.engine):
-                    preds["answer"] = self.model.generate_levels(batch, prompts, synced_gpus=self.world > 1)
+                    preds["answer"] = self.model.generate_levels(
+                        batch, prompts, synced_gpus=self.world > 1, graph_tokens=stage.graph_tokens
+                    )
             for j, fields in enumerate(batch.seed_fields):
                 rows.append(
                     {
@@ -252,7 +266,7 @@ class Curriculum:
         gathered: list[list[dict]] = [[] for _ in range(self.world)]
         dist.all_gather_object(gathered, rows)
         rows = sorted((row for part in gathered for row in part), key=lambda row: row["sample_id"])
-        sources = [s for s in ("graph", "regression", "answer") if rows and s in rows[0]]
+        sources = [s for s in made if rows and s in rows[0]]
         results = {
             source: compute_metrics(
                 [row["level"] for row in rows],
@@ -268,7 +282,7 @@ class Curriculum:
         state = self.state
         results, examples = self.evaluate(stage, batches, count)
         state.validations += 1
-        primary = _primary_source(stage)
+        primary = stage.primary_prediction()
         score = results[primary].mae if primary in results else float("nan")
         self.log.validation(stage.name, results, examples, state.global_step)
         line = f"[{stage.name}] step {state.global_step} validation: " + "  ".join(
@@ -312,15 +326,6 @@ class Curriculum:
             self.model.save_pretrained(target, state_dict={k: v.float() for k, v in state_dict.items()})
         dist.barrier()
         return target
-
-
-def _primary_source(stage: StageConfig) -> str:
-    """The prediction that decides a stage's best checkpoint: what the stage's main loss trains."""
-    if "prompt_regression" in stage.losses:
-        return "regression"
-    if "answer_ce" in stage.losses:
-        return "answer"
-    return "graph"
 
 
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:

@@ -189,3 +189,23 @@ def test_graph_tokens_replace_the_pad_embeddings_in_order(model_cfg, tokenizer, 
     for row in range(2):
         assert torch.equal(embeds[row][pads[row]], projected[row])
         assert torch.equal(embeds[row][~pads[row]], plain[row][~pads[row]])
+
+
+def test_without_graph_tokens_the_llm_sees_the_text_alone(model, make_batch):
+    """The LLM-alone baseline: same prompt less the graph, so another graph changes nothing the LLM sees."""
+    batch, other = make_batch(), make_batch(seed=1)
+    other.seed_fields = batch.seed_fields
+    prompts = model.prompt_builder(graph_tokens=False).encode(batch.seed_fields, with_answer=True)
+    with torch.no_grad():
+        first = model(batch, prompts, {"answer_ce": 1.0}, graph_tokens=False)
+        second = model(other, prompts, {"answer_ce": 1.0}, graph_tokens=False)
+    assert torch.equal(first.losses["answer_ce"], second.losses["answer_ce"])
+    assert torch.equal(first.prompt_pred, second.prompt_pred)
+    out = model(batch, prompts, {"answer_ce": 1.0, "prompt_regression": 1.0}, graph_tokens=False)
+    out.loss.backward()
+    assert all(p.grad is None for p in model.projector.parameters())
+    assert all(p.grad is None for p in model.encoder.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.llm.parameters())
+    with_graph = model.prompt_builder().encode(batch.seed_fields, with_answer=False)
+    with pytest.raises(ValueError, match="expected none"):
+        model(batch, with_graph, {}, graph_tokens=False)

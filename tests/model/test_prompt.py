@@ -122,3 +122,12 @@ def test_parse_level():
     assert parse_level("level 3.5 maybe") == 3.5
     assert parse_level("no idea") is None
     assert torch.tensor(parse_level("9")).item() == 9.0
+
+
+def test_without_graph_tokens_the_graph_line_is_left_out(tokenizer, make_batch):
+    fields = make_batch(num_seeds=1).seed_fields
+    prompts = PromptBuilder(tokenizer, "en", 400, num_graph_tokens=0).encode(fields, with_answer=True)
+    golden = GOLDEN_EN.replace(
+        "Propagation graph: <|graph_start|><|graph_pad|><|graph_pad|><|graph_end|>\n", ""
+    )
+    assert rendered(tokenizer, prompts, 0) == golden

@@ -11,7 +11,6 @@ from netgpt.train.ds_config import build_ds_config
 from netgpt.train.engine import avoid_jit_builds, build_engine
 from netgpt.train.monitor import StepMeter
 from netgpt.train.stages import (
-    active_parts,
     freeze_for_stage,
     lr_factor,
     reset_optimizer_state,
@@ -31,9 +30,11 @@ def test_warmup_then_cosine_to_the_floor():
 
 def test_active_parts_are_trainable_and_reached_by_a_loss(tiny_config):
     graph, alignment, finetune = tiny_config.train.stages
-    assert active_parts(graph) == ["encoder", "graph_head"]
-    assert active_parts(alignment) == ["projector", "llm"]
-    assert active_parts(finetune) == ["encoder", "projector", "llm", "prompt_head"]
+    assert graph.active_parts() == ["encoder", "graph_head"]
+    assert alignment.active_parts() == ["projector", "llm"]
+    assert finetune.active_parts() == ["encoder", "projector", "llm", "prompt_head"]
+    finetune.graph_tokens = False  # the LLM-alone baseline: its losses do not reach the graph path
+    assert finetune.active_parts() == ["llm", "prompt_head"]
 
 
 def test_ds_config_auto_values_come_from_the_train_config(tiny_config, tmp_path):
