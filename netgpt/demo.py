@@ -1,8 +1,9 @@
 """`netgpt demo`: the embedded default, end to end on one machine, CPU, no network.
 
 synthetic XS-Video-like data → validated tables → partitioned graph store → the three stages on 2 Ray Train
-workers (DeepSpeed ZeRO-3, tiny LLM from config, tokenizer trained on the data) → a metrics table of the
-test split, and an HF-format NetGPT folder under the run's storage.
+workers (DeepSpeed ZeRO-3, tiny LLM from config, tokenizer trained on the data) → the LLM-alone baseline (the
+same LLM stages without graph tokens) → the test split's table: the majority level, the graph encoder alone,
+the LLM alone and NetGPT; and an HF-format NetGPT folder under the run's storage.
 """
 
 from __future__ import annotations
@@ -10,33 +11,54 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from netgpt.config import NetGPTConfig
+from netgpt.config import NetGPTConfig, llm_alone_variant
 from netgpt.metrics import NUM_LEVELS
 
-SOURCES = {"graph": "graph head", "answer": "generated answer", "regression": "regression head"}
+PREDICTIONS = {"graph": "graph head", "answer": "generated answer", "regression": "regression head"}
 COLUMNS = ("acc", "mse", "mae", "macro_f1", "within_one", "unparsable", "count")
 
 
-def metrics_table(metrics: dict[str, float], stages: list[str]) -> str:
-    """The `test/<stage>/<source>/<metric>` scores of each stage's model (SPEC §6's baselines in turn: the
-    RGCN alone after graph pretraining, the aligned LLM, NetGPT after fine-tuning), as a table."""
-    header = f"{'after stage':<16}{'prediction':<18}" + "".join(f"{name:>11}" for name in COLUMNS)
+def baseline_rows(
+    majority: dict[str, float], netgpt: dict[str, float], llm_alone: dict[str, float], config: NetGPTConfig
+) -> list[tuple[str, str, dict[str, float]]]:
+    """(model, prediction, {metric: value}) rows of the baselines and NetGPT on the test split.
+
+    `netgpt` and `llm_alone` are the runs' `test/<stage>/<prediction>/<metric>` scores: the graph encoder
+    alone is NetGPT's first stage that trains the graph head, the LLM alone and NetGPT their last stage."""
+    stages = config.train.stages
+    graph_stage = next(stage.name for stage in stages if "graph_regression" in stage.losses)
+    alone_stage = llm_alone_variant(config).train.stages[-1].name
+    rows = [("majority level", "train split's", majority)]
+    sources = [
+        ("graph encoder alone", graph_stage, netgpt, ["graph"]),
+        ("LLM alone", alone_stage, llm_alone, ["answer", "regression"]),
+        ("NetGPT", stages[-1].name, netgpt, ["answer", "regression", "graph"]),
+    ]
+    for model, stage, scores, predictions in sources:
+        for prediction in predictions:
+            prefix = f"test/{stage}/{prediction}/"
+            if f"{prefix}acc" in scores:
+                rows.append(
+                    (model, PREDICTIONS[prediction], {name: scores[prefix + name] for name in COLUMNS})
+                )
+    return rows
+
+
+def metrics_table(rows: list[tuple[str, str, dict[str, float]]]) -> str:
+    header = f"{'model':<22}{'prediction':<18}" + "".join(f"{name:>11}" for name in COLUMNS)
     lines = [f"test split (levels 0-{NUM_LEVELS - 1})", header, "-" * len(header)]
-    for stage in stages:
-        for source, label in SOURCES.items():
-            prefix = f"test/{stage}/{source}/"
-            if f"{prefix}acc" in metrics:
-                cells = "".join(f"{metrics[prefix + name]:>11.3f}" for name in COLUMNS)
-                lines.append(f"{stage:<16}{label:<18}{cells}")
+    for model, prediction, scores in rows:
+        lines.append(f"{model:<22}{prediction:<18}" + "".join(f"{scores[name]:>11.3f}" for name in COLUMNS))
     return "\n".join(lines)
 
 
-def run_demo(config: NetGPTConfig) -> dict[str, float]:
-    """Generate, import, build the graph, train the three stages, print the test metrics; returns them."""
+def run_demo(config: NetGPTConfig) -> list[tuple[str, str, dict[str, float]]]:
+    """Generate, import, build the graph, train NetGPT and the LLM alone, print the test table; return it."""
     import ray
 
     from netgpt.data.prepare import prepare
     from netgpt.data.synthetic import write_synthetic
+    from netgpt.evaluate.baselines import majority_baseline
     from netgpt.graph.build import build_graph
     from netgpt.train.run import local_ray_resources, train
 
@@ -52,10 +74,13 @@ def run_demo(config: NetGPTConfig) -> dict[str, float]:
     prepare(raw, tables_dir, config.data)
     build_graph(tables_dir, config.graph, config.graph.store_dir, config=config)
     result = train(config)
-    print(metrics_table(result.metrics, [stage.name for stage in config.train.stages]))
+    alone = train(llm_alone_variant(config))
+    majority = majority_baseline(tables_dir, "test").scalars()
+    rows = baseline_rows(majority, result.metrics, alone.metrics, config)
+    print(metrics_table(rows))
     print(
         f"model: {result.run_dir / 'model'}  "
-        f"TensorBoard: tensorboard --logdir {result.run_dir / 'tensorboard'}  "
+        f"TensorBoard: tensorboard --logdir {result.run_dir.parent}  "
         f"({time.perf_counter() - started:.0f} s)"
     )
-    return result.metrics
+    return rows
