@@ -21,8 +21,10 @@ import torch
 import torch.distributed as dist
 
 from netgpt.config import NetGPTConfig, StageConfig
+from netgpt.evaluate.rate import rate_batch
+from netgpt.evaluate.scoring import as_rows, score_rows
 from netgpt.graph.loader import graph_dataset_shard, iter_graph_batches, num_batches_per_rank
-from netgpt.metrics import Metrics, compute_metrics
+from netgpt.metrics import Metrics
 from netgpt.train.checkpoint import (
     FINAL_METRICS,
     TrainerState,
@@ -42,7 +44,7 @@ from netgpt.train.stages import (
     reset_optimizer_state,
     set_stage_hparams,
 )
-from netgpt.train.step import autocast, encode_prompts, train_step
+from netgpt.train.step import train_step
 
 
 @dataclass
@@ -228,54 +230,24 @@ class Curriculum:
     # ---------------------------------------------------------------- validation
     @torch.no_grad()
     def evaluate(self, stage: StageConfig, batches, count: int) -> tuple[dict[str, Metrics], list[dict]]:
-        """Predictions of every source the stage trains, gathered from all ranks and scored (SPEC §6).
+        """Rate `count` batches with every prediction the stage makes, gather the rows of all ranks, score
+        them; returns the metrics and a few example rows.
 
-        `graph`: the graph head; `regression`: the prompt head; `answer`: the generated answer parsed as a
-        number. All ranks run the same batches count, so ZeRO-3's collective gathers stay in step."""
+        All ranks rate the same number of batches and generate in step (`synced_gpus`), so ZeRO-3's
+        collective gathers stay in step."""
         self.engine.eval()
-        rows: list[dict] = []
-        regression_terms = {k: v for k, v in stage.losses.items() if k != "answer_ce"}
         made = stage.predictions()
         builder = self.prompt_builders[stage.graph_tokens]
+        rows: list[dict] = []
         for _ in range(count):
             _epoch, _position, batch = next(batches)
-            batch = batch.to(self.device)
-            prompts = encode_prompts(builder, batch, False, self.device) if stage.uses_llm else None
-            with autocast(self.engine):
-                out = self.engine(batch, prompts, regression_terms, stage.graph_tokens)
-            preds: dict[str, list] = {}
-            if "graph" in made:
-                preds["graph"] = out.graph_pred.float().cpu().tolist()
-            if "regression" in made:
-                preds["regression"] = out.prompt_pred.float().cpu().tolist()
-            if "answer" in made:
-                with autocast(self.engine):
-                    preds["answer"] = self.model.generate_levels(
-                        batch, prompts, synced_gpus=self.world > 1, graph_tokens=stage.graph_tokens
-                    )
-            for j, fields in enumerate(batch.seed_fields):
-                rows.append(
-                    {
-                        "sample_id": fields["sample_id"],
-                        "platform": fields["platform"],
-                        "title": fields["title"][:40],
-                        "level": int(fields["level"]),
-                        **{source: values[j] for source, values in preds.items()},
-                    }
-                )
+            rated = rate_batch(self.model, batch, builder, self.device, made, synced_gpus=self.world > 1)
+            for row, fields in zip(as_rows(rated), batch.seed_fields, strict=True):
+                rows.append({**row, "title": fields["title"][:40]})
         gathered: list[list[dict]] = [[] for _ in range(self.world)]
         dist.all_gather_object(gathered, rows)
         rows = sorted((row for part in gathered for row in part), key=lambda row: row["sample_id"])
-        sources = [s for s in made if rows and s in rows[0]]
-        results = {
-            source: compute_metrics(
-                [row["level"] for row in rows],
-                [row[source] for row in rows],
-                [row["platform"] for row in rows],
-            )
-            for source in sources
-        }
-        return results, rows[:8]
+        return score_rows(rows, made), rows[:8]
 
     def validate_and_keep_best(self, stage: StageConfig, batches, count: int) -> bool:
         """Validate, log, keep the stage's best checkpoint; True when patience says stop."""
