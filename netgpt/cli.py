@@ -46,6 +46,18 @@ def _parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="run (or resume) the three-stage curriculum on Ray + DeepSpeed")
     _add_config_args(train)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="score model folders on a split of the graph store, beside the majority level"
+    )
+    evaluate.add_argument(
+        "--model",
+        action="append",
+        required=True,
+        help="a NetGPT folder; repeat it to put several in one table",
+    )
+    evaluate.add_argument("--out", help="also write the report (every metric, per platform) as JSON here")
+    _add_config_args(evaluate)
     return parser
 
 
@@ -82,6 +94,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         result = train(config)
         print(json.dumps({"run_dir": str(result.run_dir), **result.metrics}, ensure_ascii=False))
+        return 0
+    if args.command == "evaluate":
+        import ray
+
+        from netgpt.evaluate.run import evaluate_models, write_report
+        from netgpt.train.run import local_ray_resources
+
+        if not ray.is_initialized():
+            ray.init(**local_ray_resources(config))
+        report = evaluate_models(config, args.model)
+        print(report.markdown())
+        if args.out:
+            write_report(report, args.out)
         return 0
     if args.command == "demo":
         from netgpt.demo import run_demo

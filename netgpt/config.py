@@ -441,6 +441,28 @@ class TrainConfig:
 
 
 @dataclass
+class EvaluateConfig:
+    """`netgpt evaluate`: rating a split of the store with model folders, as Ray Data batch inference."""
+
+    split: str = "test"
+    """The split scored: train, val or test."""
+    batch_size: int = 8
+    """Seed samples rated at once (one sampled subgraph, one batch of prompts)."""
+    replicas: int = 1
+    """Copies of each model rating batches in parallel (Ray Data actors)."""
+    cpus_per_replica: float = 1.0
+    """CPUs each replica reserves."""
+    use_gpu: bool = False
+    """One GPU per replica (bf16 when the model folder holds bf16 weights)."""
+
+    def __post_init__(self) -> None:
+        _check(self.split in ("train", "val", "test"), "evaluate.split", "train, val or test", self.split)
+        _check(self.batch_size >= 1, "evaluate.batch_size", "an integer >= 1", self.batch_size)
+        _check(self.replicas >= 1, "evaluate.replicas", "an integer >= 1", self.replicas)
+        _check(self.cpus_per_replica > 0, "evaluate.cpus_per_replica", "a number > 0", self.cpus_per_replica)
+
+
+@dataclass
 class NetGPTConfig:
     """The root of the tree."""
 
@@ -448,6 +470,7 @@ class NetGPTConfig:
     graph: GraphConfig = field(default_factory=GraphConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
 
 
 def llm_alone_variant(config: NetGPTConfig) -> NetGPTConfig:

@@ -307,6 +307,11 @@ class GraphDataConfig(ray.train.DataConfig):
         return output
 
 
+def split_size(store_dir: str | Path, split: str) -> int:
+    """Seed samples of `split` in the store."""
+    return sum(len(seeds) for seeds in _split_seeds(str(store_dir), split))
+
+
 def num_batches_per_rank(store_dir: str | Path, split: str, batch_size: int, world_size: int) -> int:
     """Batches each rank receives per epoch (the same on every rank)."""
     return EpochPlan(str(store_dir), split, batch_size, 1, False, 0).batches_per_rank(world_size)

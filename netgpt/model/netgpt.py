@@ -21,7 +21,7 @@ from torch import nn
 from torch_geometric.data import HeteroData
 from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
 
-from netgpt.config import LOSS_TERMS, ModelConfig, TinyLLMConfig
+from netgpt.config import LOSS_TERMS, PREDICTIONS, ModelConfig, TinyLLMConfig
 from netgpt.graph.types import VIDEO
 from netgpt.model.encoder import build_encoder
 from netgpt.model.heads import LevelHead, answer_cross_entropy, regression_loss
@@ -209,11 +209,15 @@ class NetGPT(nn.Module):
         return [parse_level(text) for text in texts]
 
     def save_pretrained(
-        self, folder: str | os.PathLike[str], state_dict: dict[str, torch.Tensor] | None = None
+        self,
+        folder: str | os.PathLike[str],
+        state_dict: dict[str, torch.Tensor] | None = None,
+        training: dict | None = None,
     ) -> Path:
         """Write the model folder atomically (temporary folder, then rename over any old one).
 
-        `state_dict` (e.g. consolidated from a ZeRO-3 checkpoint) replaces the module's own tensors."""
+        `state_dict` (e.g. consolidated from a ZeRO-3 checkpoint) replaces the module's own tensors.
+        `training`: what the weights were trained for (`training_record`; `read_training_record` reads it)."""
         folder = Path(folder)
         state = state_dict if state_dict is not None else self.state_dict()
         tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}"
@@ -235,6 +239,7 @@ class NetGPT(nn.Module):
             "format_version": FORMAT_VERSION,
             "model": asdict(self.config),
             "feature_dims": self.feature_dims,
+            **({"training": training} if training is not None else {}),
         }
         (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False), encoding="utf-8")
         old = folder.parent / f".{folder.name}.old-{os.getpid()}"
@@ -268,3 +273,21 @@ class NetGPT(nn.Module):
         for part, file in PART_FILES.items():
             model.get_submodule(part).load_state_dict(load_file(folder / file))
         return model
+
+
+def training_record(stage_name: str, predictions: list[str], graph_tokens: bool) -> dict:
+    """What a folder's weights were trained for: the stage they come from, the predictions that stage
+    trained (the others come from untrained heads) and whether its prompts held graph tokens."""
+    return {"stage": stage_name, "predictions": list(predictions), "graph_tokens": bool(graph_tokens)}
+
+
+def read_training_record(folder: str | os.PathLike[str]) -> dict:
+    """The folder's `training_record`; a folder without one is taken as trained for every prediction, with
+    graph tokens."""
+    config_path = Path(folder) / CONFIG_FILE
+    if not config_path.is_file():
+        raise FileNotFoundError(
+            f"{config_path}: missing; expected a NetGPT folder written by save_pretrained"
+        )
+    recorded = json.loads(config_path.read_text(encoding="utf-8")).get("training", {})
+    return {"stage": None, "predictions": list(PREDICTIONS), "graph_tokens": True, **recorded}

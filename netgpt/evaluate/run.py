@@ -1,0 +1,175 @@
+"""`netgpt evaluate`: score model folders on a split of the graph store, beside the majority level.
+
+    report = evaluate_models(load_config("demo"), ["runs/demo/ray/netgpt/model"])
+    print(report.markdown())
+
+Ray Data batch inference: the split's sampled batches stream from the store's sampler actors (the same
+stream training reads, one epoch, unshuffled) into `evaluate.replicas` copies of each model (Ray Data
+actors, one GPU each with `evaluate.use_gpu`), and the rated rows come back to the driver, which scores them
+(`netgpt.metrics`: ACC rounds the clipped prediction half to even, MSE and MAE use it unrounded, an
+unparsable answer counts as the worst error). Each folder is scored on the predictions it was trained for
+and with the prompts it was trained on (graph tokens or not), as its `netgpt_config.json` records.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from netgpt.config import PREDICTIONS, NetGPTConfig
+from netgpt.evaluate.baselines import majority_baseline
+from netgpt.evaluate.rate import rate_batch
+from netgpt.evaluate.scoring import score_rows
+from netgpt.metrics import Metrics
+from netgpt.model.netgpt import NetGPT, read_training_record
+
+LABELS = {"graph": "graph head", "answer": "generated answer", "regression": "regression head"}
+COLUMNS = ("acc", "mse", "mae", "macro_f1", "within_one", "unparsable", "count")
+
+
+class _Rater:
+    """A Ray Data actor: one copy of a model, rating pickled sampled batches."""
+
+    def __init__(self, model_dir: str, predictions: list[str], graph_tokens: bool, use_gpu: bool) -> None:
+        import torch
+
+        self.device = torch.device("cuda" if use_gpu else "cpu")
+        self.model = NetGPT.from_pretrained(model_dir).to(self.device).eval()
+        self.builder = self.model.prompt_builder(graph_tokens)
+        self.predictions = predictions
+
+    def __call__(self, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        columns: dict[str, list] = {}
+        for blob in rows["batch"]:
+            rated = rate_batch(self.model, pickle.loads(blob), self.builder, self.device, self.predictions)
+            for name, values in rated.items():
+                columns.setdefault(name, []).extend(values)
+        if "answer" in columns:  # None (unparsable) travels as NaN, which the metrics count as unparsable
+            columns["answer"] = [math.nan if value is None else value for value in columns["answer"]]
+        return {name: np.asarray(values) for name, values in columns.items()}
+
+
+@dataclass
+class ModelScores:
+    folder: str
+    predictions: dict[str, Metrics]
+    graph_tokens: bool
+
+
+@dataclass
+class EvaluationReport:
+    split: str
+    majority: Metrics
+    models: list[ModelScores] = field(default_factory=list)
+
+    def rows(self) -> list[tuple[str, str, Metrics]]:
+        rows = [("majority level", "train split's", self.majority)]
+        for model in self.models:
+            name = model.folder + ("" if model.graph_tokens else " (no graph tokens)")
+            rows += [(name, LABELS[p], metrics) for p, metrics in model.predictions.items()]
+        return rows
+
+    def markdown(self) -> str:
+        lines = [
+            f"| model | prediction | {' | '.join(COLUMNS)} |",
+            "|---|---|" + "---:|" * len(COLUMNS),
+        ]
+        for model, prediction, metrics in self.rows():
+            cells = " | ".join(_cell(getattr(metrics, name)) for name in COLUMNS)
+            lines.append(f"| {model} | {prediction} | {cells} |")
+        return "\n".join(lines)
+
+    def to_json(self) -> dict[str, Any]:
+        def metrics_json(metrics: Metrics) -> dict[str, Any]:
+            return {
+                **{name: getattr(metrics, name) for name in COLUMNS},
+                "confusion": metrics.confusion.tolist(),
+                "by_platform": {p: metrics_json(m) for p, m in metrics.by_platform.items()},
+            }
+
+        return {
+            "split": self.split,
+            "majority": metrics_json(self.majority),
+            "models": [
+                {
+                    "folder": model.folder,
+                    "graph_tokens": model.graph_tokens,
+                    "predictions": {p: metrics_json(m) for p, m in model.predictions.items()},
+                }
+                for model in self.models
+            ],
+        }
+
+
+def evaluate_models(
+    config: NetGPTConfig, model_dirs: list[str | os.PathLike[str]], show_progress: bool = True
+) -> EvaluationReport:
+    """Score each model folder on `config.evaluate.split` of `config.graph.store_dir`, on the current Ray
+    cluster (start one first), beside the majority level of the train split."""
+    from netgpt.graph.loader import GraphStreams, split_size
+
+    cfg = config.evaluate
+    report = EvaluationReport(cfg.split, majority_baseline(config.data.tables_dir, cfg.split))
+    streams = GraphStreams(config.graph, config.graph.store_dir)
+    total = split_size(config.graph.store_dir, cfg.split)
+    try:
+        for folder in model_dirs:
+            record = read_training_record(folder)
+            predictions = [p for p in PREDICTIONS if p in record["predictions"]]
+            rated = streams.dataset(cfg.split, cfg.batch_size, 1, shuffle=False, seed=0).map_batches(
+                _Rater,
+                fn_constructor_kwargs={
+                    "model_dir": str(Path(folder).resolve()),
+                    "predictions": predictions,
+                    "graph_tokens": record["graph_tokens"],
+                    "use_gpu": cfg.use_gpu,
+                },
+                batch_size=1,
+                concurrency=cfg.replicas,
+                num_cpus=cfg.cpus_per_replica,
+                num_gpus=1 if cfg.use_gpu else 0,
+                batch_format="numpy",
+            )
+            rows = []
+            with tqdm(
+                total=total, desc=f"rating {cfg.split} with {folder}", disable=not show_progress
+            ) as bar:
+                for row in rated.iter_rows():
+                    rows.append({name: _plain(value) for name, value in row.items()})
+                    bar.update(1)
+            if len(rows) != total:
+                raise RuntimeError(
+                    f"{folder}: rated {len(rows)} of the {total} samples of split {cfg.split!r}"
+                )
+            report.models.append(
+                ModelScores(str(folder), score_rows(rows, predictions), record["graph_tokens"])
+            )
+    finally:
+        streams.shutdown()
+    return report
+
+
+def _cell(value: float | int) -> str:
+    return str(value) if isinstance(value, int) else f"{value:.3f}"
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def write_report(report: EvaluationReport, path: str | os.PathLike[str]) -> Path:
+    """The report as JSON at `path` (a temporary name, then renamed)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(report.to_json(), indent=2, ensure_ascii=False), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
