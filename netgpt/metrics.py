@@ -1,7 +1,8 @@
-"""SPEC §6 metrics, shared by training (validation) and evaluation.
+"""The metrics (docs/evaluate.md), shared by training (validation, test) and evaluation.
 
 Predictions are continuous levels (a regression head's 9·sigmoid, or a number parsed from a generated answer);
-`None` is an unparsable answer. ACC rounds the clipped prediction; MSE and MAE use the unrounded value.
+`None` is an unparsable answer. ACC rounds the clipped prediction (halves to the even level: 2.5 -> 2,
+3.5 -> 4); MSE and MAE use the unrounded value.
 Unparsable answers are counted and scored as wrong with the worst error they could have (the level farthest
 from the truth), so that a model cannot improve its MAE by refusing to answer.
 

@@ -49,3 +49,10 @@ def test_bad_input_names_the_problem():
         compute_metrics([1], [1.0, 2.0])
     with pytest.raises(ValueError, match="levels 0-9"):
         compute_metrics([10], [1.0])
+
+
+def test_halves_round_to_the_even_level():
+    """ACC's rounding rule (docs/evaluate.md): numpy's round half to even, after clipping to 0-9."""
+    m = compute_metrics([2, 4, 0, 8], [2.5, 3.5, 0.5, 8.5])
+    assert m.acc == 1.0
+    assert compute_metrics([3], [2.5]).acc == 0.0 and compute_metrics([9], [9.5]).acc == 1.0

@@ -33,7 +33,8 @@ def rate_batch(
     `predictions` (`graph`, `regression`, `answer`; an unparsable answer is None).
 
     The prompts hold graph tokens when `prompt_builder` makes them (`model.prompt_builder(graph_tokens=False)`
-    rates the LLM alone). `model` must be in eval mode on `device`; bf16 weights run under autocast.
+    rates the LLM alone). `model` is a NetGPT or, in training, the DeepSpeed engine holding one (its forward
+    runs as in training); it must be in eval mode on `device`; bf16 weights run under autocast.
     `synced_gpus=True` when ZeRO-3 ranks generate together (each rank steps until all are done)."""
     unknown = [name for name in predictions if name not in PREDICTIONS]
     if unknown:

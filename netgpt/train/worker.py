@@ -241,7 +241,7 @@ class Curriculum:
         rows: list[dict] = []
         for _ in range(count):
             _epoch, _position, batch = next(batches)
-            rated = rate_batch(self.model, batch, builder, self.device, made, synced_gpus=self.world > 1)
+            rated = rate_batch(self.engine, batch, builder, self.device, made, synced_gpus=self.world > 1)
             for row, fields in zip(as_rows(rated), batch.seed_fields, strict=True):
                 rows.append({**row, "title": fields["title"][:40]})
         gathered: list[list[dict]] = [[] for _ in range(self.world)]
