@@ -46,6 +46,18 @@ def _parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="run (or resume) the three-stage curriculum on Ray + DeepSpeed")
     _add_config_args(train)
+
+    predict = commands.add_parser("predict", help="rate new videos (not in the training data) with a model")
+    predict.add_argument(
+        "--model", required=True, help="NetGPT model folder (save_pretrained, e.g. run/model)"
+    )
+    predict.add_argument(
+        "--input", required=True, help="new samples as released XS-Video JSON (or a zip), level optional"
+    )
+    predict.add_argument("--out", required=True, help="parquet file of the ratings, one row per input sample")
+    predict.add_argument("--batch-size", type=int, default=16, help="samples rated at once")
+    predict.add_argument("--device", default=None, help="torch device (default: cuda when there is one)")
+    _add_config_args(predict)
     return parser
 
 
@@ -82,6 +94,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         result = train(config)
         print(json.dumps({"run_dir": str(result.run_dir), **result.metrics}, ensure_ascii=False))
+        return 0
+    if args.command == "predict":
+        import json
+
+        from netgpt.data.validate import DataError
+        from netgpt.evaluate.predict import predict
+
+        try:
+            summary = predict(
+                args.model, args.input, args.out, config, batch_size=args.batch_size, device=args.device
+            )
+        except DataError as error:
+            print(f"netgpt predict: {error}", file=sys.stderr)
+            return 2
+        print(json.dumps(summary, ensure_ascii=False))
         return 0
     if args.command == "demo":
         from netgpt.demo import run_demo
