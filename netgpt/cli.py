@@ -56,6 +56,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     predict.add_argument("--out", required=True, help="parquet file of the ratings, one row per input sample")
     predict.add_argument("--batch-size", type=int, default=16, help="samples rated at once")
+    predict.add_argument(
+        "--chunk-size",
+        type=int,
+        default=4096,
+        help="new samples whose graph is built at once (bounds memory)",
+    )
     predict.add_argument("--device", default=None, help="torch device (default: cuda when there is one)")
     _add_config_args(predict)
     return parser
@@ -103,7 +109,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         try:
             summary = predict(
-                args.model, args.input, args.out, config, batch_size=args.batch_size, device=args.device
+                args.model,
+                args.input,
+                args.out,
+                config,
+                batch_size=args.batch_size,
+                chunk_size=args.chunk_size,
+                device=args.device,
             )
         except DataError as error:
             print(f"netgpt predict: {error}", file=sys.stderr)

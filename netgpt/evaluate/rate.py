@@ -25,7 +25,12 @@ RATED_KEYS = ("sample_id", "platform", "level", "graph_pred", "prompt_pred", "an
 
 @torch.no_grad()
 def rate_batch(
-    model: NetGPT, batch: HeteroData, prompt_builder: PromptBuilder, device: torch.device | str
+    model: NetGPT,
+    batch: HeteroData,
+    prompt_builder: PromptBuilder,
+    device: torch.device | str,
+    *,
+    synced_gpus: bool = False,
 ) -> dict[str, list]:
     """The predictions of every seed of `batch` (seeds in batch order), the model put in eval mode.
 
@@ -37,15 +42,15 @@ def rate_batch(
     - `prompt_pred` (float): the regression head on the last prompt token's hidden state;
     - `answer` (float or None): the greedy generated answer parsed as a number, None when it holds none.
     Scores are raw (not rounded or clipped). `model` must already be on `device`; prompts are encoded
-    without answers (`prompt_builder.encode(batch.seed_fields, with_answer=False)`). Single process: the
-    generation does not sync ranks (ZeRO-3 callers must generate with `synced_gpus=True` themselves).
+    without answers (`prompt_builder.encode(batch.seed_fields, with_answer=False)`). Under ZeRO-3 pass
+    `synced_gpus=True` (and call it on every rank), so that generation keeps every rank stepping.
     """
     model.eval()
     batch = batch.to(device)
     fields = batch.seed_fields
     prompts = prompt_builder.encode(fields, with_answer=False)
     out = model(batch, prompts, {})
-    answers = model.generate_levels(batch, prompts, synced_gpus=False)
+    answers = model.generate_levels(batch, prompts, synced_gpus=synced_gpus)
     num_seeds = int(batch[VIDEO].batch_size)
     if not len(fields) == num_seeds == out.graph_pred.numel() == len(answers):
         raise ValueError(

@@ -57,11 +57,16 @@ def cli_run(held_out_world, model_dir, tmp_path_factory):
     records = mixed_input(held_out_world, folder / "mixed.json")
     out = folder / "out" / "ratings.parquet"
     argv = ["predict", "--model", str(model_dir), "--input", str(folder / "mixed.json"), "--out", str(out)]
-    return (
-        records,
-        out,
-        main([*argv, "--batch-size", "4", "--config", "demo", *overrides(held_out_world, "[3,3]")]),
-    )
+    argv += [
+        "--batch-size",
+        "2",
+        "--chunk-size",
+        "5",
+        "--config",
+        "demo",
+        *overrides(held_out_world, "[3,3]"),
+    ]
+    return records, out, main(argv)
 
 
 def test_cli_writes_one_row_per_input_sample_in_input_order(cli_run, capsys) -> None:
@@ -95,13 +100,13 @@ def test_absent_level_is_null_and_present_level_is_reported(cli_run) -> None:
 
 def test_colliding_ids_rate_as_the_samples_they_are(held_out_world, model_dir, tmp_path) -> None:
     """With full fan-out and one sample per batch a rating depends on the sample's graph only: the held-out
-    samples renumbered onto the store's ids (next to unlabelled and unknown ones) rate as they did."""
+    samples renumbered onto the store's ids (next to unlabelled and unknown ones, in chunks of 3) rate as
+    they did."""
     config = load_config("demo", overrides(held_out_world, "[-1,-1]"))
     plain = predict(model_dir, held_out_world.new_json, tmp_path / "plain.parquet", config, 1, progress=False)
     mixed = mixed_input(held_out_world, tmp_path / "mixed.json")
-    summary = predict(
-        model_dir, tmp_path / "mixed.json", tmp_path / "mixed.parquet", config, 1, progress=False
-    )
+    mixed_out = tmp_path / "mixed.parquet"
+    summary = predict(model_dir, tmp_path / "mixed.json", mixed_out, config, 1, chunk_size=3, progress=False)
     assert plain["labelled"] == plain["samples"] == len(held_out_world.new)
     assert (summary["samples"], summary["labelled"], summary["unknown_topic_and_author"]) == (
         len(mixed),
@@ -109,7 +114,7 @@ def test_colliding_ids_rate_as_the_samples_they_are(held_out_world, model_dir, t
         1,
     )
     before = pq.read_table(tmp_path / "plain.parquet").to_pydict()
-    after = pq.read_table(tmp_path / "mixed.parquet").slice(0, len(held_out_world.new)).to_pydict()
+    after = pq.read_table(mixed_out).slice(0, len(held_out_world.new)).to_pydict()
     assert after["sample_id"] == [int(k) for k in list(mixed)[:-1]]
     assert before["sample_id"] == [int(k) for k in held_out_world.new]
     for column in ("prompt_score", "graph_score", "answer_level"):
