@@ -90,20 +90,6 @@ def predict(
     store_dir = Path(config.graph.store_dir)
     meta = read_meta(store_dir)
     fanouts, num_hops = list(config.graph.fanouts), len(config.graph.fanouts)
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model = NetGPT.from_pretrained(model_dir)
-    if model.feature_dims != meta["feature_dims"]:
-        raise ValueError(
-            f"{model_dir}: the model reads feature widths {model.feature_dims}, the store {store_dir} has "
-            f"{meta['feature_dims']}; rate with the store the model was trained on"
-        )
-    if model.config.num_layers != num_hops:
-        raise ValueError(
-            f"{model_dir}: the model has {model.config.num_layers} message-passing layers, graph.fanouts "
-            f"{fanouts} samples {num_hops} hops; give the fan-outs it was trained with"
-        )
-    model.to(device)
-    builder = model.prompt_builder()
     out_path.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(dir=out_path.parent, prefix=f".{out_path.name}.work-"))
     try:
@@ -115,6 +101,11 @@ def predict(
             store_dir,
             store_graph_config(store_dir, config.graph),
         )
+        # the input is checked (cheap) before the model is loaded (slow for a large LLM)
+        model = _load_model(model_dir, meta["feature_dims"], store_dir, num_hops)
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        model.to(device)
+        builder = model.prompt_builder()
         count = len(new.internal_ids)
         rated: dict[str, list] = {}
         with tqdm(
@@ -140,6 +131,24 @@ def predict(
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return _summary(table, out_path)
+
+
+def _load_model(
+    model_dir: str | os.PathLike[str], store_dims: dict[str, int], store_dir: Path, num_hops: int
+) -> NetGPT:
+    """The NetGPT folder, checked against the store's feature widths and the number of sampled hops."""
+    model = NetGPT.from_pretrained(model_dir)
+    if model.feature_dims != store_dims:
+        raise ValueError(
+            f"{model_dir}: the model reads feature widths {model.feature_dims}, the store {store_dir} has "
+            f"{store_dims}; rate with the store the model was trained on"
+        )
+    if model.config.num_layers != num_hops:
+        raise ValueError(
+            f"{model_dir}: the model has {model.config.num_layers} message-passing layers, graph.fanouts "
+            f"samples {num_hops} hops; give the fan-outs it was trained with"
+        )
+    return model
 
 
 def _output_table(new: NewSamples, rated: dict[str, list]) -> pa.Table:

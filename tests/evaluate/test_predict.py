@@ -141,3 +141,10 @@ def test_bad_input_names_file_sample_and_field_and_writes_nothing(
     assert err.strip().splitlines()[-1] == f"netgpt predict: {caught.value}"
     assert "Traceback" not in err
     assert list(out.parent.iterdir()) == []
+
+
+def test_fanouts_must_match_the_model_layers(held_out_world, model_dir, tmp_path) -> None:
+    config = load_config("demo", overrides(held_out_world, "[3]"))
+    with pytest.raises(ValueError, match="2 message-passing layers, graph.fanouts samples 1 hops"):
+        predict(model_dir, held_out_world.new_json, tmp_path / "out" / "r.parquet", config, progress=False)
+    assert list((tmp_path / "out").iterdir()) == []
