@@ -20,16 +20,22 @@ samples it unchanged. Why this design:
   feature row come from the functions that built the store, with the store's own graph settings (its saved
   `config.yaml`: text encoder, time encoding, log scalars, content vectors; the feature widths are checked
   against its `meta.json`). A second implementation of features or groups would drift.
-- The store alone cannot give these rows: a partition holds attributes, comments and in-edges only for its
-  inner ring, so a stored sample that is in no partition's inner ring (e.g. a final state crawled after every
-  seed of its topic and author) has only its content row there, yet it is a 1-hop neighbour of a new sample
-  crawled later; and a new sample crawled on a stored sample's day joins that sample's group prefix, so the
-  stored in-edges are not the union's. The structure is therefore recomputed, and the features of the
-  halo's rows re-encoded from the tables' rows.
-- Bounded memory: only the halo's rows of the tables are read (parquet row filters on sample id) and encoded,
-  never the whole store's feature rows; `write_store(positions=...)` limits the seeds to a chunk of the input,
-  so the halo (and the memory) follows the chunk, not the input. The cost is encoding the halo's text again,
-  the cost of building one partition.
+- The store alone cannot give the graph: a partition holds attributes, comments and in-edges only for its
+  inner ring, so a stored sample in no partition's inner ring (e.g. a final state crawled after every seed of
+  its topic and author) has only its content row there, yet it is a 1-hop neighbour of a new sample crawled
+  later; and a new sample crawled on a stored sample's day joins that sample's group prefix, so the stored
+  in-edges are not the union's. The structure is therefore recomputed.
+- Text rows come from the store where it has them: `StoredTextEncoder` hands `_write_partition` the rows the
+  memory-mapped partitions already hold for the halo's titles, descriptions, comment texts, topics and
+  platforms (read row by row for the halo's stored samples that are in some partition's inner ring), and
+  encodes only the rest (the new samples' texts, and stored samples in no inner ring). So the expensive part
+  (a transformer encoder) runs on little beyond the new samples, and a stored text gets exactly the row
+  training saw (a transformer's rows depend slightly on how texts were batched, so re-encoding could differ
+  in the last bits). Times, log scalars and content vectors are cheap and computed as the build does.
+- Bounded memory: only the halo's rows are read, from the tables (parquet row filters on sample id) and from
+  the partitions (memory-mapped), never the whole store's feature rows; `write_store(positions=...)` limits
+  the seeds to a chunk of the input, so the halo (and the memory) follows the chunk, not the input. The halo
+  is the full L-hop causal in-neighbourhood (as a store partition's is), not only the sampled part of it.
 Sample ids of the input may collide with the store's: every new sample gets an internal id above the store's
 largest (in input order); `input_ids` maps back, and earlier-state ids name a sample of the input when the
 input has that id, else a sample of the store (checked like `prepare` checks them: same video, crawled
@@ -40,6 +46,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -51,11 +58,13 @@ from netgpt.config import GraphConfig, load_config
 from netgpt.data.schema import COMMENTS_FILE, COMMENTS_SCHEMA, NEW_SAMPLES_SCHEMA, SAMPLES_FILE
 from netgpt.data.validate import DataError
 from netgpt.graph.build import _meta, _plan_partition, _write_partition
-from netgpt.graph.features import available_content, text_dim
+from netgpt.graph.features import TextEncoder, available_content, make_text_encoder, text_dim
 from netgpt.graph.store import (
     BOOK_FILE,
     META_FILE,
+    Partition,
     StoreError,
+    open_partition,
     partition_dir,
     read_meta,
     write_meta,
@@ -70,6 +79,28 @@ NEW_SAMPLES_FILE = "new_samples.parquet"
 """In an extension store: internal sample id, input sample id and unknown topic/author flags per seed."""
 HISTORY_FIELD = "历史状态"
 _STRUCTURE_SCHEMA = pa.schema([NEW_SAMPLES_SCHEMA.field(c) for c in [*TOPOLOGY_COLUMNS, "history_ids"]])
+
+
+class StoredTextEncoder:
+    """The configured text encoder, except that a text whose row the store holds gets that row.
+
+    Counts what it served from the store (`reused`) and what it had to encode (`encoded`)."""
+
+    def __init__(self, encoder: TextEncoder, known: dict[str, np.ndarray]) -> None:
+        self.encoder, self.known, self.dim = encoder, known, encoder.dim
+        self.reused = self.encoded = 0
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        fresh = [i for i, text in enumerate(texts) if text not in self.known]
+        if fresh:
+            out[fresh] = self.encoder.encode([texts[i] for i in fresh])
+        for i, text in enumerate(texts):
+            if text in self.known:
+                out[i] = self.known[text]
+        self.encoded += len(fresh)
+        self.reused += len(texts) - len(fresh)
+        return out
 
 
 def store_graph_config(store_dir: str | Path, fallback: GraphConfig) -> GraphConfig:
@@ -204,11 +235,13 @@ class NewSamples:
 
         def fill(folder: Path) -> None:
             tables = folder / ".tables"
-            self._write_halo_tables(tables, wanted)
+            base, comments = self._write_halo_tables(tables, wanted)
+            encoder = StoredTextEncoder(make_text_encoder(cfg.text), self._stored_texts(base, comments))
             shared = {"topic_names": topology.topic_names, "platform_names": topology.platform_names}
-            info = _write_partition(str(tables), cfg, str(partition_dir(folder, 0)), plan, shared)
+            info = _write_partition(str(tables), cfg, str(partition_dir(folder, 0)), plan, shared, encoder)
             shutil.rmtree(tables)
             info["seeds_per_split"] = {NEW_SPLIT: int(plan["num_seeds"])}
+            info["texts_reused_from_store"], info["texts_encoded"] = encoder.reused, encoder.encoded
             seeds = self.internal_ids[chosen]
             book = {
                 "sample_id": seeds,
@@ -232,9 +265,9 @@ class NewSamples:
         write_store_atomically(out_dir, fill)
         return out_dir
 
-    def _write_halo_tables(self, folder: Path, wanted: np.ndarray) -> None:
+    def _write_halo_tables(self, folder: Path, wanted: np.ndarray) -> tuple[pa.Table, pa.Table]:
         """The tables' rows of the halo `wanted` (stored samples read by row filter, new samples appended),
-        in the shape `_write_partition` reads."""
+        in the shape `_write_partition` reads; returns the stored samples' rows and their comments."""
         folder.mkdir(parents=True)
         stored = pa.array(wanted[wanted <= self.base_max])
         base = pq.read_table(self.tables_dir / SAMPLES_FILE, filters=pc.field("sample_id").isin(stored))
@@ -245,6 +278,59 @@ class NewSamples:
         new_comments = self.new_comments.filter(
             pc.is_in(self.new_comments["sample_id"], value_set=pa.array(wanted))
         )
-        pq.write_table(
-            pa.concat_tables([comments.cast(COMMENTS_SCHEMA), new_comments]), folder / COMMENTS_FILE
-        )
+        comments = comments.cast(COMMENTS_SCHEMA)
+        pq.write_table(pa.concat_tables([comments, new_comments]), folder / COMMENTS_FILE)
+        return base, comments
+
+    def _partitions(self) -> list[Partition]:
+        if not hasattr(self, "_opened"):
+            self._opened = [
+                open_partition(self.store_dir, p, self.meta) for p in range(len(self.meta["partitions"]))
+            ]
+        return self._opened
+
+    def _inner_locations(self, sample_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For each stored sample: a partition whose inner ring holds it (its attribute and comment rows)
+        and its local index there; partition -1 where none does."""
+        found_part = np.full(len(sample_ids), -1, dtype=np.int64)
+        found_local = np.zeros(len(sample_ids), dtype=np.int64)
+        for part in self._partitions():
+            inner = np.asarray(part["video_sample_id"][: part.num_inner])
+            order = np.argsort(inner)
+            pos = np.minimum(np.searchsorted(inner, sample_ids, sorter=order), max(len(inner) - 1, 0))
+            hit = (found_part < 0) & (inner[order[pos]] == sample_ids) if len(inner) else found_part < -1
+            found_part[hit], found_local[hit] = part.index, order[pos[hit]]
+        return found_part, found_local
+
+    def _stored_texts(self, base: pa.Table, comments: pa.Table) -> dict[str, np.ndarray]:
+        """The text rows the store holds for the halo's stored samples `base` (titles, descriptions, the text
+        part of comments) and for its topics and platforms: {text: row}. Read from the memory-mapped
+        partitions, only these rows; a sample in no partition's inner ring has none (it is encoded)."""
+        partitions = self._partitions()
+        width = self.meta["feature_dims"]["title"]
+        known: dict[str, np.ndarray] = {}
+        first = partitions[0]
+        for name in ("topic", "platform"):
+            vectors = np.asarray(first[f"{name}_x"])
+            known.update(zip(self.meta[f"{name}_names"], vectors, strict=True))
+        sample_ids = base["sample_id"].to_numpy()
+        where, local = self._inner_locations(sample_ids)
+        owners = comments["sample_id"].to_numpy()
+        by_owner = np.argsort(owners, kind="stable")  # file order within an owner, as the build keeps it
+        sorted_owners = owners[by_owner]
+        rank = np.arange(len(owners)) - np.searchsorted(sorted_owners, sorted_owners)
+        comment_texts = np.asarray(comments["text"].to_pylist(), dtype=object)[by_owner]
+        for part in partitions:
+            mine = np.flatnonzero(where == part.index)
+            if not len(mine):
+                continue
+            for name, column in (("title", "title"), ("description", "description")):
+                texts = base[column].take(pa.array(mine)).to_pylist()
+                known.update(zip(texts, np.asarray(part.rows(f"x_{name}", local[mine])), strict=True))
+            sorter = np.argsort(sample_ids[mine])
+            at = np.minimum(np.searchsorted(sample_ids[mine], sorted_owners, sorter=sorter), len(mine) - 1)
+            hit = sample_ids[mine][sorter[at]] == sorted_owners
+            rows = part["comment_ptr"][local[mine][sorter[at[hit]]]] + rank[hit]
+            vectors = np.asarray(part.rows("comment_x", rows))[:, :width]
+            known.update(zip(comment_texts[hit], vectors, strict=True))
+        return known

@@ -11,6 +11,7 @@ import pytest
 from netgpt.data.importer import import_new_samples
 from netgpt.data.validate import DataError
 from netgpt.graph.extend import NEW_SAMPLES_FILE, NewSamples
+from netgpt.graph.features import make_text_encoder
 from netgpt.graph.sampler import NeighborSampler
 from netgpt.graph.store import open_partition, read_meta
 from netgpt.graph.types import EDGE_TYPES, NODE_TYPE_NAMES, VIDEO
@@ -74,6 +75,8 @@ def test_held_out_samples_get_the_neighbourhood_the_whole_store_gives_them(held_
         assert got[1] == expected[1]
         compared += 1
     assert compared >= 4  # three videos' held-out non-final states and the two-state video's first
+    info = ext_meta["partitions"][0]
+    assert info["texts_reused_from_store"] > 0 and info["texts_encoded"] > 0  # store rows and fresh ones
 
 
 def test_no_neighbour_was_crawled_after_the_sample(held_out_world, tmp_path) -> None:
@@ -124,3 +127,22 @@ def test_an_earlier_state_must_exist_and_be_the_same_video(held_out_world, tmp_p
     assert caught.value.sample_id == int(key) and caught.value.field == "历史状态"
     assert str(caught.value).startswith(str(tmp_path / "input.json"))
     assert rule in str(caught.value)
+
+
+def test_text_rows_reused_from_the_store_are_the_encoders_rows(held_out_world, tmp_path) -> None:
+    new = new_samples(held_out_world, tmp_path)
+    ext = new.write_store(tmp_path / "ext", num_hops=2)
+    part = open_partition(ext, 0)
+    inner = np.asarray(part["video_sample_id"][: part.num_inner])
+    stored = pq.read_table(f"{held_out_world.config.data.tables_dir}/samples.parquet").to_pydict()
+    text = {
+        column: dict(zip(stored["sample_id"] + new.new["sample_id"].to_pylist(), values, strict=True))
+        for column in ("title", "description")
+        for values in [stored[column] + new.new[column].to_pylist()]
+    }
+    encoder = make_text_encoder(held_out_world.config.graph.text)
+    for column in ("title", "description"):
+        expected = encoder.encode([text[column][int(s)] for s in inner])
+        assert np.array_equal(part.rows(f"x_{column}", np.arange(part.num_inner)), expected)
+    topics = read_meta(ext)["topic_names"]
+    assert np.array_equal(np.asarray(part["topic_x"]), encoder.encode(topics))
