@@ -12,6 +12,9 @@ Rejected (a `DataError` naming the file, the sample id, the field and the rule; 
 - an earlier-state id (`历史状态`) that is the sample itself, does not exist, belongs to another video, or was
   not crawled before the sample; a duplicate sample id;
 - truncated or invalid JSON (with the byte offset; see `netgpt.data.importer`).
+New samples to rate (`netgpt predict`, `SampleParser(labels_optional=True)`) keep every rule, except that the
+level `影响力等级` may be absent (stored as null); their earlier-state ids may name samples of the graph store
+and are checked there (`netgpt.graph.extend`).
 
 Counted per key and platform in the import summary, never an error (the released records show both):
 - `missing_keys`: an optional key absent (`OPTIONAL_*_KEYS`: `sentiment` is absent from about 28 % of
