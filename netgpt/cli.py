@@ -58,6 +58,24 @@ def _parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--out", help="also write the report (every metric, per platform) as JSON here")
     _add_config_args(evaluate)
+
+    predict = commands.add_parser("predict", help="rate new videos (not in the training data) with a model")
+    predict.add_argument(
+        "--model", required=True, help="NetGPT model folder (save_pretrained, e.g. run/model)"
+    )
+    predict.add_argument(
+        "--input", required=True, help="new samples as released XS-Video JSON (or a zip), level optional"
+    )
+    predict.add_argument("--out", required=True, help="parquet file of the ratings, one row per input sample")
+    predict.add_argument("--batch-size", type=int, default=16, help="samples rated at once")
+    predict.add_argument(
+        "--chunk-size",
+        type=int,
+        default=4096,
+        help="new samples whose graph is built at once (bounds memory)",
+    )
+    predict.add_argument("--device", default=None, help="torch device (default: cuda when there is one)")
+    _add_config_args(predict)
     return parser
 
 
@@ -107,6 +125,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(report.markdown())
         if args.out:
             write_report(report, args.out)
+        return 0
+    if args.command == "predict":
+        import json
+
+        from netgpt.data.validate import DataError
+        from netgpt.evaluate.predict import predict
+
+        try:
+            summary = predict(
+                args.model,
+                args.input,
+                args.out,
+                config,
+                batch_size=args.batch_size,
+                chunk_size=args.chunk_size,
+                device=args.device,
+            )
+        except DataError as error:
+            print(f"netgpt predict: {error}", file=sys.stderr)
+            return 2
+        print(json.dumps(summary, ensure_ascii=False))
         return 0
     if args.command == "demo":
         from netgpt.demo import run_demo

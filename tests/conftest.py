@@ -15,3 +15,54 @@ def ray_cluster():
     ray.init(address="local", num_cpus=8, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def held_out_world(tmp_path_factory, ray_cluster):
+    """A synthetic XS-Video (100 videos) imported twice, whole and without some held-out samples, a graph
+    store of each, and the held-out samples as a new-samples JSON file (for `netgpt predict`).
+
+    Held out: the last two states of three videos with 3+ states (so the earlier of the two is a seed of the
+    whole store, with earlier states left in the store), and every state of one more video. `config` points
+    at the tables and store built without them (the store saves it as its `config.yaml`)."""
+    import json
+    from types import SimpleNamespace
+
+    from netgpt.config import load_config
+    from netgpt.data.importer import import_json
+    from netgpt.data.synthetic import write_synthetic
+    from netgpt.graph.build import build_graph
+
+    root = tmp_path_factory.mktemp("held_out")
+    records = json.loads(write_synthetic(root / "all.json", videos=100, seed=7).read_text(encoding="utf-8"))
+    states: dict[str, list[str]] = {}
+    for key, record in records.items():
+        states.setdefault(record["url"], []).append(key)
+    long_videos = [keys for keys in states.values() if len(keys) >= 3]
+    held = [key for keys in long_videos[:3] for key in keys[-2:]]
+    held += next(keys for keys in states.values() if len(keys) == 2 and keys[0] not in held)
+    new = {key: records[key] for key in held}
+    (root / "base.json").write_text(
+        json.dumps({k: v for k, v in records.items() if k not in new}, ensure_ascii=False), encoding="utf-8"
+    )
+    (root / "new.json").write_text(json.dumps(new, ensure_ascii=False), encoding="utf-8")
+    graph = [
+        "graph.num_partitions=2",
+        "graph.text.dim=16",
+        "graph.time_dim=4",
+        "graph.content_dim=3",
+        "graph.fanouts=[-1,-1]",
+        "graph.batch_size=8",
+    ]
+    config = load_config(
+        "demo", [*graph, f"data.tables_dir={root / 'tables'}", f"graph.store_dir={root / 'store'}"]
+    )
+    whole = load_config(
+        "demo", [*graph, f"data.tables_dir={root / 'tables_all'}", f"graph.store_dir={root / 'store_all'}"]
+    )
+    for cfg, source in ((config, root / "base.json"), (whole, root / "all.json")):
+        import_json(source, cfg.data.tables_dir, cfg.data, progress=False)
+        build_graph(cfg.data.tables_dir, cfg.graph, cfg.graph.store_dir, config=cfg)
+    return SimpleNamespace(
+        root=root, config=config, whole=whole, records=records, new=new, new_json=root / "new.json"
+    )

@@ -39,6 +39,7 @@ from netgpt.data.schema import (
     COMMENTS_FILE,
     COMMENTS_SCHEMA,
     COUNT_COLUMNS,
+    NEW_SAMPLES_SCHEMA,
     NUM_LEVELS,
     PLATFORMS,
     SAMPLES_FILE,
@@ -123,9 +124,10 @@ class _RowBuffer:
 
 
 def _stream_samples(
-    source: JsonSource, folder: Path, parser: SampleParser, progress: bool
+    source: JsonSource, folder: Path, parser: SampleParser, progress: bool, schema: pa.Schema = SAMPLES_SCHEMA
 ) -> tuple[int, int]:
-    """Pass 1: validate every sample and write the staging samples and the comments; (samples, comments)."""
+    """Pass 1: validate every sample and write the staging samples (in `schema`) and the comments;
+    (samples, comments)."""
     samples = comments = 0
     last_key = None
     with (
@@ -137,11 +139,11 @@ def _stream_samples(
             desc=f"importing {Path(source.name).name}",
             disable=not progress,
         ) as bar,
-        pq.ParquetWriter(folder / _STAGING_FILE, SAMPLES_SCHEMA) as samples_writer,
+        pq.ParquetWriter(folder / _STAGING_FILE, schema) as samples_writer,
         pq.ParquetWriter(folder / COMMENTS_FILE, COMMENTS_SCHEMA) as comments_writer,
     ):
         reader = _CountingReader(raw, bar)
-        sample_rows = _RowBuffer(samples_writer, SAMPLES_SCHEMA)
+        sample_rows = _RowBuffer(samples_writer, schema)
         comment_rows = _RowBuffer(comments_writer, COMMENTS_SCHEMA)
         try:
             for key, value in ijson.kvitems(reader, "", use_float=True, buf_size=READ_BYTES):
@@ -379,3 +381,28 @@ def import_json(
         if config is not None:
             save_config(config, folder)
     return summary
+
+
+def import_new_samples(
+    input_path: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    data_cfg: DataConfig,
+    progress: bool = True,
+) -> tuple[str, int]:
+    """Validate new samples to rate (`netgpt predict`) exactly as `import_json` does, the level optional.
+
+    Writes `samples.parquet` (`NEW_SAMPLES_SCHEMA`: the level null where the input has none; no final state,
+    no split) and `comments.parquet` into `out_dir`, all at once. Checks every per-sample rule and the
+    duplicate-id rule; the earlier-state ids (`历史状态`) may name samples of the input or of the graph store,
+    so `netgpt.graph.extend` checks them against both. Returns (the input's name for errors, samples).
+    Raises `DataError` on a sample that breaks a rule.
+    """
+    source, out_dir = json_source(input_path), Path(out_dir)
+    parser = SampleParser(source.name, Anomalies(), strict_keys=data_cfg.strict_keys, labels_optional=True)
+    with atomic_directory(out_dir) as folder:
+        samples, _ = _stream_samples(source, folder, parser, progress, NEW_SAMPLES_SCHEMA)
+        sample_ids = pq.read_table(folder / _STAGING_FILE, columns=["sample_id"])["sample_id"].to_numpy()
+        no_history = np.zeros(0, dtype=np.int64)
+        check_states(source.name, sample_ids, np.zeros_like(sample_ids), sample_ids, no_history, no_history)
+        os.replace(folder / _STAGING_FILE, folder / SAMPLES_FILE)
+    return source.name, samples

@@ -46,6 +46,11 @@ SAMPLES_SCHEMA = pa.schema(
     ]
 )
 
+NEW_SAMPLES_SCHEMA = SAMPLES_SCHEMA.set(
+    SAMPLES_SCHEMA.get_field_index("level"), pa.field("level", pa.int8(), nullable=True)
+)
+"""New samples to rate (`netgpt predict`): the `samples` columns, the level null where the input has none."""
+
 COMMENTS_SCHEMA = pa.schema(
     [
         pa.field("sample_id", pa.int64(), nullable=False),

@@ -12,6 +12,9 @@ Rejected (a `DataError` naming the file, the sample id, the field and the rule; 
 - an earlier-state id (`历史状态`) that is the sample itself, does not exist, belongs to another video, or was
   not crawled before the sample; a duplicate sample id;
 - truncated or invalid JSON (with the byte offset; see `netgpt.data.importer`).
+New samples to rate (`netgpt predict`, `SampleParser(labels_optional=True)`) keep every rule, except that the
+level `影响力等级` may be absent (stored as null); their earlier-state ids may name samples of the graph store
+and are checked there (`netgpt.graph.extend`).
 
 Counted per key and platform in the import summary, never an error (the released records show both):
 - `missing_keys`: an optional key absent (`OPTIONAL_*_KEYS`: `sentiment` is absent from about 28 % of
@@ -63,8 +66,10 @@ TEXT_FIELDS = {
     "平台": "platform",
 }
 """Released text key -> samples column, for the texts the model reads (empty strings are valid text)."""
+LEVEL_KEY = "影响力等级"
+"""The released level (0-9): required by `prepare`, optional for new samples (`labels_optional`)."""
 REQUIRED_SAMPLE_KEYS = frozenset(
-    [*TEXT_FIELDS, "视频时长（秒）", "发布时间", "影响力等级", "当前时间", *COUNT_FIELDS, "评论", "历史状态"]
+    [*TEXT_FIELDS, "视频时长（秒）", "发布时间", LEVEL_KEY, "当前时间", *COUNT_FIELDS, "评论", "历史状态"]
 )
 OPTIONAL_SAMPLE_KEYS = frozenset(["sentiment"])
 """Keys the model does not read: absent is counted (`missing_keys`), never an error; stored as null."""
@@ -168,12 +173,20 @@ def _is_number(value: Any) -> bool:
 class SampleParser:
     """Checks one released sample at a time and turns it into a `samples` row and its `comments` rows.
 
-    `strict_keys`: refuse keys the release does not have, instead of counting them in `unknown_keys`."""
+    `strict_keys`: refuse keys the release does not have, instead of counting them in `unknown_keys`.
+    `labels_optional`: the level `影响力等级` may be absent (new samples to rate, `netgpt predict`); an absent
+    level is stored as None (null), never as a placeholder, and is not counted in `missing_keys`; a level
+    that is present must still keep its rule."""
 
-    def __init__(self, file: str, anomalies: Anomalies, strict_keys: bool = False) -> None:
+    def __init__(
+        self, file: str, anomalies: Anomalies, strict_keys: bool = False, labels_optional: bool = False
+    ) -> None:
         self.file = file
         self.anomalies = anomalies
         self.strict_keys = strict_keys
+        self.labels_optional = labels_optional
+        self._required = REQUIRED_SAMPLE_KEYS - {LEVEL_KEY} if labels_optional else REQUIRED_SAMPLE_KEYS
+        self._optional = OPTIONAL_SAMPLE_KEYS | {LEVEL_KEY} if labels_optional else OPTIONAL_SAMPLE_KEYS
         self.missing_keys = KeyCounts()
         self.unknown_keys = KeyCounts()
 
@@ -187,7 +200,8 @@ class SampleParser:
         sample_id = int(key)
         if not isinstance(raw, dict):
             raise self.error(f"expected an object of sample fields, got {type(raw).__name__}", key)
-        missing, unknown = self._check_keys(raw, REQUIRED_SAMPLE_KEYS, OPTIONAL_SAMPLE_KEYS, key, "")
+        missing, unknown = self._check_keys(raw, self._required, self._optional, key, "")
+        missing = [name for name in missing if name != LEVEL_KEY]
         row: dict[str, Any] = {"sample_id": sample_id}
         for field, column in TEXT_FIELDS.items():
             row[column] = self._string(raw, field, key)
@@ -219,12 +233,7 @@ class SampleParser:
             if value < 0:
                 raise self.error(f"expected a count >= 0, got {value}", key, field)
             row[column] = value
-        level = raw["影响力等级"]
-        if not _is_int(level):
-            raise self.error(f"expected an integer level, got {level!r}", key, "影响力等级")
-        if not 0 <= level < NUM_LEVELS:
-            raise self.error(f"expected a level in 0-{NUM_LEVELS - 1}, got {level}", key, "影响力等级")
-        row["level"] = level
+        row["level"] = None if self.labels_optional and LEVEL_KEY not in raw else self._level(raw, key)
         post = _epoch_seconds(self._string(raw, "发布时间", key))
         if post is None:
             raise self.error(f"expected a time YYYY-MM-DD HH:MM:SS, got {raw['发布时间']!r}", key, "发布时间")
@@ -240,6 +249,14 @@ class SampleParser:
         row["post_time"], row["crawl_date"] = post, crawl
         row["history_ids"] = self._history(raw["历史状态"], sample_id)
         return row, self._comments(raw["评论"], sample_id, row["platform"])
+
+    def _level(self, raw: dict, key: str) -> int:
+        level = raw[LEVEL_KEY]
+        if not _is_int(level):
+            raise self.error(f"expected an integer level, got {level!r}", key, LEVEL_KEY)
+        if not 0 <= level < NUM_LEVELS:
+            raise self.error(f"expected a level in 0-{NUM_LEVELS - 1}, got {level}", key, LEVEL_KEY)
+        return level
 
     def _check_keys(
         self, raw: dict, required: frozenset[str], optional: frozenset[str], sample_id: str, prefix: str

@@ -10,6 +10,7 @@ all rate through here, so a prediction means the same thing wherever it is score
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -25,7 +26,7 @@ def rate_batch(
     model: NetGPT,
     batch: HeteroData,
     prompt_builder: PromptBuilder,
-    device: torch.device,
+    device: torch.device | str,
     predictions: Sequence[str] = PREDICTIONS,
     synced_gpus: bool = False,
 ) -> dict[str, list]:
@@ -36,6 +37,7 @@ def rate_batch(
     rates the LLM alone). `model` is a NetGPT or, in training, the DeepSpeed engine holding one (its forward
     runs as in training); it must be in eval mode on `device`; bf16 weights run under autocast.
     `synced_gpus=True` when ZeRO-3 ranks generate together (each rank steps until all are done)."""
+    device = torch.device(device)
     unknown = [name for name in predictions if name not in PREDICTIONS]
     if unknown:
         raise ValueError(f"predictions: unknown {unknown}; expected among {list(PREDICTIONS)}")
@@ -63,3 +65,11 @@ def rate_batch(
                 batch, prompts, synced_gpus=synced_gpus, graph_tokens=with_graph
             )
     return rows
+
+
+def to_level(score: float | None) -> int | None:
+    """A score as a level 0-9: round(clip(score, 0, 9)), halves to even as ACC rounds them; None (an
+    unparsable answer, or NaN) stays None."""
+    if score is None or math.isnan(score):
+        return None
+    return round(min(max(score, 0.0), 9.0))

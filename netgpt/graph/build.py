@@ -235,9 +235,17 @@ def _read_rows(path: Path, columns: list[str], sample_ids: np.ndarray) -> pa.Tab
 
 
 def _write_partition(
-    tables_dir: str, cfg: GraphConfig, folder: str, plan: dict[str, Any], shared: dict[str, list[str]]
+    tables_dir: str,
+    cfg: GraphConfig,
+    folder: str,
+    plan: dict[str, Any],
+    shared: dict[str, list[str]],
+    encoder: TextEncoder | None = None,
 ) -> dict[str, Any]:
-    """Ray task: compute and write one partition's features and structure; returns its meta entry."""
+    """Ray task: compute and write one partition's features and structure; returns its meta entry.
+
+    `encoder` replaces the configured text encoder (`netgpt.graph.extend` passes one that reuses the rows a
+    store already holds)."""
     started = time.perf_counter()
     out = Path(folder)
     out.mkdir(parents=True)
@@ -247,7 +255,7 @@ def _write_partition(
     table = pq.read_table(samples_path, filters=pc.field("sample_id").isin(pa.array(wanted)))
     table = table.sort_by("sample_id")
     table = table.take(pa.array(np.searchsorted(table["sample_id"].to_numpy(), wanted)))
-    encoder = make_text_encoder(cfg.text)
+    encoder = encoder if encoder is not None else make_text_encoder(cfg.text)
 
     arrays: dict[str, np.ndarray] = {"video_sample_id": wanted}
     video_code = _codes(table["video_id"])

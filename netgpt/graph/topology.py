@@ -125,6 +125,18 @@ def read_topology(tables_dir: str | Path) -> Topology:
         if not path.is_file():
             raise FileNotFoundError(f"{path}: missing; run `netgpt prepare` to write the tables")
     table = pq.read_table(samples_path, columns=[*TOPOLOGY_COLUMNS, "history_ids"])
+    comment_sid = pq.read_table(comments_path, columns=["sample_id"])["sample_id"].to_numpy()
+    return make_topology(table, comment_sid, str(samples_path), str(comments_path))
+
+
+def make_topology(
+    table: pa.Table,
+    comment_sid: np.ndarray,
+    samples_path: str = SAMPLES_FILE,
+    comments_path: str = COMMENTS_FILE,
+) -> Topology:
+    """The structure of samples `table` (`TOPOLOGY_COLUMNS` and `history_ids`, any row order) whose comments
+    belong to `comment_sid` (one sample id per comment row); the paths name the tables in errors."""
     table = table.sort_by("sample_id")
     sample_id = table["sample_id"].to_numpy()
     if len(sample_id) and (np.diff(sample_id) == 0).any():
@@ -155,7 +167,6 @@ def read_topology(tables_dir: str | Path) -> Topology:
             f"{history_sid[bad]} must be an earlier (or same-day) state of the same video"
         )
 
-    comment_sid = pq.read_table(comments_path, columns=["sample_id"])["sample_id"].to_numpy()
     comment_owner, known = _positions(sample_id, comment_sid)
     if not known.all():
         bad = np.flatnonzero(~known)[0]

@@ -2,10 +2,11 @@ import json
 from datetime import date, datetime
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from netgpt.config import DataConfig, load_config
-from netgpt.data.importer import import_json
+from netgpt.data.importer import import_json, import_new_samples
 from netgpt.data.schema import COMMENTS_FILE, SAMPLES_FILE, SUMMARY_FILE
 from netgpt.data.summary import ImportSummary
 from netgpt.data.synthetic import write_synthetic
@@ -144,3 +145,23 @@ def test_a_new_import_replaces_the_previous_output_whole(example_path, tmp_path)
 def test_missing_input_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.json"):
         import_json(tmp_path / "nope.json", tmp_path / "t", DataConfig(), progress=False)
+
+
+def test_new_samples_may_lack_the_level_which_stays_null(example, write_json, tmp_path):
+    del example["1"]["影响力等级"]
+    path = write_json(example)
+    with pytest.raises(DataError, match=r"sample 1: field '影响力等级': missing key"):
+        import_json(path, tmp_path / "tables", DataConfig(), progress=False)
+    name, count = import_new_samples(path, tmp_path / "new", DataConfig(), progress=False)
+    samples = pq.read_table(tmp_path / "new" / "samples.parquet").to_pydict()
+    assert (name, count) == (str(path), len(example))
+    levels = dict(zip(samples["sample_id"], samples["level"], strict=True))
+    assert levels[1] is None
+    assert levels[0] == example["0"]["影响力等级"]
+
+
+def test_new_samples_keep_every_other_rule(example, write_json, tmp_path):
+    example["2"]["影响力等级"] = 10
+    with pytest.raises(DataError, match=r"sample 2: field '影响力等级': expected a level in 0-9"):
+        import_new_samples(write_json(example), tmp_path / "new", DataConfig(), progress=False)
+    assert not (tmp_path / "new").exists()
