@@ -114,7 +114,7 @@ def load_checkpoint(engine, checkpoint: ray.train.Checkpoint, rank: int) -> Trai
     with checkpoint.as_directory() as folder:
         folder = Path(folder)
         load_path, _ = engine.load_checkpoint(
-            str(folder), tag=DS_TAG, load_optimizer_states=False, load_lr_scheduler_states=False
+            str(folder), tag=DS_TAG, load_optimizer_states=True, load_lr_scheduler_states=False
         )
         if load_path is None:
             raise RuntimeError(f"DeepSpeed found no checkpoint under {folder} (tag {DS_TAG!r})")

@@ -35,17 +35,28 @@ def test_trainer_state_round_trip():
     assert TrainerState.from_json(state.to_json()) == state
 
 
+def _moments(engine):
+    """The AdamW moments of every parameter group (ZeRO keeps them on its flat fp32 partitions)."""
+    states = engine.optimizer.optimizer.state.values()
+    return [state[key].clone() for state in states for key in ("exp_avg", "exp_avg_sq") if key in state]
+
+
 def test_load_restores_weights_optimizer_rng_and_state(engine, batch_maker, tmp_path):
     engine, config = engine
     stage = config.train.stages[0]
+    train_step(engine, [batch_maker(2, seed=4)], stage, engine.module.prompt_builder(), StepMeter())
     state = TrainerState(stage_index=0, stage_step=3, position=6, global_step=3)
     checkpoint._write_shard(engine, tmp_path, state, rank=0)
-    saved, expected_draw = _weights(engine), torch.rand(3)
+    saved, moments, expected_draw = _weights(engine), _moments(engine), torch.rand(3)
+    assert moments and any(m.abs().sum() > 0 for m in moments)
     train_step(engine, [batch_maker(2, seed=5)], stage, engine.module.prompt_builder(), StepMeter())
     assert any(not torch.equal(a, b) for a, b in zip(saved, _weights(engine), strict=True))
+    assert any(not torch.equal(a, b) for a, b in zip(moments, _moments(engine), strict=True))
 
     restored = load_checkpoint(engine, ray.train.Checkpoint.from_directory(str(tmp_path)), rank=0)
     assert all(torch.equal(a, b) for a, b in zip(saved, _weights(engine), strict=True))
+    # the Adam moments too: a resumed step must be the step an uninterrupted run takes
+    assert all(torch.equal(a, b) for a, b in zip(moments, _moments(engine), strict=True))
     assert torch.equal(torch.rand(3), expected_draw)
     assert (restored.stage_step, restored.position, restored.global_step) == (3, 6, 3)
     assert restored.restarts == 1
