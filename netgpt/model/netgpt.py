@@ -14,6 +14,7 @@ import os
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -192,6 +193,15 @@ class NetGPT(nn.Module):
         texts = self.tokenizer.batch_decode(generated, skip_special_tokens=True)
         return [parse_level(text) for text in texts]
 
+    def folder_config(self) -> dict[str, Any]:
+        """What `netgpt_config.json` holds: the format version, the model config and the feature dims (also
+        written by `netgpt.convert`, which builds folders of this format without a materialised model)."""
+        return {
+            "format_version": FORMAT_VERSION,
+            "model": asdict(self.config),
+            "feature_dims": self.feature_dims,
+        }
+
     def save_pretrained(
         self, folder: str | os.PathLike[str], state_dict: dict[str, torch.Tensor] | None = None
     ) -> Path:
@@ -215,12 +225,9 @@ class NetGPT(nn.Module):
                 if k.startswith(f"{part}.")
             }
             save_file(part_state, tmp / file, metadata={"format": "pt"})
-        meta = {
-            "format_version": FORMAT_VERSION,
-            "model": asdict(self.config),
-            "feature_dims": self.feature_dims,
-        }
-        (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False), encoding="utf-8")
+        (tmp / CONFIG_FILE).write_text(
+            json.dumps(self.folder_config(), indent=2, ensure_ascii=False), encoding="utf-8"
+        )
         old = folder.parent / f".{folder.name}.old-{os.getpid()}"
         if folder.exists():
             folder.rename(old)
