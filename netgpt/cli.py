@@ -38,6 +38,20 @@ def _parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="run (or resume) the three-stage curriculum on Ray + DeepSpeed")
     _add_config_args(train)
+
+    convert = commands.add_parser(
+        "convert", help="consolidate a run's DeepSpeed ZeRO checkpoint into an HF-format NetGPT folder"
+    )
+    convert.add_argument(
+        "checkpoint",
+        help="a checkpoint folder, a best/<stage> folder, or a run folder (its latest checkpoint)",
+    )
+    convert.add_argument("out", help="the NetGPT folder to write (NetGPT.from_pretrained reads it)")
+    convert.add_argument(
+        "--config", default=None, help="preset name or YAML path (default: the run's saved config.yaml)"
+    )
+    convert.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32", help="weights' dtype in OUT")
+    convert.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     return parser
 
 
@@ -50,6 +64,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         write_synthetic(args.out, videos=args.videos, seed=args.seed)
         return 0
+    if args.command == "convert":
+        return _convert(args)
     config = load_config(args.config, args.overrides)
     if args.command == "prepare":
         from netgpt.data.prepare import prepare
@@ -78,6 +94,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         run_demo(config)
         return 0
     raise AssertionError(f"unhandled command {args.command}")
+
+
+def _convert(args: argparse.Namespace) -> int:
+    """`netgpt convert`: bad input is one line on stderr and exit status 2, never a traceback."""
+    from netgpt.config import ConfigError
+    from netgpt.convert import ConvertError, convert
+
+    try:
+        out = convert(
+            args.checkpoint, args.out, config=args.config, dtype=args.dtype, overwrite=args.overwrite
+        )
+    except (ConvertError, ConfigError) as error:
+        print(f"netgpt convert: error: {error}", file=sys.stderr)
+        return 2
+    print(out)
+    return 0
 
 
 if __name__ == "__main__":
