@@ -83,10 +83,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "train":
         import json
 
+        from netgpt.convert import export_run
         from netgpt.train.run import train
 
         result = train(config)
-        print(json.dumps({"run_dir": str(result.run_dir), **result.metrics}, ensure_ascii=False))
+        model = export_run(result.run_dir)
+        summary = {"run_dir": str(result.run_dir), "model": str(model), **result.metrics}
+        print(json.dumps(summary, ensure_ascii=False))
         return 0
     if args.command == "demo":
         from netgpt.demo import run_demo

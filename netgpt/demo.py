@@ -2,7 +2,8 @@
 
 synthetic XS-Video-like data → validated tables → partitioned graph store → the three stages on 2 Ray Train
 workers (DeepSpeed ZeRO-3, tiny LLM from config, tokenizer trained on the data) → a metrics table of the
-test split, and an HF-format NetGPT folder under the run's storage.
+test split, and an HF-format NetGPT folder under the run's storage (`netgpt.convert.export_run`: the best
+checkpoint of the last stage).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ def run_demo(config: NetGPTConfig) -> dict[str, float]:
     """Generate, import, build the graph, train the three stages, print the test metrics; returns them."""
     import ray
 
+    from netgpt.convert import export_run
     from netgpt.data.prepare import prepare
     from netgpt.data.synthetic import write_synthetic
     from netgpt.graph.build import build_graph
@@ -52,9 +54,10 @@ def run_demo(config: NetGPTConfig) -> dict[str, float]:
     prepare(raw, tables_dir, config.data)
     build_graph(tables_dir, config.graph, config.graph.store_dir, config=config)
     result = train(config)
+    model = export_run(result.run_dir)
     print(metrics_table(result.metrics, [stage.name for stage in config.train.stages]))
     print(
-        f"model: {result.run_dir / 'model'}  "
+        f"model: {model}  "
         f"TensorBoard: tensorboard --logdir {result.run_dir / 'tensorboard'}  "
         f"({time.perf_counter() - started:.0f} s)"
     )
