@@ -52,6 +52,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     convert.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32", help="weights' dtype in OUT")
     convert.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    convert.add_argument(
+        "--max-shard-size", default="500MB", help="largest LLM weights file; memory grows with it (500MB)"
+    )
     return parser
 
 
@@ -106,7 +109,12 @@ def _convert(args: argparse.Namespace) -> int:
 
     try:
         out = convert(
-            args.checkpoint, args.out, config=args.config, dtype=args.dtype, overwrite=args.overwrite
+            args.checkpoint,
+            args.out,
+            config=args.config,
+            dtype=args.dtype,
+            overwrite=args.overwrite,
+            max_shard_size=args.max_shard_size,
         )
     except (ConvertError, ConfigError) as error:
         print(f"netgpt convert: error: {error}", file=sys.stderr)

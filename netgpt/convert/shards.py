@@ -82,14 +82,20 @@ class Consolidated:
     files: list[Path]
     """The optimizer shards that DeepSpeed memory-maps (the fp32 master weights)."""
 
+    def tensor(self, name: str, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """The tensor `name`, built now (cast to `dtype` when floating); the shard pages it read are released,
+        so what stays in memory is the tensor alone."""
+        tensor = materialise(self.tensors[name], dtype)
+        self.release()
+        return tensor
+
     def release(self) -> None:
         """Drop this process's resident pages of the memory-mapped shards (Linux; elsewhere a no-op).
 
         DeepSpeed maps each optimizer shard privately (`torch.load(mmap=True)`) and only reads it; the pages
         a consolidated tensor touched stay counted in the process's memory until the mapping goes, i.e. the
         whole model by the end. `madvise(MADV_DONTNEED)` on a private, never-written file mapping drops
-        them; a later read faults them back in from the file (the page cache, usually). Called after each
-        written or verified file, it keeps resident only what the current file needs."""
+        them; a later read faults them back in from the file (the page cache, usually)."""
         if not sys.platform.startswith("linux"):
             return
         names = {os.path.realpath(file) for file in self.files}

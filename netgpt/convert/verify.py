@@ -17,7 +17,7 @@ from safetensors import safe_open
 from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME
 
 from netgpt.convert.errors import VerificationError
-from netgpt.convert.shards import Consolidated, materialise
+from netgpt.convert.shards import Consolidated
 from netgpt.convert.skeleton import saved_llm_names
 from netgpt.model.netgpt import LLM_DIR, PART_FILES, NetGPT
 
@@ -31,9 +31,8 @@ def weight_files(folder: Path) -> list[Path]:
     return [folder / SAFE_WEIGHTS_NAME]
 
 
-def written_tensors(folder: Path, weights: Consolidated) -> Iterator[tuple[str, torch.Tensor]]:
-    """(full NetGPT name, tensor) for every tensor of a NetGPT folder, read one at a time; the checkpoint's
-    pages are released after each file."""
+def written_tensors(folder: Path) -> Iterator[tuple[str, torch.Tensor]]:
+    """(full NetGPT name, tensor) for every tensor of a NetGPT folder, read one at a time."""
     sources = [(file, f"{LLM_DIR}.") for file in weight_files(folder / LLM_DIR)]
     sources += [(folder / file, f"{part}.") for part, file in PART_FILES.items()]
     for file, prefix in sources:
@@ -42,7 +41,6 @@ def written_tensors(folder: Path, weights: Consolidated) -> Iterator[tuple[str, 
         with safe_open(str(file), framework="pt") as reader:
             for key in reader.keys():  # noqa: SIM118 (safe_open is not a mapping)
                 yield prefix + key, reader.get_tensor(key)
-        weights.release()
 
 
 def verify_folder(folder: Path, skeleton: NetGPT, weights: Consolidated, dtype: torch.dtype) -> int:
@@ -50,11 +48,11 @@ def verify_folder(folder: Path, skeleton: NetGPT, weights: Consolidated, dtype: 
     expected = {f"{LLM_DIR}.{name}" for name in saved_llm_names(skeleton.llm)}
     expected |= {name for name in skeleton.state_dict() if not name.startswith(f"{LLM_DIR}.")}
     seen: set[str] = set()
-    for name, saved in written_tensors(folder, weights):
+    for name, saved in written_tensors(folder):
         if name not in expected or name in seen:
             raise VerificationError(f"{folder}: unexpected or repeated tensor {name}")
         seen.add(name)
-        want = materialise(weights.tensors[name], dtype)
+        want = weights.tensor(name, dtype)
         if saved.dtype != want.dtype or saved.shape != want.shape or not torch.equal(saved, want):
             raise VerificationError(
                 f"{folder}: {name} reads back as {saved.dtype} {tuple(saved.shape)}, not the consolidated "

@@ -17,13 +17,14 @@ from safetensors.torch import save_file
 from transformers import PreTrainedModel
 from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME
 
-from netgpt.convert.shards import Consolidated, materialise
+from netgpt.convert.shards import Consolidated
 from netgpt.convert.skeleton import saved_llm_names
 from netgpt.model.netgpt import CONFIG_FILE, LLM_DIR, PART_FILES, NetGPT
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
-DEFAULT_MAX_SHARD_SIZE = "1GB"
-"""Largest LLM shard: memory during conversion grows with it (transformers' own default is 50GB)."""
+DEFAULT_MAX_SHARD_SIZE = "500MB"
+"""Largest LLM shard (a larger tensor gets a shard of its own): conversion holds one shard in memory, so
+memory grows with it (transformers' own default is 50GB)."""
 SAFETENSORS_METADATA = {"format": "pt"}
 
 
@@ -43,13 +44,10 @@ def write_folder(
     for part, file in PART_FILES.items():
         prefix = f"{part}."
         part_state = {
-            name[len(prefix) :]: materialise(weights.tensors[name], dtype)
-            for name in state
-            if name.startswith(prefix)
+            name[len(prefix) :]: weights.tensor(name, dtype) for name in state if name.startswith(prefix)
         }
         save_file(part_state, folder / file, metadata=SAFETENSORS_METADATA)
         del part_state
-        weights.release()
     (folder / CONFIG_FILE).write_text(
         json.dumps(skeleton.folder_config(), indent=2, ensure_ascii=False), encoding="utf-8"
     )
@@ -77,10 +75,9 @@ def write_llm(
     pattern = SAFE_WEIGHTS_NAME.replace(".safetensors", "{suffix}.safetensors")
     plan = split_torch_state_dict_into_shards(shapes, filename_pattern=pattern, max_shard_size=max_shard_size)
     for file, names in plan.filename_to_tensors.items():
-        shard = {name: materialise(weights.tensors[prefix + name], dtype) for name in names}
+        shard = {name: weights.tensor(prefix + name, dtype) for name in names}
         save_file(shard, folder / file, metadata=SAFETENSORS_METADATA)
         del shard
-        weights.release()
     if plan.is_sharded:
         index = {
             "metadata": {"total_parameters": llm.num_parameters(), **plan.metadata},
