@@ -135,13 +135,27 @@ def test_existing_out_needs_overwrite_and_is_then_replaced(zero3_run, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
-def test_a_failure_while_writing_leaves_no_out_and_no_temporary_folder(zero3_run, tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    ("step", "error"),
+    [("verify_folder", VerificationError("simulated mismatch")), ("write_folder", KeyboardInterrupt())],
+    ids=["mismatch", "interrupted"],
+)
+def test_a_failure_leaves_no_out_and_no_temporary_folder(zero3_run, tmp_path, monkeypatch, step, error):
     import netgpt.convert.export as export
 
-    def corrupt(folder, *args):
-        raise VerificationError(f"{folder}: simulated mismatch")
+    real = getattr(export, step)
 
-    monkeypatch.setattr(export, "verify_folder", corrupt)
-    with pytest.raises(VerificationError):
+    def fail(folder, *args):
+        real(folder, *args)  # the folder is (half-)written when the failure comes
+        raise error
+
+    monkeypatch.setattr(export, step, fail)
+    with pytest.raises(type(error)):
         convert(zero3_run.best, tmp_path / "out")
     assert list(tmp_path.iterdir()) == []
+    # an old OUT survives a failed --overwrite untouched
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "old.txt").write_text("old")
+    with pytest.raises(type(error)):
+        convert(zero3_run.best, tmp_path / "out", overwrite=True)
+    assert _files(tmp_path / "out") == ["old.txt"] and sorted(p.name for p in tmp_path.iterdir()) == ["out"]
