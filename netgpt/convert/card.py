@@ -52,7 +52,7 @@ def model_card(
         "## Checkpoint",
         "",
         f"- source: `{source.folder}` ({source.kind})",
-        f"- stage: {stage} (index {state.stage_index} of {len(stages)}: {', '.join(stages)})",
+        f"- stage: {stage} (stage_index {state.stage_index} in: {', '.join(stages)})",
         f"- steps: {state.stage_step} in the stage, {state.global_step} in the run",
         f"- weights: {dtype}, {sum(parts.values()):,} parameters "
         + "("

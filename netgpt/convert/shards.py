@@ -23,6 +23,8 @@ from netgpt.convert.errors import ConvertError
 
 MODEL_STATES = re.compile(r"zero_pp_rank_(\d+)_mp_rank_(\d+)_model_states\.pt")
 OPTIM_STATES = re.compile(r"(?:bf16_)?zero_pp_rank_(\d+)_mp_rank_(\d+)_optim_states\.pt")
+MADV_DONTNEED = 4
+"""Linux's madvise advice: drop the range's resident pages (a private file mapping refaults from the file)."""
 
 
 @dataclass(frozen=True)
@@ -107,9 +109,6 @@ class Consolidated:
                 if len(fields) == 6 and fields[5].rstrip("\n") in names:
                     start, end = (int(address, 16) for address in fields[0].split("-"))
                     libc.madvise(start, end - start, MADV_DONTNEED)
-
-
-MADV_DONTNEED = 4
 
 
 def lazy_state_dict(checkpoint: Path, tag: str) -> Consolidated:
