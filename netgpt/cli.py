@@ -76,6 +76,23 @@ def _parser() -> argparse.ArgumentParser:
     )
     predict.add_argument("--device", default=None, help="torch device (default: cuda when there is one)")
     _add_config_args(predict)
+
+    convert = commands.add_parser(
+        "convert", help="consolidate a run's DeepSpeed ZeRO checkpoint into an HF-format NetGPT folder"
+    )
+    convert.add_argument(
+        "checkpoint",
+        help="a checkpoint folder, a best/<stage> folder, or a run folder (its latest checkpoint)",
+    )
+    convert.add_argument("out", help="the NetGPT folder to write (NetGPT.from_pretrained reads it)")
+    convert.add_argument(
+        "--config", default=None, help="preset name or YAML path (default: the run's saved config.yaml)"
+    )
+    convert.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32", help="weights' dtype in OUT")
+    convert.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    convert.add_argument(
+        "--max-shard-size", default="500MB", help="largest LLM weights file; memory grows with it (500MB)"
+    )
     return parser
 
 
@@ -88,6 +105,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         write_synthetic(args.out, videos=args.videos, seed=args.seed)
         return 0
+    if args.command == "convert":
+        return _convert(args)
     overrides = (
         [*args.overrides, "data.strict_keys=true"] if getattr(args, "strict", False) else args.overrides
     )
@@ -108,10 +127,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "train":
         import json
 
+        from netgpt.convert import export_run
         from netgpt.train.run import train
 
         result = train(config)
-        print(json.dumps({"run_dir": str(result.run_dir), **result.metrics}, ensure_ascii=False))
+        model = export_run(result.run_dir)
+        summary = {"run_dir": str(result.run_dir), "model": str(model), **result.metrics}
+        print(json.dumps(summary, ensure_ascii=False))
         return 0
     if args.command == "evaluate":
         import ray
@@ -153,6 +175,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         run_demo(config)
         return 0
     raise AssertionError(f"unhandled command {args.command}")
+
+
+def _convert(args: argparse.Namespace) -> int:
+    """`netgpt convert`: bad input is one line on stderr and exit status 2, never a traceback."""
+    from netgpt.config import ConfigError
+    from netgpt.convert import ConvertError, convert
+
+    try:
+        out = convert(
+            args.checkpoint,
+            args.out,
+            config=args.config,
+            dtype=args.dtype,
+            overwrite=args.overwrite,
+            max_shard_size=args.max_shard_size,
+        )
+    except (ConvertError, ConfigError) as error:
+        print(f"netgpt convert: error: {error}", file=sys.stderr)
+        return 2
+    print(out)
+    return 0
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 synthetic XS-Video-like data → validated tables → partitioned graph store → the three stages on 2 Ray Train
 workers (DeepSpeed ZeRO-3, tiny LLM from config, tokenizer trained on the data) → the LLM-alone baseline (the
 same LLM stages without graph tokens) → the test split's table: the majority level, the graph encoder alone,
-the LLM alone and NetGPT; and an HF-format NetGPT folder under the run's storage.
+the LLM alone and NetGPT; and HF-format NetGPT folders under the runs' storage
+(`netgpt.convert.export_run`: the best checkpoint of the last stage).
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ def run_demo(config: NetGPTConfig) -> list[tuple[str, str, dict[str, float]]]:
     """Generate, import, build the graph, train NetGPT and the LLM alone, print the test table; return it."""
     import ray
 
+    from netgpt.convert import export_run
     from netgpt.data.prepare import prepare
     from netgpt.data.synthetic import write_synthetic
     from netgpt.evaluate.baselines import majority_baseline
@@ -75,11 +77,13 @@ def run_demo(config: NetGPTConfig) -> list[tuple[str, str, dict[str, float]]]:
     build_graph(tables_dir, config.graph, config.graph.store_dir, config=config)
     result = train(config)
     alone = train(llm_alone_variant(config))
+    model = export_run(result.run_dir)
+    export_run(alone.run_dir)
     majority = majority_baseline(tables_dir, "test").scalars()
     rows = baseline_rows(majority, result.metrics, alone.metrics, config)
     print(metrics_table(rows))
     print(
-        f"model: {result.run_dir / 'model'}  "
+        f"model: {model}  "
         f"TensorBoard: tensorboard --logdir {result.run_dir.parent}  "
         f"({time.perf_counter() - started:.0f} s)"
     )

@@ -1,7 +1,8 @@
 """`ray job submit -- python ray_jobs/train.py --config PRESET key=value ...`: train NetGPT on the cluster.
 
-Runs the same function as `netgpt train`. Submitting again with the same `train.storage_path` and
-`train.run_name` resumes from the latest complete checkpoint.
+Runs the same functions as `netgpt train`: `train`, then `export_run` (the HF-format NetGPT folder
+`<run>/model`, converted on the driver from the best checkpoint of the last stage). Submitting again with
+the same `train.storage_path` and `train.run_name` resumes from the latest complete checkpoint.
 
     RAY_AUTH_MODE=token ray job submit --address http://127.0.0.1:8265 --working-dir . -- \
         python ray_jobs/train.py --config demo train.num_workers=2
@@ -17,6 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the working dir ships the package source
 
 from netgpt.config import load_config  # noqa: E402
+from netgpt.convert import export_run  # noqa: E402
 from netgpt.train.run import train  # noqa: E402
 
 
@@ -28,8 +30,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     config = load_config(args.config, args.overrides)
     result = train(config, show_progress=False, evaluate_test=not args.no_test)
+    model = export_run(result.run_dir)
     summary = {
         "run_dir": str(result.run_dir),
+        "model": str(model),
         "resumed_from": result.progress["resumed_from"],
         **result.metrics,
     }

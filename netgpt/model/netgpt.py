@@ -14,6 +14,7 @@ import os
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -90,6 +91,8 @@ class NetGPT(nn.Module):
         self.graph_head = LevelHead(model_cfg.hidden_size)
         self.prompt_head = LevelHead(llm_hidden)
         self.graph_pad_id = self.tokenizer.convert_tokens_to_ids(GRAPH_PAD)
+        self.trained_for: dict | None = None
+        """The `training_record` of a loaded folder (None when unknown); `save_pretrained` writes it back."""
 
     @classmethod
     def build(
@@ -208,6 +211,17 @@ class NetGPT(nn.Module):
         texts = self.tokenizer.batch_decode(generated, skip_special_tokens=True)
         return [parse_level(text) for text in texts]
 
+    def folder_config(self, training: dict | None = None) -> dict[str, Any]:
+        """What `netgpt_config.json` holds: the format version, the model config, the feature dims and, when
+        known, the `training_record` (also written by `netgpt.convert`, which builds folders of this format
+        without a materialised model)."""
+        return {
+            "format_version": FORMAT_VERSION,
+            "model": asdict(self.config),
+            "feature_dims": self.feature_dims,
+            **({"training": training} if training is not None else {}),
+        }
+
     def save_pretrained(
         self,
         folder: str | os.PathLike[str],
@@ -217,7 +231,9 @@ class NetGPT(nn.Module):
         """Write the model folder atomically (temporary folder, then rename over any old one).
 
         `state_dict` (e.g. consolidated from a ZeRO-3 checkpoint) replaces the module's own tensors.
-        `training`: what the weights were trained for (`training_record`; `read_training_record` reads it)."""
+        `training`: what the weights were trained for (`training_record`, by default `trained_for`;
+        `read_training_record` reads it back)."""
+        training = training if training is not None else self.trained_for
         folder = Path(folder)
         state = state_dict if state_dict is not None else self.state_dict()
         tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}"
@@ -235,13 +251,9 @@ class NetGPT(nn.Module):
                 if k.startswith(f"{part}.")
             }
             save_file(part_state, tmp / file, metadata={"format": "pt"})
-        meta = {
-            "format_version": FORMAT_VERSION,
-            "model": asdict(self.config),
-            "feature_dims": self.feature_dims,
-            **({"training": training} if training is not None else {}),
-        }
-        (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False), encoding="utf-8")
+        (tmp / CONFIG_FILE).write_text(
+            json.dumps(self.folder_config(training), indent=2, ensure_ascii=False), encoding="utf-8"
+        )
         old = folder.parent / f".{folder.name}.old-{os.getpid()}"
         if folder.exists():
             folder.rename(old)
@@ -272,6 +284,7 @@ class NetGPT(nn.Module):
         model = cls(model_cfg, meta["feature_dims"], tokenizer, llm)
         for part, file in PART_FILES.items():
             model.get_submodule(part).load_state_dict(load_file(folder / file))
+        model.trained_for = meta.get("training")
         return model
 
 

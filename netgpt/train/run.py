@@ -1,7 +1,8 @@
 """The driver: one `TorchTrainer` over the loader's streams, with progress shown while it runs.
 
     result = train(load_config("demo", ["train.num_workers=2"]))
-    result.metrics["test/regression/acc"], result.run_dir / "model"
+    result.metrics["test/regression/acc"]
+    export_run(result.run_dir)      # netgpt.convert: the HF-format NetGPT folder result.run_dir / "model"
 
 `ray_jobs/train.py` (on a cluster, via `ray job submit`) and `netgpt train` (local Ray) both call `train`.
 Re-running with the same `train.storage_path` and `train.run_name` resumes from the latest complete
@@ -36,7 +37,7 @@ TOKENIZER_TEXT_COLUMNS = ("title", "description", "topic")
 @dataclass
 class TrainResult:
     run_dir: Path
-    """The run's folder: checkpoints, `tensorboard/`, `best/`, `model/` (the HF-format NetGPT), config."""
+    """The run's folder: checkpoints, `tensorboard/`, `best/`, config, `model/` after export_run."""
     metrics: dict[str, float]
     """`final_metrics.json` of rank 0: test metrics (when scored), ZeRO parameter shares, global step."""
     progress: dict[str, Any]

@@ -2,7 +2,7 @@
 
     train_loop_per_worker(loop_config)     # called by TorchTrainer on each rank
 
-Reading order: `train_loop_per_worker` (setup, resume, stages, test, export) → `Curriculum.run_stage`
+Reading order: `train_loop_per_worker` (setup, resume, stages, test) → `Curriculum.run_stage`
 (windows of micro-batches, one optimizer step each) → `Curriculum.train_step` → `Curriculum.validate`.
 """
 
@@ -34,7 +34,6 @@ from netgpt.train.checkpoint import (
     save_checkpoint,
     write_json_atomically,
 )
-from netgpt.train.ds_config import zero_stage
 from netgpt.train.engine import avoid_jit_builds, build_engine, param_count
 from netgpt.train.monitor import StepMeter, TensorBoardLog
 from netgpt.train.prefetch import prefetch
@@ -284,24 +283,11 @@ class Curriculum:
         self.log.scalars(scalars, self.state.global_step)
         return scalars
 
-    def export(self) -> Path:
-        """Write the HF-format NetGPT folder `run_dir/model` from weights consolidated by DeepSpeed.
-
-        Under ZeRO-3 every rank takes part in gathering; rank 0 receives the full state dict (one layer at a
-        time) and writes the folder; `save_pretrained` writes to a temporary name and renames."""
-        if zero_stage(self.ds_config) == 3:
-            state_dict = self.engine._zero3_consolidated_16bit_state_dict()
-        else:
-            state_dict = self.model.state_dict() if self.rank == 0 else None
-        target = self.run_dir / "model"
-        if self.rank == 0:
-            self.model.save_pretrained(target, state_dict={k: v.float() for k, v in state_dict.items()})
-        dist.barrier()
-        return target
-
 
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
-    """Ray Train's per-worker entry: resume if a checkpoint exists, run the remaining stages, test, export."""
+    """Ray Train's per-worker entry: resume if a checkpoint exists, run the remaining stages and tests.
+
+    The HF-format model is written after training by the entry points (`netgpt.convert.export_run`)."""
     avoid_jit_builds()
     trainer = Curriculum(loop_config)
     trainer.resume()
@@ -311,7 +297,6 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     last = f"test/{stages[-1].name}/"
     tested = trainer.state.test_metrics
     final_model = {f"test/{k[len(last) :]}": v for k, v in tested.items() if k.startswith(last)}
-    trainer.export()
     trainer.log.close()
     final = {
         **tested,

@@ -1,6 +1,6 @@
 """The whole curriculum on Ray Train + DeepSpeed ZeRO-3 with 2 CPU workers: three stages, checkpoints,
-TensorBoard, the HF export, a worker killed mid-stage (resume to the same weights, streams begun at the
-checkpoint's position)."""
+TensorBoard, the HF export (netgpt.convert, as the entry points call it), a worker killed mid-stage (resume
+to the same weights, streams begun at the checkpoint's position)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoin
 from safetensors.torch import load_file
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from netgpt.convert import export_run
+from netgpt.convert.export import export_source
 from netgpt.model.netgpt import NetGPT
 from netgpt.train.progress import ProgressActor
 from netgpt.train.run import train
@@ -29,7 +31,9 @@ pytestmark = pytest.mark.integration
 def baseline(data_dir, tmp_path_factory, make_config):
     """One uninterrupted run of the tiny config (shared by the tests below)."""
     config = make_config(data_dir, tmp_path_factory.mktemp("runs"), "baseline")
-    return config, train(config, show_progress=False)
+    result = train(config, show_progress=False)
+    export_run(result.run_dir)
+    return config, result
 
 
 def _weights(model_dir: Path) -> dict[str, torch.Tensor]:
@@ -59,8 +63,10 @@ def test_three_stages_on_two_zero3_workers(baseline):
         assert (result.run_dir / "best" / stage.name / "trainer_state.json").is_file(), stage.name
     model = NetGPT.from_pretrained(result.run_dir / "model")
     exported = model.state_dict()
-    last = sorted(result.run_dir.glob("step-*"))[-1]
-    consolidated = get_fp32_state_dict_from_zero_checkpoint(str(last), tag="ds")
+    # the export is the best checkpoint of the last stage, as DeepSpeed itself consolidates it
+    source = result.run_dir / "best" / config.train.stages[-1].name
+    assert export_source(result.run_dir) == source
+    consolidated = get_fp32_state_dict_from_zero_checkpoint(str(source), tag="ds")
     assert set(consolidated) <= set(exported) and len(consolidated) > 0.9 * len(exported)
     for name, value in consolidated.items():
         torch.testing.assert_close(exported[name], value.float(), msg=name)
@@ -137,6 +143,7 @@ def test_worker_killed_mid_run_resumes_to_the_same_weights(data_dir, baseline, t
     runner.join(timeout=360)
     assert killed is not None, "the run ended before a worker could be killed mid-stage"
     result = outcome["result"]
+    export_run(result.run_dir)
     # A newer checkpoint may register between the read and the kill: resuming from it is right too.
     (resumed_from,) = result.progress["resumed_from"]
     assert resumed_from >= resume_state["global_step"], resume_state
