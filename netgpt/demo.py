@@ -2,9 +2,9 @@
 
 synthetic XS-Video-like data → validated tables → partitioned graph store → the three stages on 2 Ray Train
 workers (DeepSpeed ZeRO-3, tiny LLM from config, tokenizer trained on the data) → the LLM-alone baseline (the
-same LLM stages without graph tokens) → the test split's table: the majority level, the graph encoder alone,
-the LLM alone and NetGPT; and HF-format NetGPT folders under the runs' storage
-(`netgpt.convert.export_run`: the best checkpoint of the last stage).
+same LLM stages without graph tokens) → HF-format folders of each (`netgpt.convert`: the best checkpoint of a
+stage) → `netgpt evaluate`'s table of the test split: the majority level, the graph encoder alone, the LLM
+alone and NetGPT.
 """
 
 from __future__ import annotations
@@ -13,54 +13,20 @@ import time
 from pathlib import Path
 
 from netgpt.config import NetGPTConfig, llm_alone_variant
-from netgpt.metrics import NUM_LEVELS
 
-PREDICTIONS = {"graph": "graph head", "answer": "generated answer", "regression": "regression head"}
-COLUMNS = ("acc", "mse", "mae", "macro_f1", "within_one", "unparsable", "count")
-
-
-def baseline_rows(
-    majority: dict[str, float], netgpt: dict[str, float], llm_alone: dict[str, float], config: NetGPTConfig
-) -> list[tuple[str, str, dict[str, float]]]:
-    """(model, prediction, {metric: value}) rows of the baselines and NetGPT on the test split.
-
-    `netgpt` and `llm_alone` are the runs' `test/<stage>/<prediction>/<metric>` scores: the graph encoder
-    alone is NetGPT's first stage that trains the graph head, the LLM alone and NetGPT their last stage."""
-    stages = config.train.stages
-    graph_stage = next(stage.name for stage in stages if "graph_regression" in stage.losses)
-    alone_stage = llm_alone_variant(config).train.stages[-1].name
-    rows = [("majority level", "train split's", majority)]
-    sources = [
-        ("graph encoder alone", graph_stage, netgpt, ["graph"]),
-        ("LLM alone", alone_stage, llm_alone, ["answer", "regression"]),
-        ("NetGPT", stages[-1].name, netgpt, ["answer", "regression", "graph"]),
-    ]
-    for model, stage, scores, predictions in sources:
-        for prediction in predictions:
-            prefix = f"test/{stage}/{prediction}/"
-            if f"{prefix}acc" in scores:
-                rows.append(
-                    (model, PREDICTIONS[prediction], {name: scores[prefix + name] for name in COLUMNS})
-                )
-    return rows
+GRAPH_ENCODER_DIR = "graph_encoder"
+"""The graph encoder alone, converted from its stage's best checkpoint into the run folder."""
 
 
-def metrics_table(rows: list[tuple[str, str, dict[str, float]]]) -> str:
-    header = f"{'model':<22}{'prediction':<18}" + "".join(f"{name:>11}" for name in COLUMNS)
-    lines = [f"test split (levels 0-{NUM_LEVELS - 1})", header, "-" * len(header)]
-    for model, prediction, scores in rows:
-        lines.append(f"{model:<22}{prediction:<18}" + "".join(f"{scores[name]:>11.3f}" for name in COLUMNS))
-    return "\n".join(lines)
-
-
-def run_demo(config: NetGPTConfig) -> list[tuple[str, str, dict[str, float]]]:
-    """Generate, import, build the graph, train NetGPT and the LLM alone, print the test table; return it."""
+def run_demo(config: NetGPTConfig):
+    """Generate, import, build the graph, train NetGPT and the LLM alone, evaluate both and the graph encoder
+    alone on the test split, print the table; returns the `EvaluationReport`."""
     import ray
 
-    from netgpt.convert import export_run
+    from netgpt.convert import convert, export_run
     from netgpt.data.prepare import prepare
     from netgpt.data.synthetic import write_synthetic
-    from netgpt.evaluate.baselines import majority_baseline
+    from netgpt.evaluate.run import evaluate_models
     from netgpt.graph.build import build_graph
     from netgpt.train.run import local_ray_resources, train
 
@@ -75,16 +41,22 @@ def run_demo(config: NetGPTConfig) -> list[tuple[str, str, dict[str, float]]]:
     )
     prepare(raw, tables_dir, config.data)
     build_graph(tables_dir, config.graph, config.graph.store_dir, config=config)
-    result = train(config)
-    alone = train(llm_alone_variant(config))
-    model = export_run(result.run_dir)
-    export_run(alone.run_dir)
-    majority = majority_baseline(tables_dir, "test").scalars()
-    rows = baseline_rows(majority, result.metrics, alone.metrics, config)
-    print(metrics_table(rows))
+    # the table below is netgpt evaluate's, so the runs skip scoring the test split themselves
+    netgpt = train(config, evaluate_test=False)
+    alone = train(llm_alone_variant(config), evaluate_test=False)
+    graph_stage = next(stage.name for stage in config.train.stages if "graph_regression" in stage.losses)
+    models = {
+        "graph encoder alone": convert(
+            netgpt.run_dir / "best" / graph_stage, netgpt.run_dir / GRAPH_ENCODER_DIR, overwrite=True
+        ),
+        "LLM alone": export_run(alone.run_dir),
+        "NetGPT": export_run(netgpt.run_dir),
+    }
+    report = evaluate_models(config, list(models.values()), labels=list(models))
+    print(report.markdown())
     print(
-        f"model: {model}  "
-        f"TensorBoard: tensorboard --logdir {result.run_dir.parent}  "
+        f"model: {models['NetGPT']}  "
+        f"TensorBoard: tensorboard --logdir {netgpt.run_dir.parent}  "
         f"({time.perf_counter() - started:.0f} s)"
     )
-    return rows
+    return report

@@ -59,6 +59,7 @@ class _Rater:
 
 @dataclass
 class ModelScores:
+    label: str
     folder: str
     predictions: dict[str, Metrics]
     graph_tokens: bool
@@ -73,8 +74,7 @@ class EvaluationReport:
     def rows(self) -> list[tuple[str, str, Metrics]]:
         rows = [("majority level", "train split's", self.majority)]
         for model in self.models:
-            name = model.folder + ("" if model.graph_tokens else " (no graph tokens)")
-            rows += [(name, LABELS[p], metrics) for p, metrics in model.predictions.items()]
+            rows += [(model.label, LABELS[p], metrics) for p, metrics in model.predictions.items()]
         return rows
 
     def markdown(self) -> str:
@@ -100,6 +100,7 @@ class EvaluationReport:
             "majority": metrics_json(self.majority),
             "models": [
                 {
+                    "label": model.label,
                     "folder": model.folder,
                     "graph_tokens": model.graph_tokens,
                     "predictions": {p: metrics_json(m) for p, m in model.predictions.items()},
@@ -110,10 +111,16 @@ class EvaluationReport:
 
 
 def evaluate_models(
-    config: NetGPTConfig, model_dirs: list[str | os.PathLike[str]], show_progress: bool = True
+    config: NetGPTConfig,
+    model_dirs: list[str | os.PathLike[str]],
+    show_progress: bool = True,
+    labels: list[str] | None = None,
 ) -> EvaluationReport:
     """Score each model folder on `config.evaluate.split` of `config.graph.store_dir`, on the current Ray
-    cluster (start one first), beside the majority level of the train split."""
+    cluster (start one first), beside the majority level of the train split. `labels` name the folders in
+    the table (default: their paths, marked when their prompts hold no graph tokens)."""
+    if labels is not None and len(labels) != len(model_dirs):
+        raise ValueError(f"labels: expected one per model folder ({len(model_dirs)}), got {len(labels)}")
     from netgpt.graph.loader import GraphStreams, split_size
 
     cfg = config.evaluate
@@ -121,8 +128,13 @@ def evaluate_models(
     streams = GraphStreams(config.graph, config.graph.store_dir)
     total = split_size(config.graph.store_dir, cfg.split)
     try:
-        for folder in model_dirs:
+        for index, folder in enumerate(model_dirs):
             record = read_training_record(folder)
+            label = (
+                labels[index]
+                if labels is not None
+                else str(folder) + ("" if record["graph_tokens"] else " (no graph tokens)")
+            )
             predictions = [p for p in PREDICTIONS if p in record["predictions"]]
             rated = streams.dataset(cfg.split, cfg.batch_size, 1, shuffle=False, seed=0).map_batches(
                 _Rater,
@@ -150,7 +162,7 @@ def evaluate_models(
                     f"{folder}: rated {len(rows)} of the {total} samples of split {cfg.split!r}"
                 )
             report.models.append(
-                ModelScores(str(folder), score_rows(rows, predictions), record["graph_tokens"])
+                ModelScores(label, str(folder), score_rows(rows, predictions), record["graph_tokens"])
             )
     finally:
         streams.shutdown()

@@ -93,8 +93,8 @@ def build_graph(
     dims = feature_dims(text_dim(graph_cfg.text), graph_cfg.time_dim, graph_cfg.content_dim)
     available = available_content(graph_cfg.content_dir)
     missing_content = int(sum(1 for v in topology.video_ids if v not in available))
-    plans = [_plan_partition(topology, part, p, num_hops) for p in range(graph_cfg.num_partitions)]
-    write_partition = ray.remote(num_cpus=1)(_write_partition)
+    plans = [plan_partition(topology, part, p, num_hops) for p in range(graph_cfg.num_partitions)]
+    write_remote = ray.remote(num_cpus=1)(write_partition)
 
     def fill(folder: Path) -> None:
         book = pa.table(
@@ -103,7 +103,7 @@ def build_graph(
         pq.write_table(book, folder / BOOK_FILE)
         shared = {"topic_names": topology.topic_names, "platform_names": topology.platform_names}
         refs = [
-            write_partition.remote(str(tables_dir), graph_cfg, str(partition_dir(folder, p)), plan, shared)
+            write_remote.remote(str(tables_dir), graph_cfg, str(partition_dir(folder, p)), plan, shared)
             for p, plan in enumerate(plans)
         ]
         infos = ray.get(refs)
@@ -112,7 +112,7 @@ def build_graph(
                 topology.split[plans[p]["order"][: plans[p]["num_seeds"]]], return_counts=True
             )
             info["seeds_per_split"] = {str(s): int(c) for s, c in zip(splits, counts, strict=True)}
-        write_meta(folder, _meta(topology, graph_cfg, dims, num_hops, infos, missing_content, started))
+        write_meta(folder, store_meta(topology, graph_cfg, dims, num_hops, infos, missing_content, started))
         if config is not None:
             save_config(config, folder)
 
@@ -139,7 +139,7 @@ def _summary(store_dir: str | Path) -> dict[str, Any]:
     }
 
 
-def _meta(
+def store_meta(
     topology: Topology,
     cfg: GraphConfig,
     dims: dict[str, int],
@@ -181,7 +181,7 @@ def _meta(
     }
 
 
-def _plan_partition(topology: Topology, part: np.ndarray, index: int, num_hops: int) -> dict[str, Any]:
+def plan_partition(topology: Topology, part: np.ndarray, index: int, num_hops: int) -> dict[str, Any]:
     """The local index space of one partition and its structure arrays (ints only, no features)."""
     seeds = np.flatnonzero((part == index) & (topology.split != "final"))
     levels = topology.hops(seeds, num_hops)
@@ -234,7 +234,7 @@ def _read_rows(path: Path, columns: list[str], sample_ids: np.ndarray) -> pa.Tab
     return pq.read_table(path, columns=columns, filters=pc.field("sample_id").isin(pa.array(sample_ids)))
 
 
-def _write_partition(
+def write_partition(
     tables_dir: str,
     cfg: GraphConfig,
     folder: str,

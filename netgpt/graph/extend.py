@@ -13,7 +13,7 @@ taken over the store's samples *and* the input's. Its neighbours expand the same
 Design: an extension store, written by the store's own code. The new samples are appended to the store's
 video-level structure (read from the tables the store was built from: a few integers and short strings per
 sample, which one process holds at full scale, `topology.py`), the union's structure is recomputed with
-`make_topology`, and `build._plan_partition` + `build._write_partition` write one partition whose seeds are
+`make_topology`, and `build.plan_partition` + `build.write_partition` write one partition whose seeds are
 the new samples and whose halo is their L-hop causal in-neighbourhood. Then the store's `NeighborSampler`
 samples it unchanged. Why this design:
 - Same graph as training, by construction: the groups, causal prefixes, exclusions, halo closure and every
@@ -25,7 +25,7 @@ samples it unchanged. Why this design:
   its topic and author) has only its content row there, yet it is a 1-hop neighbour of a new sample crawled
   later; and a new sample crawled on a stored sample's day joins that sample's group prefix, so the stored
   in-edges are not the union's. The structure is therefore recomputed.
-- Text rows come from the store where it has them: `StoredTextEncoder` hands `_write_partition` the rows the
+- Text rows come from the store where it has them: `StoredTextEncoder` hands `write_partition` the rows the
   memory-mapped partitions already hold for the halo's titles, descriptions, comment texts, topics and
   platforms (read row by row for the halo's stored samples that are in some partition's inner ring), and
   encodes only the rest (the new samples' texts, and stored samples in no inner ring). So the expensive part
@@ -57,7 +57,7 @@ import pyarrow.parquet as pq
 from netgpt.config import GraphConfig, load_config
 from netgpt.data.schema import COMMENTS_FILE, COMMENTS_SCHEMA, NEW_SAMPLES_SCHEMA, SAMPLES_FILE
 from netgpt.data.validate import DataError
-from netgpt.graph.build import _meta, _plan_partition, _write_partition
+from netgpt.graph.build import plan_partition, store_meta, write_partition
 from netgpt.graph.features import TextEncoder, available_content, make_text_encoder, text_dim
 from netgpt.graph.store import (
     BOOK_FILE,
@@ -225,7 +225,7 @@ class NewSamples:
         row_of = np.searchsorted(topology.sample_id, self.internal_ids[chosen])
         part = np.ones(topology.num_samples, dtype=np.int64)
         part[row_of] = 0
-        plan = _plan_partition(topology, part, 0, num_hops)
+        plan = plan_partition(topology, part, 0, num_hops)
         dims = feature_dims(text_dim(cfg.text), cfg.time_dim, cfg.content_dim)
         wanted = plan["sample_ids"]
         halo_videos = topology.video_ids[topology.video[np.searchsorted(topology.sample_id, wanted)]]
@@ -238,7 +238,7 @@ class NewSamples:
             base, comments = self._write_halo_tables(tables, wanted)
             encoder = StoredTextEncoder(make_text_encoder(cfg.text), self._stored_texts(base, comments))
             shared = {"topic_names": topology.topic_names, "platform_names": topology.platform_names}
-            info = _write_partition(str(tables), cfg, str(partition_dir(folder, 0)), plan, shared, encoder)
+            info = write_partition(str(tables), cfg, str(partition_dir(folder, 0)), plan, shared, encoder)
             shutil.rmtree(tables)
             info["seeds_per_split"] = {NEW_SPLIT: int(plan["num_seeds"])}
             info["texts_reused_from_store"], info["texts_encoded"] = encoder.reused, encoder.encoded
@@ -260,14 +260,14 @@ class NewSamples:
                 ),
                 folder / NEW_SAMPLES_FILE,
             )
-            write_meta(folder, _meta(topology, cfg, dims, num_hops, [info], missing_content, started))
+            write_meta(folder, store_meta(topology, cfg, dims, num_hops, [info], missing_content, started))
 
         write_store_atomically(out_dir, fill)
         return out_dir
 
     def _write_halo_tables(self, folder: Path, wanted: np.ndarray) -> tuple[pa.Table, pa.Table]:
         """The tables' rows of the halo `wanted` (stored samples read by row filter, new samples appended),
-        in the shape `_write_partition` reads; returns the stored samples' rows and their comments."""
+        in the shape `write_partition` reads; returns the stored samples' rows and their comments."""
         folder.mkdir(parents=True)
         stored = pa.array(wanted[wanted <= self.base_max])
         base = pq.read_table(self.tables_dir / SAMPLES_FILE, filters=pc.field("sample_id").isin(stored))
