@@ -57,6 +57,13 @@ def build_engine(
         model = NetGPT.build(config.model, feature_dims, tokenizer)
     if ds_config["bf16"]["enabled"]:
         _match_llm_dtype(model)
+    leaves = model.zero3_leaf_modules()
+    if zero_stage(ds_config) == 3 and leaves:
+        # Layers that read parameters outside their own forward (HGTConv) are gathered whole, or ZeRO-3's
+        # per-module gathering would hand them empty shards.
+        from deepspeed.utils import set_z3_leaf_modules
+
+        set_z3_leaf_modules(model, leaves)
     engine, *_ = deepspeed.initialize(model=model, model_parameters=parameter_groups(model), config=ds_config)
     return engine, ds_config
 

@@ -123,7 +123,10 @@ def build_trainer(
             "evaluate_test": evaluate_test,
             "stream_starts": streams.starts,
         },
-        torch_config=TorchConfig(timeout_s=train_cfg.timeout_s),
+        # gloo beside NCCL on GPUs: object collectives (validation rows) and any CPU tensor have a backend
+        torch_config=TorchConfig(
+            backend="cpu:gloo,cuda:nccl" if train_cfg.use_gpu else "gloo", timeout_s=train_cfg.timeout_s
+        ),
         scaling_config=ScalingConfig(
             num_workers=train_cfg.num_workers, use_gpu=train_cfg.use_gpu, resources_per_worker=resources
         ),

@@ -39,7 +39,8 @@ def train_step(
     engine.train()
     world = dist.get_world_size()
     sizes = [int(batch["video"].batch_size) for batch in window]
-    total_seeds = torch.tensor(float(sum(sizes)))
+    # small collectives on the engine's device: an NCCL group has no CPU tensors
+    total_seeds = torch.tensor(float(sum(sizes)), device=engine.device)
     dist.all_reduce(total_seeds)
     sums: dict[str, float] = {}
     finite = True
@@ -59,7 +60,7 @@ def train_step(
         meter.samples += sizes[i]
         meter.tokens += tokens
         meter.flops += train_flops(llm_params, tokens, encoder_params, nodes)
-    flag = torch.tensor(0.0 if finite else 1.0)
+    flag = torch.tensor(0.0 if finite else 1.0, device=engine.device)
     dist.all_reduce(flag)
     if flag.item() > 0:
         raise FloatingPointError(

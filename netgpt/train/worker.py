@@ -97,7 +97,9 @@ class Curriculum:
         held = sum(
             p.ds_tensor.numel() if hasattr(p, "ds_tensor") else p.numel() for p in self.model.parameters()
         )
-        shares = torch.zeros(self.world)
+        shares = torch.zeros(
+            self.world, device=self.device
+        )  # on the engine's device: NCCL has no CPU tensors
         shares[self.rank] = held / max(1, param_count(self.model))
         dist.all_reduce(shares)
         return {f"zero/param_share_rank{r}": float(share) for r, share in enumerate(shares)}

@@ -1,0 +1,40 @@
+"""The DeepSpeed engine as the workers build it (one process, ZeRO-3): the HGT encoder's layers are ZeRO-3
+leaves and train."""
+
+import torch
+from torch_geometric.nn import HGTConv
+
+from netgpt.graph.types import feature_dims
+from netgpt.train.engine import avoid_jit_builds, build_engine
+from netgpt.train.monitor import StepMeter
+from netgpt.train.stages import freeze_for_stage, set_stage_hparams
+from netgpt.train.step import train_step
+
+FEATURE_DIMS = feature_dims(text_dim=6, time_dim=4, content_dim=5)
+
+
+def test_hgt_layers_are_zero3_leaves_and_train(tokenizer, process_group, make_tiny_config, batch_maker):
+    config = make_tiny_config()
+    config.model.encoder = "hgt"
+    config.model.hgt_heads = 2
+    avoid_jit_builds()
+    engine, ds_config = build_engine(config, FEATURE_DIMS, tokenizer, world_size=1)
+    assert ds_config["zero_optimization"]["stage"] == 3
+    layers = [m for m in engine.module.encoder.modules() if isinstance(m, HGTConv)]
+    assert layers and all(getattr(m, "_z3_leaf", False) for m in layers)
+    stage = config.train.stages[0]  # graph pretraining: the encoder and the graph head
+    active = freeze_for_stage(engine.module, stage)
+    set_stage_hparams(engine.optimizer, stage, active, factor=1.0)
+
+    def hgt_weights() -> list[torch.Tensor]:
+        return [p.ds_tensor.detach().clone() for m in layers for p in m.parameters()]
+
+    before = hgt_weights()
+    losses = [
+        train_step(engine, [batch_maker(2, seed=1)], stage, engine.module.prompt_builder(), StepMeter())[
+            "loss"
+        ]
+        for _ in range(3)
+    ]
+    assert all(torch.isfinite(torch.tensor(losses)))
+    assert any(not torch.equal(a, b) for a, b in zip(before, hgt_weights(), strict=True))
