@@ -56,6 +56,9 @@ def _parser() -> argparse.ArgumentParser:
         required=True,
         help="a NetGPT folder; repeat it to put several in one table",
     )
+    evaluate.add_argument(
+        "--split", choices=["train", "val", "test"], help="the split scored (evaluate.split)"
+    )
     evaluate.add_argument("--out", help="also write the report (every metric, per platform) as JSON here")
     _add_config_args(evaluate)
 
@@ -107,9 +110,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "convert":
         return _convert(args)
-    overrides = (
-        [*args.overrides, "data.strict_keys=true"] if getattr(args, "strict", False) else args.overrides
-    )
+    overrides = list(args.overrides)
+    if getattr(args, "strict", False):
+        overrides.append("data.strict_keys=true")
+    if getattr(args, "split", None):
+        overrides.append(f"evaluate.split={args.split}")
     config = load_config(args.config, overrides)
     if args.command == "prepare":
         from netgpt.data.prepare import prepare

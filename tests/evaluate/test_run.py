@@ -113,15 +113,17 @@ def test_cli_prints_the_table_and_writes_the_json_report(setup, tmp_path, capsys
         f"graph.store_dir={config.graph.store_dir}",
     ]
     out = tmp_path / "report.json"
-    assert main(["evaluate", "--model", str(netgpt_dir), "--out", str(out), *overrides]) == 0
+    assert (
+        main(["evaluate", "--model", str(netgpt_dir), "--split", "val", "--out", str(out), *overrides]) == 0
+    )
     printed = capsys.readouterr().out
     assert (
         "| majority level | train split's |" in printed and f"| {netgpt_dir} | regression head |" in printed
     )
     saved = json.loads(out.read_text(encoding="utf-8"))
-    assert saved["split"] == "test" and saved["models"][0]["folder"] == str(netgpt_dir)
+    assert saved["split"] == "val" and saved["models"][0]["folder"] == str(netgpt_dir)
     regression = saved["models"][0]["predictions"]["regression"]
-    assert regression["count"] == split_size(config.graph.store_dir, "test")
+    assert regression["count"] == split_size(config.graph.store_dir, "val")
     assert np.array(regression["confusion"]).sum() == regression["count"] - regression["unparsable"]
     assert not list(tmp_path.glob(".report.json.tmp-*"))
 
