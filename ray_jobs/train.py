@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-test", action="store_true", help="skip scoring the test split at the end")
     args = parser.parse_args(argv)
     config = load_config(args.config, args.overrides)
-    result = train(config, show_progress=False, evaluate_test=not args.no_test)
+    result = train(config, evaluate_test=not args.no_test)  # progress as plain lines in the job log
     model = export_run(result.run_dir)
     summary = {
         "run_dir": str(result.run_dir),

@@ -85,7 +85,7 @@ def loopback_cluster():
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
-def _submit(address: str, env: dict, preset: Path) -> dict:
+def _submit(address: str, env: dict, preset: Path) -> tuple[dict, str]:
     """Submit `ray_jobs/train.py --config PRESET`; returns the JSON summary line the job prints."""
     job = subprocess.run(
         [
@@ -110,7 +110,7 @@ def _submit(address: str, env: dict, preset: Path) -> dict:
     assert job.returncode == 0, job.stdout[-4000:] + job.stderr[-4000:]
     lines = [line[line.index('{"run_dir"') :] for line in job.stdout.splitlines() if '{"run_dir"' in line]
     assert lines, job.stdout[-4000:]
-    return json.loads(lines[-1])
+    return json.loads(lines[-1]), job.stdout
 
 
 @pytest.mark.timeout(600)
@@ -123,12 +123,14 @@ def test_ray_job_submit_trains_and_a_resubmission_resumes(loopback_cluster, data
     preset = tmp_path / "tiny.yaml"
     preset.write_text(to_yaml(config), encoding="utf-8")
 
-    first = _submit(address, env, preset)
+    first, log = _submit(address, env, preset)
+    # no terminal in a job: progress comes as plain lines that `ray job logs -f` can follow
+    assert "stage 1 graph_pretrain: step " in log and "stage 3 finetune: step 3/3" in log, log[-4000:]
     assert first["global_step"] == total_steps
     assert first["resumed_from"] == []
     assert (Path(first["run_dir"]) / "model" / "netgpt_config.json").is_file()
 
-    second = _submit(address, env, preset)
+    second, _ = _submit(address, env, preset)
     assert second["resumed_from"] == [total_steps], (
         "the resubmitted job did not resume from the last checkpoint"
     )
