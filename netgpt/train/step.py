@@ -66,5 +66,20 @@ def train_step(
         raise FloatingPointError(
             f"non-finite loss in stage {stage.name!r}; lower train.stages[{stage.name}].lr or check the data"
         )
+    _drop_leaf_grads_on_cpu(engine)
     engine.step()
     return {name: value / sum(sizes) for name, value in sums.items()}
+
+
+def _drop_leaf_grads_on_cpu(engine) -> None:
+    """ZeRO-3 leaves (HGT's layers) keep their `.grad` after its hooks have reduced it into the optimizer's
+    partitions, and DeepSpeed's `zero_grad` then calls `record_stream` on it, which CUDA tensors have and CPU
+    tensors do not: on the CPU accelerator the step would fail. The gradient is already where the optimizer
+    reads it (tested: the leaves still train), so the leftover is dropped."""
+    if engine.device.type != "cpu" or engine.zero_optimization_stage() != 3:
+        return
+    from deepspeed.utils import get_z3_leaf_modules
+
+    for module in get_z3_leaf_modules(engine.module):
+        for param in module.parameters():
+            param.grad = None
