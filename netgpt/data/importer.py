@@ -4,7 +4,8 @@ parquet tables.
 Two passes; no text is held beyond one row group, so memory does not follow the JSON's size (pass 2 holds
 about 100 bytes of numeric columns per sample; seen: peak RSS 204 MB at 1/20 scale, 220 MB at 1/10, 374 MB at
 full scale, 380k samples from 522 MB of JSON in 31 s):
-1. ijson yields one sample at a time; each is validated (`netgpt.data.validate`) and buffered into a row group
+1. `netgpt.data.jsonstream` yields one sample at a time, its size bounded while it is built; each is validated
+   (`netgpt.data.validate`) and buffered into a row group
    of `ROWS_PER_GROUP` samples, written as soon as it is full (samples to a staging file, comments to their
    table). Nothing holds more than one row group of text.
 2. The staging table's small columns (ids, dates, levels, counts, earlier-state ids, dictionary-encoded
@@ -35,6 +36,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from netgpt.config import DataConfig, NetGPTConfig, save_config
+from netgpt.data.jsonstream import READ_BYTES, iter_samples
 from netgpt.data.schema import (
     COMMENTS_FILE,
     COMMENTS_SCHEMA,
@@ -53,8 +55,6 @@ from netgpt.data.validate import Anomalies, DataError, SampleParser, check_state
 
 ROWS_PER_GROUP = 4096
 """Samples per parquet row group (and per buffer while streaming)."""
-READ_BYTES = 1 << 16
-"""Bytes handed to the JSON parser at a time."""
 _STAGING_FILE = ".samples.staging.parquet"
 _SECONDS_PER_DAY = 86_400
 
@@ -146,7 +146,7 @@ def _stream_samples(
         sample_rows = _RowBuffer(samples_writer, schema)
         comment_rows = _RowBuffer(comments_writer, COMMENTS_SCHEMA)
         try:
-            for key, value in ijson.kvitems(reader, "", use_float=True, buf_size=READ_BYTES):
+            for key, value in iter_samples(reader, source.name):
                 row, comment_list = parser.parse(key, value)
                 row["is_final_state"], row["split"] = False, ""
                 sample_rows.add(row)

@@ -77,6 +77,12 @@ SAMPLE_KEYS = REQUIRED_SAMPLE_KEYS | OPTIONAL_SAMPLE_KEYS
 REQUIRED_COMMENT_KEYS = frozenset(["评论内容", "评论时间"])
 OPTIONAL_COMMENT_KEYS = frozenset(["short_id", "评论用户ID", "IP地址"])
 COMMENT_KEYS = REQUIRED_COMMENT_KEYS | OPTIONAL_COMMENT_KEYS
+MAX_SAMPLE_ID = (1 << 63) - 1
+"""Sample ids are int64 in the tables."""
+YEARS = (2000, 2100)
+"""Post times and crawl dates outside these years are typos or corrupt (short-video platforms are younger)."""
+MAX_DURATION_S = 10 * 86_400
+"""The longest video duration accepted: ten days (short videos last seconds to minutes)."""
 EXAMPLES_KEPT = 5
 """Sample ids kept per anomaly kind, so a reader can look at a few."""
 
@@ -145,7 +151,7 @@ def video_id_from_url(url: str) -> str:
 
 
 def _epoch_seconds(text: str) -> int | None:
-    if not _DATETIME.fullmatch(text):
+    if not _DATETIME.fullmatch(text) or not YEARS[0] <= int(text[:4]) <= YEARS[1]:
         return None
     try:
         return int((datetime.fromisoformat(text) - _EPOCH).total_seconds())
@@ -154,7 +160,7 @@ def _epoch_seconds(text: str) -> int | None:
 
 
 def _epoch_days(text: str) -> int | None:
-    if not _DATE.fullmatch(text):
+    if not _DATE.fullmatch(text) or not YEARS[0] <= int(text[:4]) <= YEARS[1]:
         return None
     try:
         return date.fromisoformat(text).toordinal() - _EPOCH_ORDINAL
@@ -197,6 +203,8 @@ class SampleParser:
         """The `samples` row (less `is_final_state` and `split`) and the `comments` rows of sample `key`."""
         if not key.isdigit() or not key.isascii():
             raise self.error("expected a sample id that is a non-negative integer", key)
+        if len(key) > 19 or int(key) > MAX_SAMPLE_ID:
+            raise self.error(f"expected a sample id of at most {MAX_SAMPLE_ID} (int64)", key[:40])
         sample_id = int(key)
         if not isinstance(raw, dict):
             raise self.error(f"expected an object of sample fields, got {type(raw).__name__}", key)
@@ -223,8 +231,10 @@ class SampleParser:
         duration = raw["视频时长（秒）"]
         if not _is_number(duration):
             raise self.error(f"expected a number of seconds, got {duration!r}", key, "视频时长（秒）")
-        if duration < 0:
-            raise self.error(f"expected a duration >= 0, got {duration!r}", key, "视频时长（秒）")
+        if not 0 <= duration <= MAX_DURATION_S:
+            raise self.error(
+                f"expected a duration of 0-{MAX_DURATION_S:,} s, got {duration!r}", key, "视频时长（秒）"
+            )
         row["duration_s"] = float(duration)
         for field, column in COUNT_FIELDS.items():
             value = raw[field]
@@ -236,10 +246,18 @@ class SampleParser:
         row["level"] = None if self.labels_optional and LEVEL_KEY not in raw else self._level(raw, key)
         post = _epoch_seconds(self._string(raw, "发布时间", key))
         if post is None:
-            raise self.error(f"expected a time YYYY-MM-DD HH:MM:SS, got {raw['发布时间']!r}", key, "发布时间")
+            raise self.error(
+                f"expected a time YYYY-MM-DD HH:MM:SS in {YEARS[0]}-{YEARS[1]}, got {raw['发布时间']!r}",
+                key,
+                "发布时间",
+            )
         crawl = _epoch_days(self._string(raw, "当前时间", key))
         if crawl is None:
-            raise self.error(f"expected a date YYYY-MM-DD, got {raw['当前时间']!r}", key, "当前时间")
+            raise self.error(
+                f"expected a date YYYY-MM-DD in {YEARS[0]}-{YEARS[1]}, got {raw['当前时间']!r}",
+                key,
+                "当前时间",
+            )
         if crawl < post // 86_400:
             raise self.error(
                 f"crawl date {raw['当前时间']} is before the post time 发布时间 {raw['发布时间']}",

@@ -43,7 +43,30 @@ CASES = [
     ("history not a list", _set("4", "历史状态", 3), "4", "历史状态", "expected a list of integer"),
     ("comments not an object", _set("4", "评论", []), "4", "评论", "expected an object of comments"),
     ("negative count", _set("2", "当前收藏量", -1), "2", "当前收藏量", "expected a count >= 0"),
-    ("negative duration", _set("2", "视频时长（秒）", -3), "2", "视频时长（秒）", "expected a duration >= 0"),
+    (
+        "negative duration",
+        _set("2", "视频时长（秒）", -3),
+        "2",
+        "视频时长（秒）",
+        "expected a duration of 0-",
+    ),
+    (
+        "endless duration",
+        _set("2", "视频时长（秒）", 1e308),
+        "2",
+        "视频时长（秒）",
+        "expected a duration of 0-",
+    ),
+    ("year 0001", _set("1", "发布时间", "0001-12-01 19:05:11"), "1", "发布时间", "in 2000-2100"),
+    ("crawl year 9999", _set("1", "当前时间", "9999-12-06"), "1", "当前时间", "in 2000-2100"),
+    ("title of 2 M characters", _set("3", "标题", "长" * (2 << 20)), "3", "标题", "expected at most"),
+    (
+        "nested list",
+        _set("4", "历史状态", [[[[[[[[[3]]]]]]]]]),
+        "4",
+        "历史状态.0.0.0.0.0.0.0",
+        "nested deeper",
+    ),
     ("level above 9", _set("0", "影响力等级", 10), "0", "影响力等级", "level in 0-9"),
     ("level below 0", _set("0", "影响力等级", -1), "0", "影响力等级", "level in 0-9"),
     ("unknown platform", _set("3", "平台", "YouTube"), "3", "平台", "unknown platform 'YouTube'"),
@@ -64,6 +87,7 @@ CASES = [
     ("history other video", _set("4", "历史状态", [0]), "4", "历史状态", "id 0 is another video"),
     ("history not earlier", _set("1", "历史状态", [0, 2]), "1", "历史状态", "id 2 was not crawled before"),
     ("sample id not integer", lambda d: d.update({"x1": d.pop("4")}), "x1", None, "non-negative integer"),
+    ("sample id of 20 digits", lambda d: d.update({"1" * 20: d.pop("4")}), "1" * 20, None, "(int64)"),
     ("sample not an object", lambda d: d.update({"4": [1, 2]}), "4", None, "expected an object"),
 ]
 
@@ -230,3 +254,10 @@ def test_strict_refuses_an_unknown_key_naming_it(example, write_json, tmp_path):
     message = str(caught.value)
     assert message.startswith(f"{path}: sample 2: field '点赞': unknown key")
     assert not (tmp_path / "tables").exists()
+
+
+def test_an_integer_beyond_int64_is_refused_at_its_sample(example, write_json, tmp_path):
+    """The parser itself refuses it (yajl's integers are int64), at the byte, after the sample before."""
+    example["1"]["当前点赞量"] = 10**30
+    with pytest.raises(DataError, match=r"invalid or truncated JSON at byte \d+ \(after sample 0\)"):
+        import_json(write_json(example), tmp_path / "tables", DataConfig(), progress=False)
