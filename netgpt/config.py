@@ -548,7 +548,11 @@ def to_yaml(config: NetGPTConfig) -> str:
     return OmegaConf.to_yaml(OmegaConf.structured(config))
 
 
-def save_config(config: NetGPTConfig, folder: str | os.PathLike[str], name: str = "config.yaml") -> Path:
+CONFIG_FILE = "config.yaml"
+"""The resolved config saved next to every output."""
+
+
+def save_config(config: NetGPTConfig, folder: str | os.PathLike[str], name: str = CONFIG_FILE) -> Path:
     """Write the resolved config into `folder` atomically (temporary name, then rename)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

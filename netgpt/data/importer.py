@@ -20,12 +20,7 @@ import leaves nothing half-written and never touches an existing output.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
@@ -35,7 +30,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from netgpt.config import DataConfig, NetGPTConfig, save_config
+from netgpt.atomic import atomic_directory
+from netgpt.config import CONFIG_FILE, DataConfig, NetGPTConfig, save_config
 from netgpt.data.jsonstream import READ_BYTES, iter_samples
 from netgpt.data.schema import (
     COMMENTS_FILE,
@@ -47,6 +43,7 @@ from netgpt.data.schema import (
     SAMPLES_FILE,
     SAMPLES_SCHEMA,
     SPLITS,
+    SUMMARY_FILE,
 )
 from netgpt.data.source import JsonSource, json_source
 from netgpt.data.split import assign_splits, final_states, video_post_days
@@ -325,36 +322,13 @@ def _write_samples(staging: Path, target: Path, is_final: np.ndarray, split: np.
     source.close()
 
 
-@contextmanager
-def atomic_directory(target: Path) -> Iterator[Path]:
-    """A fresh temporary folder beside `target`, renamed to `target` when the block succeeds.
+TABLES_KIND = "tables"
+TABLE_FILES = frozenset([SAMPLES_FILE, COMMENTS_FILE, SUMMARY_FILE, CONFIG_FILE])
 
-    On failure the temporary folder is removed and `target` is left as it was. An existing `target` is moved
-    aside, replaced, then deleted (two renames: POSIX cannot rename a folder over a non-empty one).
-    """
-    if target.exists() and not target.is_dir():
-        raise FileExistsError(f"{target}: output must be a folder, and a file of that name exists")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
-    work.chmod(0o755)  # mkdtemp's 0700 would hide the tables from other users of a shared run folder
-    try:
-        yield work
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
-    previous = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
-    had_previous = target.exists()
-    if had_previous:
-        os.replace(target, previous)
-    try:
-        os.replace(work, target)
-    except BaseException:
-        if had_previous:
-            os.replace(previous, target)
-        shutil.rmtree(work, ignore_errors=True)
-        raise
-    if had_previous:
-        shutil.rmtree(previous, ignore_errors=True)
+
+def looks_like_tables(folder: Path) -> bool:
+    """A tables folder an older netgpt wrote (before the output marker): nothing but the tables' files."""
+    return {path.name for path in folder.iterdir()} <= TABLE_FILES
 
 
 def import_json(
@@ -373,7 +347,7 @@ def import_json(
     source, out_dir = json_source(input_path), Path(out_dir)
     started = time.perf_counter()
     parser = SampleParser(source.name, Anomalies(), strict_keys=data_cfg.strict_keys)
-    with atomic_directory(out_dir) as folder:
+    with atomic_directory(out_dir, TABLES_KIND, looks_like_tables) as folder:
         _, comments = _stream_samples(source, folder, parser, progress)
         summary = _finish(source, folder, data_cfg, parser, comments)
         summary.seconds = round(time.perf_counter() - started, 3)
@@ -399,7 +373,7 @@ def import_new_samples(
     """
     source, out_dir = json_source(input_path), Path(out_dir)
     parser = SampleParser(source.name, Anomalies(), strict_keys=data_cfg.strict_keys, labels_optional=True)
-    with atomic_directory(out_dir) as folder:
+    with atomic_directory(out_dir, "new samples") as folder:
         samples, _ = _stream_samples(source, folder, parser, progress, NEW_SAMPLES_SCHEMA)
         sample_ids = pq.read_table(folder / _STAGING_FILE, columns=["sample_id"])["sample_id"].to_numpy()
         no_history = np.zeros(0, dtype=np.int64)

@@ -18,14 +18,15 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
+
+from netgpt.atomic import atomic_directory
+from netgpt.config import CONFIG_FILE
 
 FORMAT_VERSION = 2
 META_FILE = "meta.json"
@@ -75,26 +76,22 @@ def save_arrays(folder: Path, arrays: dict[str, np.ndarray]) -> dict[str, dict[s
     return files
 
 
-def write_store_atomically(store_dir: str | Path, fill: Any) -> None:
-    """Build a store in a temporary sibling folder with `fill(tmp_dir)`, then swap it into place.
+STORE_KIND = "graph store"
 
-    A failed build leaves whatever was at `store_dir` untouched.
-    """
-    target = Path(store_dir)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    try:
-        fill(tmp)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = None
-    if target.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-        os.replace(target, old / target.name)
-    os.replace(tmp, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+
+def looks_like_store(folder: Path) -> bool:
+    """A store an older netgpt wrote (before the output marker): `meta.json`, the book, config, partitions."""
+    names = {path.name for path in folder.iterdir()}
+    known = {META_FILE, BOOK_FILE, CONFIG_FILE}
+    return META_FILE in names and all(name in known or name.startswith("part-") for name in names)
+
+
+def write_store_atomically(store_dir: str | Path, fill: Any) -> None:
+    """Build a store in a temporary sibling folder with `fill(tmp_dir)`, then swap it into place
+    (`netgpt.atomic`): a failed build leaves whatever was at `store_dir` untouched, and a folder that is not a
+    store netgpt wrote is never replaced."""
+    with atomic_directory(store_dir, STORE_KIND, looks_like_store) as folder:
+        fill(folder)
 
 
 def write_meta(folder: Path, meta: dict[str, Any]) -> None:

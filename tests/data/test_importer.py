@@ -5,6 +5,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from netgpt.atomic import MARKER, OutputError
 from netgpt.config import DataConfig, load_config
 from netgpt.data.importer import import_json, import_new_samples
 from netgpt.data.schema import COMMENTS_FILE, SAMPLES_FILE, SUMMARY_FILE
@@ -132,14 +133,24 @@ def test_a_failed_import_leaves_the_previous_output_intact(example_path, example
 
 def test_a_new_import_replaces_the_previous_output_whole(example_path, tmp_path):
     out = tmp_path / "tables"
-    out.mkdir()
-    (out / "stale.txt").write_text("from an older run")
     config = load_config("demo")
     import_json(example_path, out, config.data, progress=False, config=config)
+    (out / "stale.txt").write_text("left in the previous output")
+    import_json(example_path, out, config.data, progress=False, config=config)
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        [COMMENTS_FILE, SAMPLES_FILE, SUMMARY_FILE, "config.yaml"]
+        [COMMENTS_FILE, SAMPLES_FILE, SUMMARY_FILE, "config.yaml", MARKER]
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tables"]
+
+
+def test_an_output_folder_of_other_files_is_refused_and_kept(example_path, tmp_path):
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "thesis.tex").write_text("years of work")
+    with pytest.raises(OutputError, match="precious: refusing to replace a folder that netgpt did not write"):
+        import_json(example_path, precious, DataConfig(), progress=False)
+    assert [p.name for p in precious.iterdir()] == ["thesis.tex"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["precious"]
 
 
 def test_missing_input_file(tmp_path):
