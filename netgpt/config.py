@@ -31,6 +31,15 @@ def _check(condition: bool, key: str, rule: str, value: Any) -> None:
         raise ConfigError(f"config key {key!r}: expected {rule}, got {value!r}")
 
 
+def _is_name(text: str) -> bool:
+    """A name that becomes one path component: no separator, not `.` or `..`, not empty."""
+    return bool(text) and text not in (".", "..") and "/" not in text and "\\" not in text
+
+
+MAX_PARTITIONS = 4096
+"""More graph partitions than this is a typo: each is a sampler actor and a folder of arrays."""
+
+
 @dataclass
 class DataConfig:
     """Where the XS-Video tables come from and how they are split (SPEC §2)."""
@@ -122,7 +131,12 @@ class GraphConfig:
     """Seed of the sampler and of the per-epoch shuffle."""
 
     def __post_init__(self) -> None:
-        _check(self.num_partitions >= 1, "graph.num_partitions", "an integer >= 1", self.num_partitions)
+        _check(
+            1 <= self.num_partitions <= MAX_PARTITIONS,
+            "graph.num_partitions",
+            f"an integer in 1-{MAX_PARTITIONS}",
+            self.num_partitions,
+        )
         _check(
             self.partitioner in ("metis", "topic", "hash"),
             "graph.partitioner",
@@ -329,6 +343,13 @@ class StageConfig:
         _check(not unknown, f"{key}.trainable", f"parts among {list(TRAINABLE_PARTS)}", self.trainable)
         bad = [t for t in self.losses if t not in LOSS_TERMS]
         _check(not bad, f"{key}.losses", f"loss terms among {list(LOSS_TERMS)}", dict(self.losses))
+        _check(
+            all(weight > 0 for weight in self.losses.values()),
+            f"{key}.losses",
+            "weights > 0 (leave a term out instead of weighting it 0)",
+            dict(self.losses),
+        )
+        _check(_is_name(self.name), f"train.stages[{self.name}].name", "a name without / or ..", self.name)
         _check(bool(self.losses), f"{key}.losses", "at least one loss term", dict(self.losses))
         llm_terms = [t for t in self.losses if LOSS_TERMS[t].needs_llm]
         _check(
@@ -431,6 +452,7 @@ class TrainConfig:
     """Process-group timeout: a collective that hangs fails after this many seconds."""
 
     def __post_init__(self) -> None:
+        _check(_is_name(self.run_name), "train.run_name", "a folder name (no / or ..)", self.run_name)
         _check(self.num_workers >= 1, "train.num_workers", "an integer >= 1", self.num_workers)
         _check(self.bf16 in ("auto", "true", "false"), "train.bf16", "'auto', 'true' or 'false'", self.bf16)
         _check(bool(self.stages), "train.stages", "at least one stage", self.stages)
@@ -518,7 +540,7 @@ def load_config(
     merged = OmegaConf.structured(NetGPTConfig)
     try:
         if preset is not None:
-            merged = OmegaConf.merge(merged, OmegaConf.load(preset_path(preset)))
+            merged = OmegaConf.merge(merged, _load_yaml(preset_path(preset)))
         for override in overrides or []:
             key, equals, text = override.partition("=")
             if not equals or not key:
@@ -531,6 +553,19 @@ def load_config(
         raise ConfigError(_explain(error)) from None
     assert isinstance(config, NetGPTConfig)
     return config
+
+
+def _load_yaml(path: Path) -> Any:
+    """The preset's YAML; a file YAML cannot parse is a ConfigError naming the file, line and column."""
+    import yaml
+
+    try:
+        return OmegaConf.load(path)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ConfigError(f"config file {path}{where}: not valid YAML ({problem})") from None
 
 
 def _explain(error: OmegaConfBaseException) -> str:

@@ -29,7 +29,7 @@ def test_wrong_type_names_the_key():
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("graph.num_partitions=0", r"graph\.num_partitions.*>= 1"),
+        ("graph.num_partitions=0", r"graph\.num_partitions.*in 1-4096"),
         ("graph.partitioner=random", r"graph\.partitioner"),
         ("data.split_date=20241220", r"data\.split_date.*YYYY-MM-DD"),
         ("train.stages.0.losses={bogus: 1.0}", r"train\.stages\[graph_pretrain\]\.losses"),
@@ -72,3 +72,25 @@ def test_a_stage_without_graph_tokens_cannot_train_the_graph_head():
         load_config("demo", ["train.stages.0.graph_tokens=false"])
     with pytest.raises(ConfigError, match=r"uses_llm.*answer_ce"):
         load_config("demo", ["train.stages.1.uses_llm=false"])
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.run_name=../../etc", r"'train\.run_name': expected a folder name"),
+        ("train.run_name=/", r"'train\.run_name': expected a folder name"),
+        ("graph.num_partitions=100000", r"'graph\.num_partitions': expected an integer in 1-4096"),
+        ("train.stages.0.losses={graph_regression: -1.0}", r"losses': expected weights > 0"),
+        ("train.stages.0.name=../x", r"name': expected a name without"),
+    ],
+)
+def test_unsafe_values_are_refused(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config("demo", [override])
+
+
+def test_a_broken_yaml_names_its_file_and_line(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("train:\n  num_workers: [1\n")
+    with pytest.raises(ConfigError, match=rf"config file {path}, line 3, column 1: not valid YAML"):
+        load_config(path)
