@@ -84,7 +84,16 @@ class TensorBoardLog:
     """A `SummaryWriter` on rank 0 and a no-op elsewhere, so call sites need no rank checks."""
 
     def __init__(self, log_dir: Path | None):
+        self.log_dir = log_dir
         self.writer = SummaryWriter(str(log_dir)) if log_dir is not None else None
+
+    def resume_at(self, step: int) -> None:
+        """Start a new event file that tells TensorBoard to drop what earlier files logged from `step` on: the
+        steps between the checkpoint resumed from and a crash are logged again by the resumed run, once."""
+        if self.writer is None:
+            return
+        self.writer.close()
+        self.writer = SummaryWriter(str(self.log_dir), purge_step=step)
 
     def scalars(self, values: dict[str, float], step: int, prefix: str = "") -> None:
         if self.writer is None:

@@ -120,6 +120,7 @@ class Curriculum:
         if checkpoint is None:
             return
         self.state = load_checkpoint(self.engine, checkpoint, self.rank)
+        self.log.resume_at(self.state.global_step + 1)
         if self.progress is not None and self.rank == 0:
             self.progress.resumed.remote(self.state.global_step)
 

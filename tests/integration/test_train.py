@@ -149,6 +149,11 @@ def test_worker_killed_mid_run_resumes_to_the_same_weights(data_dir, baseline, t
     assert resumed_from >= resume_state["global_step"], resume_state
     assert result.progress["pids"][1] != killed
     assert result.metrics["global_step"] == metrics_steps(config)
+    # the steps the killed workers logged after the checkpoint are logged again by the resumed run, and
+    # TensorBoard keeps each step once
+    events = EventAccumulator(str(result.run_dir / "tensorboard"), size_guidance={"scalars": 0})
+    events.Reload()
+    assert [e.step for e in events.Scalars("train/loss")] == list(range(1, metrics_steps(config) + 1))
     expected, got = _weights(base.run_dir / "model"), _weights(result.run_dir / "model")
     assert expected.keys() == got.keys()
     for name in expected:
