@@ -12,7 +12,8 @@ pytestmark = pytest.mark.timeout(300)
 def test_convert_command(zero3_run, tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["convert", str(zero3_run.run_dir), str(out), "--dtype", "bf16"]) == 0
-    assert capsys.readouterr().out.strip() == str(out)
+    # the last line: DeepSpeed may print its accelerator warning first (when this test runs alone)
+    assert capsys.readouterr().out.strip().splitlines()[-1] == str(out)
     assert (out / "netgpt_config.json").is_file()
     assert main(["convert", str(zero3_run.run_dir), str(out)]) == 2
     err = capsys.readouterr().err
