@@ -7,9 +7,9 @@ at once with a message that says what is missing and why (`ensure_resources`).
 
 What the plan counts:
 
-* CPU: `train.num_workers` × `train.cpus_per_worker` + sampler actors × `graph.sampler_num_cpus`, where
-  sampler actors = partitions × `graph.samplers_per_partition` (partitions from the store's `meta.json`
-  when it exists, else `graph.num_partitions`).
+* CPU: `train.num_workers` × `train.cpus_per_worker` + sampler actors × `graph.sampler_num_cpus` + 1 for
+  Ray Data's read tasks, where sampler actors = partitions × `graph.samplers_per_partition` (partitions
+  from the store's `meta.json` when it exists, else `graph.num_partitions`).
 * GPU: one per Train worker when `train.use_gpu`.
 * Per GPU (or per worker on CPU), bytes for P parameters of encoder + projector + LLM + heads at b bytes
   each (b = 2 under bf16, 4 in fp32), N = world size (`train.num_workers`):
@@ -51,6 +51,10 @@ OPTIMIZER_BYTES = 12
 ACTIVATION_BYTES_PER_TOKEN_HIDDEN_LAYER = 34
 """Korthikanti et al. (2022), a transformer layer at 16 bits without recomputation, attention scores not
 stored (SDPA / flash attention): 34 bytes per token per hidden unit."""
+DATA_READ_CPUS = 1
+"""A CPU left free for Ray Data: each stream's `ray.data.range` read tasks take 1 CPU (they are not fused
+with the 0-CPU sampling map), so with every CPU reserved by Train workers and samplers no stream ever
+yields a batch (seen on a Ray without a free CPU: ReadRange waits forever)."""
 GPU_RUNTIME_BYTES = 2 * GIB
 """CUDA context, NCCL buffers and allocator fragmentation per GPU."""
 SAMPLER_PROCESS_BYTES = GIB // 2
@@ -357,7 +361,8 @@ class ResourcePlan:
     # --- Ray's logical resources --------------------------------------------------------------------------
     @property
     def cpus(self) -> float:
-        return self.num_workers * self.cpus_per_worker + self.num_samplers * self.sampler_num_cpus
+        trains = self.num_workers * self.cpus_per_worker
+        return trains + self.num_samplers * self.sampler_num_cpus + DATA_READ_CPUS
 
     @property
     def gpus(self) -> int:
@@ -453,7 +458,8 @@ class ResourcePlan:
             (
                 "CPU",
                 self.cpus,
-                f"{workers} × {self.cpus_per_worker} CPU + {samplers} × {self.sampler_num_cpus:g} CPU",
+                f"{workers} × {self.cpus_per_worker} CPU + {samplers} × {self.sampler_num_cpus:g} CPU "
+                f"+ {DATA_READ_CPUS} CPU for Ray Data's read tasks",
             ),
             ("GPU", self.gpus, f"{workers} × 1 GPU"),
             (
@@ -489,7 +495,8 @@ class ResourcePlan:
             (
                 "CPU",
                 f"{self.cpus:g}",
-                f"{n} × {self.cpus_per_worker} + {self.num_samplers} × {self.sampler_num_cpus:g}",
+                f"{n} × {self.cpus_per_worker} + {self.num_samplers} × {self.sampler_num_cpus:g} + "
+                f"{DATA_READ_CPUS} free for Ray Data's read tasks",
             ),
             ("GPU", f"{self.gpus}", "1 per Train worker" if self.use_gpu else "train.use_gpu is false"),
             (

@@ -13,6 +13,7 @@ from netgpt.cli import main as cli_main
 from netgpt.config import load_config
 from netgpt.graph.types import feature_dims
 from netgpt.train.plan import (
+    DATA_READ_CPUS,
     GIB,
     InsufficientResources,
     LLMShape,
@@ -194,7 +195,8 @@ def test_shortfalls_name_each_missing_resource(tmp_path):
     plan = ResourcePlan.of(_short_config(tmp_path, "train.use_gpu=true"))
     shortfalls = plan.check({**BIG, "CPU": 32, "GPU": 0})
     assert [s.message() for s in shortfalls] == [
-        "needs 36 CPU, the cluster has 32 CPU: 4 Train workers × 8 CPU + 8 sampler actors × 0.5 CPU",
+        "needs 37 CPU, the cluster has 32 CPU: 4 Train workers × 8 CPU + 8 sampler actors × 0.5 CPU "
+        "+ 1 CPU for Ray Data's read tasks",
         "needs 4 GPU, the cluster has 0 GPU: 4 Train workers × 1 GPU",
     ]
     memory = plan.check({**BIG, "memory": GIB, "object_store_memory": 1e6})
@@ -214,7 +216,7 @@ def test_sampler_memory_comes_from_the_store_partition_sizes(tmp_path):
 def test_a_cluster_that_cannot_grow_fails_at_once(tmp_path):
     config = _short_config(tmp_path)
     with pytest.raises(
-        InsufficientResources, match=r"needs 36 CPU, the cluster has 32 CPU: .*cluster_can_grow"
+        InsufficientResources, match=r"needs 37 CPU, the cluster has 32 CPU: .*cluster_can_grow"
     ):
         ensure_resources(config, lambda: {**BIG, "CPU": 32}, sleep=pytest.fail)
 
@@ -231,7 +233,7 @@ def test_a_growing_cluster_is_waited_for_then_given_up_on(tmp_path):
     plan = ensure_resources(
         config, lambda: {**BIG, "CPU": next(sizes)}, sleep=sleep, clock=lambda: now[0], log=logs.append
     )
-    assert plan.cpus == 36 and len(logs) == 2 and "waiting for the cluster to grow" in logs[0]
+    assert plan.cpus == 37 and len(logs) == 2 and "waiting for the cluster to grow" in logs[0]
     with pytest.raises(InsufficientResources, match=r"after waiting train.resource_wait_s=30 s"):
         ensure_resources(
             config, lambda: {**BIG, "CPU": 32}, sleep=sleep, clock=lambda: now[0], log=logs.append
@@ -296,12 +298,12 @@ def test_k8s_manifests_fit_their_run(name, doc, qwen2_7b_dir):
     total = {key: sum(pod[key] * count for pod, count in pods) for key in pods[0][0]}
     shortfalls = plan.check(total)
     assert not shortfalls, f"{name}: the run " + "; ".join(s.message() for s in shortfalls)
-    # Sampler actors start before the Train workers and may all land on a GPU pod: its Train workers must
-    # still find their CPUs there.
+    # Sampler actors start before the Train workers and may all land on a GPU pod, and Ray Data's read tasks
+    # run anywhere: the pod's Train workers must still find their CPUs there.
     for pod, _ in pods:
         if pod["GPU"]:
             workers = pod["GPU"] * plan.cpus_per_worker
-            samplers = plan.num_samplers * plan.sampler_num_cpus
+            samplers = plan.num_samplers * plan.sampler_num_cpus + DATA_READ_CPUS
             assert workers + samplers <= pod["CPU"], (
                 f"{name}: a GPU pod has {pod['CPU']:g} CPU, its {pod['GPU']:g} Train workers need "
                 f"{workers:g} and the sampler actors may take {samplers:g} there first"
