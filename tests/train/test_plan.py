@@ -308,3 +308,28 @@ def test_k8s_manifests_fit_their_run(name, doc, qwen2_7b_dir):
                 f"{name}: a GPU pod has {pod['CPU']:g} CPU, its {pod['GPU']:g} Train workers need "
                 f"{workers:g} and the sampler actors may take {samplers:g} there first"
             )
+
+
+def test_train_fails_before_building_anything_on_a_short_cluster(tmp_path, monkeypatch):
+    import ray
+
+    from netgpt.train import run
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: True)
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {**BIG, "CPU": 32})
+    monkeypatch.setattr(run, "build_trainer", lambda *args: pytest.fail("built a trainer"))
+    with pytest.raises(InsufficientResources, match=r"needs 37 CPU, the cluster has 32 CPU"):
+        run.train(_short_config(tmp_path), progress=object())
+
+
+def test_plan_command_exits_1_when_the_given_cluster_is_short(tmp_path, monkeypatch, capsys):
+    import ray
+
+    monkeypatch.setattr(ray, "init", lambda **kwargs: None)
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {**BIG, "GPU": 0})
+    overrides = ["train.use_gpu=true", f"graph.store_dir={tmp_path / 'no_store'}"]
+    assert cli_main(["plan", "--config", "demo", "--address", "ray://head:10001", *overrides]) == 1
+    assert "needs 2 GPU, the cluster has 0 GPU: 2 Train workers × 1 GPU" in capsys.readouterr().err
+    monkeypatch.setattr(ray, "cluster_resources", lambda: BIG)
+    assert cli_main(["plan", "--config", "demo", "--address", "ray://head:10001", *overrides]) == 0
+    assert "has what the plan needs" in capsys.readouterr().out
