@@ -31,7 +31,7 @@ What the plan counts:
 * Object store: each rank's stream may fill `graph.stream_buffer_mb` ahead of its consumer.
 
 Estimates are upper bounds of the usual kind (prompts padded to the longest in a batch are often shorter
-than `max_prompt_tokens`); CPU and GPU counts are exact, since they are what Ray reserves.
+than `max_prompt_tokens`); CPU and GPU counts are what Ray reserves, plus the one CPU kept free.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ stored (SDPA / flash attention): 34 bytes per token per hidden unit."""
 DATA_READ_CPUS = 1
 """A CPU left free for Ray Data: each stream's `ray.data.range` read tasks take 1 CPU (they are not fused
 with the 0-CPU sampling map), so with every CPU reserved by Train workers and samplers no stream ever
-yields a batch (seen on a Ray without a free CPU: ReadRange waits forever)."""
+yields a batch (seen: on a Ray with no CPU free, ReadRange read nothing for over a minute)."""
 GPU_RUNTIME_BYTES = 2 * GIB
 """CUDA context, NCCL buffers and allocator fragmentation per GPU."""
 SAMPLER_PROCESS_BYTES = GIB // 2
