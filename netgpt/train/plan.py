@@ -314,7 +314,7 @@ class ResourcePlan:
             notes.append("LLM parameters counted on the meta device (not a Qwen2/Llama/Mistral config)")
         if model.llm_path:
             notes.append(
-                "graph tokens the LLM's vocabulary has no room for add 3 embedding rows, not counted"
+                "not counted: 3 embedding rows for the graph tokens if the LLM's vocabulary lacks room"
             )
         dims = feature_dims_of(config, meta)
         params = ParamCounts(
