@@ -80,6 +80,17 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--device", default=None, help="torch device (default: cuda when there is one)")
     _add_config_args(predict)
 
+    plan = commands.add_parser(
+        "plan", help="what a run needs (CPU, GPUs, memory per GPU) and whether a Ray cluster has it"
+    )
+    plan.add_argument(
+        "--address", default=None, help="a Ray cluster to check against (default: RAY_ADDRESS when set)"
+    )
+    plan.add_argument(
+        "--gpu-memory-gib", type=float, default=80.0, help="one GPU's memory, for the GPUs-needed line (80)"
+    )
+    _add_config_args(plan)
+
     convert = commands.add_parser(
         "convert", help="consolidate a run's DeepSpeed ZeRO checkpoint into an HF-format NetGPT folder"
     )
@@ -116,6 +127,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "split", None):
         overrides.append(f"evaluate.split={args.split}")
     config = load_config(args.config, overrides)
+    if args.command == "plan":
+        return _plan(args, config)
     if args.command == "prepare":
         from netgpt.data.prepare import prepare
 
@@ -180,6 +193,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         run_demo(config)
         return 0
     raise AssertionError(f"unhandled command {args.command}")
+
+
+def _plan(args: argparse.Namespace, config) -> int:  # noqa: ANN001
+    """`netgpt plan`: the run's resource plan as a table; exit status 1 when a connected cluster lacks
+    some of it (none is connected unless --address or RAY_ADDRESS names one: the plan alone is printed)."""
+    import os
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from netgpt.train.plan import GIB, ResourcePlan, shortfall_message
+
+    plan = ResourcePlan.of(config)
+    table = Table(title=f"netgpt plan --config {args.config} {' '.join(args.overrides)}".rstrip())
+    for column in ("item", "amount", "how"):
+        table.add_column(column)
+    for row in plan.rows(int(args.gpu_memory_gib * GIB)):
+        table.add_row(*row)
+    console = Console(width=max(Console().width, 120))
+    console.print(table)
+    for note in plan.notes:
+        console.print(f"note: {note}")
+    address = args.address or os.environ.get("RAY_ADDRESS")
+    if not address:
+        console.print("no Ray cluster given (--address or RAY_ADDRESS): the plan is not checked against one")
+        return 0
+    import ray
+
+    ray.init(address=address, log_to_driver=False)
+    shortfalls = plan.check(ray.cluster_resources())
+    if shortfalls:
+        print(f"netgpt plan: {shortfall_message(shortfalls)}", file=sys.stderr)
+        return 1
+    console.print(f"the cluster at {address} has what the plan needs")
+    return 0
 
 
 def _convert(args: argparse.Namespace) -> int:

@@ -450,6 +450,12 @@ class TrainConfig:
     """Seed of model initialisation and data order."""
     timeout_s: int = 600
     """Process-group timeout: a collective that hangs fails after this many seconds."""
+    cluster_can_grow: bool = False
+    """Whether an autoscaler adds nodes to the Ray cluster on demand (KubeRay `enableInTreeAutoscaling`).
+    The run's resource plan (`netgpt.train.plan`) is checked against the cluster before it starts: when it
+    does not fit, a cluster that cannot grow fails the run at once, one that can is waited for."""
+    resource_wait_s: int = 600
+    """How long a run waits for a growing cluster (`cluster_can_grow`) to have what its plan needs."""
 
     def __post_init__(self) -> None:
         _check(_is_name(self.run_name), "train.run_name", "a folder name (no / or ..)", self.run_name)
@@ -460,6 +466,7 @@ class TrainConfig:
         _check(len(set(names)) == len(names), "train.stages", "unique stage names", names)
         _check(self.checkpoint_every >= 1, "train.checkpoint_every", "an integer >= 1", self.checkpoint_every)
         _check(self.keep_checkpoints >= 1, "train.keep_checkpoints", "an integer >= 1", self.keep_checkpoints)
+        _check(self.resource_wait_s >= 0, "train.resource_wait_s", "an integer >= 0", self.resource_wait_s)
 
 
 @dataclass

@@ -28,6 +28,7 @@ from netgpt.config import NetGPTConfig, save_config
 from netgpt.graph.loader import GraphStreams
 from netgpt.graph.store import read_meta
 from netgpt.train.checkpoint import FINAL_METRICS
+from netgpt.train.plan import ensure_resources
 from netgpt.train.progress import ProgressActor, run_with_progress
 from netgpt.train.worker import train_loop_per_worker
 
@@ -166,6 +167,7 @@ def train(
     `progress`: a `ProgressActor` to post to (made when None); a caller may watch it during the run."""
     if not ray.is_initialized():
         ray.init(**local_ray_resources(config))
+    ensure_resources(config)  # fails now, naming what is missing, instead of actors waiting forever
     progress = progress or ProgressActor.remote()
     trainer, streams = build_trainer(config, progress, evaluate_test)
     try:

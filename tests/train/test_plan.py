@@ -1,0 +1,335 @@
+"""The resource plan: parameter arithmetic against real models, shortfall messages, the presets, k8s/."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from netgpt.cli import main as cli_main
+from netgpt.config import load_config
+from netgpt.graph.types import feature_dims
+from netgpt.train.plan import (
+    DATA_READ_CPUS,
+    GIB,
+    InsufficientResources,
+    LLMShape,
+    ResourcePlan,
+    ensure_resources,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+DIMS = feature_dims(text_dim=6, time_dim=4, content_dim=5)
+QWEN2_7B = {
+    "hidden_size": 3584,
+    "num_hidden_layers": 28,
+    "intermediate_size": 18944,
+    "vocab_size": 152064,
+    "num_attention_heads": 28,
+    "num_key_value_heads": 4,
+    "tie_word_embeddings": False,
+}
+QWEN2_7B_PARAMS = 7_615_616_512
+"""Qwen2-7B's published parameter count."""
+BIG = {"CPU": 1e6, "GPU": 1e6, "memory": 1e15, "object_store_memory": 1e15}
+
+
+def _meta(partition_bytes: list[int]) -> dict:
+    return {"feature_dims": DIMS, "partitions": [{"bytes": b} for b in partition_bytes]}
+
+
+@pytest.fixture(scope="module")
+def qwen2_7b_dir(tmp_path_factory) -> Path:
+    """A folder holding only Qwen2-7B's config.json: all the plan reads of an LLM."""
+    from transformers import Qwen2Config
+
+    folder = tmp_path_factory.mktemp("qwen2_7b")
+    Qwen2Config(**QWEN2_7B).save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("encoder", ["rgcn", "hgt"])
+def test_counts_match_a_real_model_built_from_the_same_config(encoder, tokenizer):
+    from netgpt.model.netgpt import NetGPT
+
+    config = load_config(
+        "demo",
+        [
+            f"model.encoder={encoder}",
+            "model.hidden_size=16",
+            "model.projector_layers=3",
+            f"model.tiny_llm.vocab_size={len(tokenizer)}",
+            "model.tiny_llm.hidden_size=32",
+            "model.tiny_llm.intermediate_size=48",
+        ],
+    )
+    plan = ResourcePlan.of(config, meta=_meta([100, 200]))
+    model = NetGPT.build(config.model, DIMS, tokenizer)
+
+    def count(module: torch.nn.Module) -> int:
+        return sum(p.numel() for p in module.parameters())
+
+    assert plan.params.encoder == count(model.encoder)
+    assert plan.params.projector == count(model.projector)
+    assert plan.params.llm == count(model.llm)
+    assert plan.params.graph_head == count(model.graph_head)
+    assert plan.params.prompt_head == count(model.prompt_head)
+    assert plan.params.total == count(model)
+    layer = count(model.llm.model.layers[0])
+    assert plan.params.largest_unit == max(model.llm.get_input_embeddings().weight.numel(), layer)
+
+
+@pytest.mark.parametrize(
+    "kind, extra",
+    [
+        ("llama", {"attention_bias": True, "mlp_bias": True, "tie_word_embeddings": False}),
+        ("mistral", {"tie_word_embeddings": True}),
+        ("qwen2", {"tie_word_embeddings": False}),
+    ],
+)
+def test_decoder_arithmetic_matches_transformers(kind, extra):
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    hf = AutoConfig.for_model(
+        kind,
+        hidden_size=32,
+        num_hidden_layers=2,
+        intermediate_size=40,
+        vocab_size=100,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        **extra,
+    )
+    with torch.device("meta"):
+        llm = AutoModelForCausalLM.from_config(hf)
+    assert LLMShape.from_hf_config(hf).params() == sum(p.numel() for p in llm.parameters())
+
+
+def test_qwen2_7b_count_is_the_published_one(qwen2_7b_dir):
+    from transformers import AutoConfig
+
+    shape = LLMShape.from_hf_config(AutoConfig.from_pretrained(qwen2_7b_dir, local_files_only=True))
+    assert shape.params() == QWEN2_7B_PARAMS
+
+
+def test_zero_stages_divide_what_they_shard(qwen2_7b_dir):
+    def plan(ds_config: str) -> ResourcePlan:
+        config = load_config(
+            "xs_video", [f"model.llm_path={qwen2_7b_dir}", f"train.ds_config=ds_configs/{ds_config}"]
+        )
+        return ResourcePlan.of(config, meta=_meta([GIB] * 8))
+
+    zero3, zero2, offload = plan("zero3.json"), plan("zero2.json"), plan("zero3_offload.json")
+    p, n = zero3.params.total, 4
+    assert zero3.device_bytes()["parameters"] == 2 * p // n
+    assert zero3.device_bytes()["optimizer states"] == 12 * p // n
+    assert zero2.device_bytes()["parameters"] == 2 * p  # ZeRO-2 keeps whole parameters on every GPU
+    assert zero2.device_bytes()["gradients"] == 2 * p // n
+    assert offload.device_bytes()["optimizer states"] == offload.device_bytes()["parameters"] == 0
+    assert offload.offloaded_bytes_per_rank() == (2 + 12) * p // n + 2 * p // n
+    assert offload.memory > zero3.memory
+
+
+def test_design_preset_with_a_7b_llm_needs_four_80gib_gpus(qwen2_7b_dir, capsys, monkeypatch):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    config = load_config("xs_video", [f"model.llm_path={qwen2_7b_dir}"])
+    plan = ResourcePlan.of(config)
+    assert plan.zero_stage == 3 and plan.bf16 and not plan.offload_optimizer
+    assert plan.params.llm == QWEN2_7B_PARAMS
+    gpu = 80 * GIB
+    # 16 bytes a parameter (bf16 weights and gradients, fp32 master and AdamW moments): ~123 GB of states
+    assert 16 * plan.params.total > gpu
+    assert plan.gpus_needed(gpu, states_only=True) == 2
+    # with activations (28 layers × 34 × 8,000 tokens × 3,584) and logits, 3 GPUs are not enough
+    assert plan.gpus_needed(gpu) == 4
+    assert sum(plan.device_bytes(3).values()) > gpu >= sum(plan.device_bytes(4).values())
+    assert cli_main(["plan", "--config", "xs_video", f"model.llm_path={qwen2_7b_dir}"]) == 0
+    out = capsys.readouterr().out
+    print(out)
+    assert "GPUs of 80 GiB" in out and "stage 3" in out and "not checked" in out
+
+
+def test_design_preset_stages_and_batch(qwen2_7b_dir):
+    config = load_config("xs_video", [f"model.llm_path={qwen2_7b_dir}"])
+    graph, align, tune = config.train.stages
+    workers = config.train.num_workers
+    assert graph.micro_batch_size * workers == 512 and graph.patience == 10 and graph.epochs == 100
+    assert config.graph.fanouts == [50, 51] and config.model.max_prompt_tokens == 4000
+    for stage in (align, tune):
+        assert stage.micro_batch_size * stage.grad_accum * workers == 256
+        assert (stage.lr, stage.warmup_steps, stage.max_steps, stage.min_lr_ratio) == (1e-5, 2000, 20000, 0.1)
+    assert align.active_parts() == ["projector", "llm"]
+    assert tune.active_parts() == ["encoder", "projector", "llm", "graph_head", "prompt_head"]
+    assert config.train.ds_config == "ds_configs/zero3.json" and config.train.grad_clip == 1.0
+
+
+def test_paper_preset_is_zero2_and_aligns_the_projector_alone(qwen2_7b_dir, capsys, monkeypatch):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    config = load_config("xs_video_paper", [f"model.llm_path={qwen2_7b_dir}"])
+    plan = ResourcePlan.of(config)
+    assert plan.zero_stage == 2
+    _, align, tune = config.train.stages
+    assert align.active_parts() == ["projector"]
+    assert "encoder" not in tune.active_parts()
+    assert cli_main(["plan", "--config", "xs_video_paper", f"model.llm_path={qwen2_7b_dir}"]) == 0
+    assert "stage 2" in capsys.readouterr().out
+
+
+def _short_config(tmp_path: Path, *extra: str):
+    return load_config(
+        "demo",
+        [
+            "train.num_workers=4",
+            "train.cpus_per_worker=8",
+            "graph.num_partitions=8",
+            f"graph.store_dir={tmp_path / 'no_store'}",
+            *extra,
+        ],
+    )
+
+
+def test_shortfalls_name_each_missing_resource(tmp_path):
+    plan = ResourcePlan.of(_short_config(tmp_path, "train.use_gpu=true"))
+    shortfalls = plan.check({**BIG, "CPU": 32, "GPU": 0})
+    assert [s.message() for s in shortfalls] == [
+        "needs 37 CPU, the cluster has 32 CPU: 4 Train workers × 8 CPU + 8 sampler actors × 0.5 CPU "
+        "+ 1 CPU for Ray Data's read tasks",
+        "needs 4 GPU, the cluster has 0 GPU: 4 Train workers × 1 GPU",
+    ]
+    memory = plan.check({**BIG, "memory": GIB, "object_store_memory": 1e6})
+    assert [s.resource for s in memory] == ["memory", "object_store_memory"]
+    assert "4 ranks × graph.stream_buffer_mb 512 MB" in memory[1].message()
+    assert plan.check(BIG) == []
+
+
+def test_sampler_memory_comes_from_the_store_partition_sizes(tmp_path):
+    config = _short_config(tmp_path, "graph.samplers_per_partition=2")
+    plan = ResourcePlan.of(config, meta=_meta([GIB, 2 * GIB]))
+    assert plan.num_samplers == 4  # the store's 2 partitions × 2, not graph.num_partitions
+    assert plan.sampler_memory == 2 * (GIB + 2 * GIB) + 4 * GIB // 2
+    assert ResourcePlan.of(config).sampler_memory is None  # no store: unknown, not checked
+
+
+def test_a_cluster_that_cannot_grow_fails_at_once(tmp_path):
+    config = _short_config(tmp_path)
+    with pytest.raises(
+        InsufficientResources, match=r"needs 37 CPU, the cluster has 32 CPU: .*cluster_can_grow"
+    ):
+        ensure_resources(config, lambda: {**BIG, "CPU": 32}, sleep=pytest.fail)
+
+
+def test_a_growing_cluster_is_waited_for_then_given_up_on(tmp_path):
+    config = _short_config(tmp_path, "train.cluster_can_grow=true", "train.resource_wait_s=30")
+    now = [0.0]
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    logs: list[str] = []
+    sizes = iter([16, 32, 40])
+    plan = ensure_resources(
+        config, lambda: {**BIG, "CPU": next(sizes)}, sleep=sleep, clock=lambda: now[0], log=logs.append
+    )
+    assert plan.cpus == 37 and len(logs) == 2 and "waiting for the cluster to grow" in logs[0]
+    with pytest.raises(InsufficientResources, match=r"after waiting train.resource_wait_s=30 s"):
+        ensure_resources(
+            config, lambda: {**BIG, "CPU": 32}, sleep=sleep, clock=lambda: now[0], log=logs.append
+        )
+
+
+# --- the k8s manifests ------------------------------------------------------------------------------------
+ENTRYPOINT_ANNOTATION = "netgpt.io/plan-entrypoint"
+
+
+def _quantity(text: str | int | float) -> float:
+    """A Kubernetes quantity (`32`, `500m`, `16Gi`, `1G`) as a number."""
+    text = str(text)
+    suffixes = {"m": 1e-3, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "K": 1e3, "M": 1e6, "G": 1e9}
+    for suffix, factor in sorted(suffixes.items(), key=lambda item: -len(item[0])):
+        if text.endswith(suffix):
+            return float(text[: -len(suffix)]) * factor
+    return float(text)
+
+
+def _pod(group: dict) -> dict[str, float]:
+    """What Ray sees of one pod of a group: CPUs (`num-cpus` when set), GPUs, and its memory split as Ray
+    does by default: 30 % object store (at most 200 GB), the rest the `memory` resource."""
+    container = group["template"]["spec"]["containers"][0]
+    requests = container.get("resources", {}).get("requests", {})
+    params = group.get("rayStartParams", {})
+    memory = _quantity(requests.get("memory", 0))
+    store = min(0.3 * memory, 200e9)
+    return {
+        "CPU": _quantity(params.get("num-cpus", requests.get("cpu", 0))),
+        "GPU": _quantity(params.get("num-gpus", requests.get("nvidia.com/gpu", 0))),
+        "memory": memory - store,
+        "object_store_memory": store,
+    }
+
+
+def _manifests() -> list[tuple[str, dict]]:
+    found = []
+    for path in sorted((REPO / "k8s").glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")):
+            if doc and doc.get("kind") in ("RayJob", "RayCluster"):
+                found.append((f"{path.name}:{doc['kind']}", doc))
+    return found
+
+
+@pytest.mark.parametrize("name, doc", _manifests(), ids=[name for name, _ in _manifests()])
+def test_k8s_manifests_fit_their_run(name, doc, qwen2_7b_dir):
+    if doc["kind"] == "RayJob":
+        entrypoint, cluster = doc["spec"]["entrypoint"], doc["spec"]["rayClusterSpec"]
+    else:
+        annotations = doc["metadata"].get("annotations", {})
+        assert ENTRYPOINT_ANNOTATION in annotations, f"{name}: say which run it is sized for"
+        entrypoint, cluster = annotations[ENTRYPOINT_ANNOTATION], doc["spec"]
+    words = shlex.split(entrypoint)
+    preset = words[words.index("--config") + 1]
+    overrides = [w for w in words if "=" in w and not w.startswith("-")]
+    config = load_config(preset, [*overrides, f"model.llm_path={qwen2_7b_dir}"])
+    plan = ResourcePlan.of(config)
+
+    pods = [(_pod(cluster["headGroupSpec"]), 1)]
+    pods += [(_pod(group), int(group.get("replicas", 1))) for group in cluster["workerGroupSpecs"]]
+    total = {key: sum(pod[key] * count for pod, count in pods) for key in pods[0][0]}
+    shortfalls = plan.check(total)
+    assert not shortfalls, f"{name}: the run " + "; ".join(s.message() for s in shortfalls)
+    # Sampler actors start before the Train workers and may all land on a GPU pod, and Ray Data's read tasks
+    # run anywhere: the pod's Train workers must still find their CPUs there.
+    for pod, _ in pods:
+        if pod["GPU"]:
+            workers = pod["GPU"] * plan.cpus_per_worker
+            samplers = plan.num_samplers * plan.sampler_num_cpus + DATA_READ_CPUS
+            assert workers + samplers <= pod["CPU"], (
+                f"{name}: a GPU pod has {pod['CPU']:g} CPU, its {pod['GPU']:g} Train workers need "
+                f"{workers:g} and the sampler actors may take {samplers:g} there first"
+            )
+
+
+def test_train_fails_before_building_anything_on_a_short_cluster(tmp_path, monkeypatch):
+    import ray
+
+    from netgpt.train import run
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: True)
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {**BIG, "CPU": 32})
+    monkeypatch.setattr(run, "build_trainer", lambda *args: pytest.fail("built a trainer"))
+    with pytest.raises(InsufficientResources, match=r"needs 37 CPU, the cluster has 32 CPU"):
+        run.train(_short_config(tmp_path), progress=object())
+
+
+def test_plan_command_exits_1_when_the_given_cluster_is_short(tmp_path, monkeypatch, capsys):
+    import ray
+
+    monkeypatch.setattr(ray, "init", lambda **kwargs: None)
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {**BIG, "GPU": 0})
+    overrides = ["train.use_gpu=true", f"graph.store_dir={tmp_path / 'no_store'}"]
+    assert cli_main(["plan", "--config", "demo", "--address", "ray://head:10001", *overrides]) == 1
+    assert "needs 2 GPU, the cluster has 0 GPU: 2 Train workers × 1 GPU" in capsys.readouterr().err
+    monkeypatch.setattr(ray, "cluster_resources", lambda: BIG)
+    assert cli_main(["plan", "--config", "demo", "--address", "ray://head:10001", *overrides]) == 0
+    assert "has what the plan needs" in capsys.readouterr().out
