@@ -520,6 +520,9 @@ def sweep(args, device: torch.device, peak: dict, budget: Budget, folder: Path) 
                 except Exception as error:  # noqa: BLE001 (one setting's failure must not lose the others)
                     oom = is_oom(error)
                     emit({**record, "oom": True} if oom else {**record, "error": repr(error)[:500]})
+                    figures = None
+                if figures is None:
+                    # released outside `except`: the traceback holds the failed step's tensors until then
                     release(engine)
                     engine = None
                     if oom:
