@@ -18,9 +18,15 @@ Prints one JSON line per measurement on stdout (progress and estimates go to std
   (`torch.cuda.max_memory_allocated`, reset per setting). A setting is `"skipped": reason` when its
   estimate does not fit what is left of `--budget-s`, `"oom": true` when it ran out of memory.
 
-On a lent H200 (about 7 minutes; see docs/gpu.md for carrying the packages the machine lacks):
+On a GPU machine with the project installed (7 minutes: the demo, then as many settings as the rest of
+the default `--budget-s 420` allows; `--skip-demo` gives the settings all of it):
 
-    PYTHONUNBUFFERED=1 python tools/bench/gpu.py --budget-s 420 | tee gpu.jsonl
+    PYTHONUNBUFFERED=1 python tools/bench/gpu.py | tee gpu.jsonl
+
+On this workplace's lent H200 (no Ray there: `--skip-demo`; docs/gpu.md has the exact device call, which
+first installs the wheels `tools/bench/gpu_wheels.sh` prepares):
+
+    python3 tools/bench/gpu.py --skip-demo --budget-s 400
 
 On CPU (the test, tests/tools/test_gpu_bench.py: gloo, fp32, tiny Qwen2 shapes, prompts of 64 tokens):
 
