@@ -279,19 +279,26 @@ class Group:
         }
 
 
+PRIORITY = {
+    # (1.5b shape, offload, checkpointing): a baseline, then the larger LLM (the production 7B's nearer
+    # relative) with and without checkpointing and with offload, then the rest
+    (False, False, False): 0,
+    (True, False, False): 1,
+    (True, False, True): 2,
+    (True, True, True): 3,
+    (False, False, True): 4,
+    (False, True, True): 5,
+    (True, True, False): 6,
+    (False, True, False): 7,
+}
+
+
 def plan(args: argparse.Namespace) -> list[Group]:
-    """Groups in order of interest, so a short budget keeps the most useful: no offload first."""
-    groups = []
-    for offload in (False, True) if args.offload != "off" else (False,):
-        if args.offload == "only" and not offload:
-            continue
-        for shape in args.shapes:
-            # with offload the GPU holds activations only, so checkpointing matters less: on first
-            order = (True, False) if offload else (False, True)
-            groups += [
-                Group(shape, offload, c) for c in order if args.checkpointing in ("both", str(c).lower())
-            ]
-    return groups
+    """Groups in order of interest (`PRIORITY`), so a short budget keeps the most useful."""
+    offloads = {"both": (False, True), "off": (False,), "only": (True,)}[args.offload]
+    checkpointing = {"both": (False, True), "false": (False,), "true": (True,)}[args.checkpointing]
+    groups = [Group(s, o, c) for s in args.shapes for o in offloads for c in checkpointing]
+    return sorted(groups, key=lambda g: PRIORITY[(g.shape == "1.5b", g.offload, g.checkpointing)])
 
 
 def micro_batches(args: argparse.Namespace, length: int) -> list[int]:
