@@ -19,12 +19,13 @@ FIGURES = ("step_s", "tokens_per_s", "samples_per_s", "tflops", "mfu", "peak_mem
 SETTING = ("shape", "zero", "gradient_checkpointing", "prompt_tokens", "micro_batch", "estimate_s")
 
 
-def _run(*args: str, env: dict[str, str] | None = None) -> list[dict]:
+def _run(*args: str, budget: str = "150", env: dict[str, str] | None = None) -> list[dict]:
+    """The script's JSON lines; a budget far above the ~10 s it takes, so a loaded machine skips nothing."""
     done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--tiny", "--skip-demo", "--budget-s", "60", *args],
+        [sys.executable, str(SCRIPT), "--tiny", "--skip-demo", "--budget-s", budget, *args],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=200,
         env={**os.environ, "PYTHONPATH": str(REPO), "CUDA_VISIBLE_DEVICES": "", **(env or {})},
         cwd=REPO,
     )
@@ -70,3 +71,11 @@ def test_an_out_of_memory_setting_is_reported_and_the_next_engine_builds():
     # 64 x 2 runs out: reported, larger micro-batches of 64 left out; 96 x 1 on a fresh engine, 96 x 2 out
     assert steps == [(64, 1, False, True), (64, 2, True, False), (96, 1, False, True), (96, 2, True, False)]
     assert not any("error" in line for line in lines)
+
+
+@pytest.mark.timeout(120)
+def test_settings_that_do_not_fit_the_budget_are_reported_skipped():
+    lines = _run(budget="1")
+    assert [line["what"] for line in lines] == ["matmul_peak", *["train_step"] * 4, "done"]
+    for step in lines[1:-1]:
+        assert "budget left" in step["skipped"] and step["estimate_s"] > 0 and "step_s" not in step
