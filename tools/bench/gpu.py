@@ -54,7 +54,7 @@ sys.path.insert(0, str(REPO))
 import torch  # noqa: E402
 
 SHAPES = {
-    # Qwen2-0.5B and Qwen2-1.5B (config.json of the released models); tied embeddings as they have
+    # the shapes of Qwen2-0.5B and Qwen2-1.5B; `tiny_llm_config` ties the embeddings, as those models do
     "0.5b": dict(hidden_size=896, num_layers=24, num_heads=14, num_kv_heads=2, intermediate_size=4864),
     "1.5b": dict(hidden_size=1536, num_layers=28, num_heads=12, num_kv_heads=2, intermediate_size=8960),
     "tiny": dict(hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=128),
