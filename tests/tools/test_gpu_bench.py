@@ -79,3 +79,34 @@ def test_settings_that_do_not_fit_the_budget_are_reported_skipped():
     assert [line["what"] for line in lines] == ["matmul_peak", *["train_step"] * 4, "done"]
     for step in lines[1:-1]:
         assert "budget left" in step["skipped"] and step["estimate_s"] > 0 and "step_s" not in step
+
+
+def test_the_demo_line_carries_the_evaluation_table(monkeypatch, tmp_path):
+    """The demo needs a GPU; its line's shaping (config overrides, the table) is checked with a stand-in."""
+    import importlib.util
+
+    import netgpt.demo
+    from netgpt.evaluate.run import EvaluationReport, ModelScores
+    from netgpt.metrics import compute_metrics
+
+    spec = importlib.util.spec_from_file_location("gpu_bench", SCRIPT)
+    bench = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "gpu_bench", bench)  # its dataclasses look their module up
+    spec.loader.exec_module(bench)
+    seen = {}
+
+    def fake_demo(config):
+        seen["config"] = config
+        scores = compute_metrics([1, 2, 3], [1.0, None, 2.5])
+        return EvaluationReport("test", scores, [ModelScores("NetGPT", "m", {"answer": scores}, True)])
+
+    monkeypatch.setattr(netgpt.demo, "run_demo", fake_demo)
+    line = json.loads(json.dumps(bench.run_demo_once(tmp_path)))
+    train = seen["config"].train
+    assert (train.use_gpu, train.num_workers) == (True, 1)
+    assert str(tmp_path) in train.storage_path and str(tmp_path) in seen["config"].graph.store_dir
+    assert [(row["model"], row["count"], row["unparsable"]) for row in line["table"]] == [
+        ("majority level", 3, 1),
+        ("NetGPT", 3, 1),
+    ]
+    assert line["split"] == "test" and line["wall_s"] >= 0
