@@ -312,9 +312,12 @@ def micro_batches(args: argparse.Namespace, length: int) -> list[int]:
 # ---------------------------------------------------------------- engine
 
 
-def init_process_group(device: torch.device) -> None:
+def init_process_group(device: torch.device, gpu_backend: str) -> None:
     """A one-process group as Ray Train sets one up (world size 1): gloo on CPU, gloo+NCCL on a GPU (the
-    trainer's small collectives run on the engine's device, and NCCL has no CPU tensors)."""
+    trainer's small collectives run on the engine's device, and NCCL has no CPU tensors). A finite timeout,
+    so that a hanging collective fails loudly instead of eating the device time."""
+    from datetime import timedelta
+
     import torch.distributed as dist
 
     if dist.is_initialized():
@@ -332,9 +335,9 @@ def init_process_group(device: torch.device) -> None:
     )
     if device.type == "cuda":
         torch.cuda.set_device(device)
-        dist.init_process_group("cpu:gloo,cuda:nccl", rank=0, world_size=1)
+        dist.init_process_group(gpu_backend, rank=0, world_size=1, timeout=timedelta(seconds=180))
     else:
-        dist.init_process_group("gloo", rank=0, world_size=1)
+        dist.init_process_group("gloo", rank=0, world_size=1, timeout=timedelta(seconds=180))
 
 
 def offload_json(folder: Path, adam: str) -> Path:
@@ -576,6 +579,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--matmul-n", type=int, default=None)
+    parser.add_argument(
+        "--gpu-backend",
+        default="cpu:gloo,cuda:nccl",
+        help="process group backend on a GPU (the trainer's); `gloo` if NCCL will not come up",
+    )
     args = parser.parse_args(argv)
     tiny = args.tiny
     args.shapes = args.shapes or (["tiny"] if tiny else ["0.5b", "1.5b"])
@@ -637,7 +645,7 @@ def main(argv: list[str] | None = None) -> None:
         from netgpt.train.engine import avoid_jit_builds
 
         avoid_jit_builds()
-        init_process_group(device)
+        init_process_group(device, args.gpu_backend)
         sweep(args, device, peak, budget, folder)
     import torch.distributed as dist
 
