@@ -178,11 +178,22 @@ class TinyLLMConfig:
     num_layers: int = 2
     """Decoder layers."""
     num_heads: int = 4
-    """Attention heads (key/value heads are the same number)."""
+    """Attention heads."""
+    num_kv_heads: int = 0
+    """Key/value heads (grouped-query attention, a divisor of `num_heads`); 0: as many as `num_heads`."""
     intermediate_size: int = 128
     """MLP width."""
     vocab_size: int = 1024
     """Vocabulary of the byte-level BPE tokenizer trained on the data's text."""
+
+    def __post_init__(self) -> None:
+        _check(self.num_heads >= 1, "model.tiny_llm.num_heads", "an integer >= 1", self.num_heads)
+        _check(
+            self.num_kv_heads == 0 or (self.num_kv_heads >= 1 and self.num_heads % self.num_kv_heads == 0),
+            "model.tiny_llm.num_kv_heads",
+            f"0 or a divisor of num_heads ({self.num_heads})",
+            self.num_kv_heads,
+        )
 
 
 @dataclass
@@ -215,6 +226,10 @@ class ModelConfig:
     """Token budget of a prompt; long text fields are cut to fit, graph tokens and the answer never are."""
     regression_loss: str = "smooth_l1"
     """Loss of the regression heads: `smooth_l1` or `mse`."""
+    gradient_checkpointing: bool = False
+    """Recompute the LLM's decoder layers' activations in the backward pass (HF gradient checkpointing,
+    non-reentrant) instead of keeping them: less memory for long prompts and larger micro-batches, about a
+    third more compute."""
 
     def __post_init__(self) -> None:
         _check(self.encoder in ("rgcn", "hgt"), "model.encoder", "'rgcn' or 'hgt'", self.encoder)

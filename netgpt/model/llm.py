@@ -64,7 +64,7 @@ def tiny_llm_config(
         intermediate_size=tiny.intermediate_size,
         num_hidden_layers=tiny.num_layers,
         num_attention_heads=tiny.num_heads,
-        num_key_value_heads=tiny.num_heads,
+        num_key_value_heads=tiny.num_kv_heads or tiny.num_heads,
         max_position_embeddings=model_cfg.max_prompt_tokens + 16,
         tie_word_embeddings=True,
         bos_token_id=tokenizer.eos_token_id,

@@ -88,6 +88,9 @@ class NetGPT(nn.Module):
             model_cfg.hidden_size, llm_hidden, model_cfg.projector_layers, model_cfg.dropout
         )
         self.llm = llm
+        if model_cfg.gradient_checkpointing:
+            # non-reentrant: recomputes under ZeRO-3 too, and needs no input that requires grad
+            llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.graph_head = LevelHead(model_cfg.hidden_size)
         self.prompt_head = LevelHead(llm_hidden)
         self.graph_pad_id = self.tokenizer.convert_tokens_to_ids(GRAPH_PAD)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from netgpt.config import ModelConfig
+from netgpt.config import ConfigError, ModelConfig, TinyLLMConfig
 from netgpt.model.llm import build_llm, load_tokenizer
 from netgpt.model.netgpt import NetGPT
 from netgpt.model.tokenizer import GRAPH_TOKENS
@@ -24,6 +24,21 @@ def test_tiny_llm_from_config(model_cfg, tokenizer):
     assert llm.get_input_embeddings().num_embeddings == len(tokenizer)
     ids = tokenizer("Answer: 3", return_tensors="pt")["input_ids"]
     assert llm(input_ids=ids).logits.shape == (1, ids.size(1), len(tokenizer))
+
+
+def test_tiny_llm_key_value_heads_and_gradient_checkpointing(model_cfg, tokenizer, make_batch, feature_dims):
+    assert build_llm(model_cfg, tokenizer).config.num_key_value_heads == model_cfg.tiny_llm.num_heads
+    tiny = TinyLLMConfig(**{**model_cfg.tiny_llm.__dict__, "num_kv_heads": 2})
+    cfg = ModelConfig(**{**model_cfg.__dict__, "tiny_llm": tiny, "gradient_checkpointing": True})
+    model = NetGPT.build(cfg, feature_dims, tokenizer)
+    assert model.llm.config.num_key_value_heads == 2
+    assert model.llm.is_gradient_checkpointing
+    batch = make_batch(2)
+    prompts = model.prompt_builder().encode(batch.seed_fields, with_answer=True)
+    model(batch, prompts, {"answer_ce": 1.0}).loss.backward()
+    assert model.llm.get_input_embeddings().weight.grad.abs().sum() > 0
+    with pytest.raises(ConfigError, match="num_kv_heads"):
+        TinyLLMConfig(num_heads=4, num_kv_heads=3)
 
 
 def test_missing_llm_folder_is_a_clear_error(model_cfg, tokenizer, tmp_path):
