@@ -330,7 +330,11 @@ def load_universal(engine, folder: Path) -> None:
     DeepSpeed reads `checkpoint.load_universal` from the engine's config at load time; it is switched on
     for this load only, since the same engine later loads ordinary checkpoints (`restore_best`). The
     universal load copies the first parameter group's settings onto every group, names included: the
-    names (which `set_stage_hparams` reads) are put back; learning rates and weight decay are set per step."""
+    names (which `set_stage_hparams` reads) are put back; learning rates and weight decay are set per step.
+    It also gives every group's Adam state one and the same `step` tensor (DeepSpeed 0.19.8,
+    `load_hp_checkpoint_state_from_checkpoint_dir_stage3`), which torch's AdamW then increments once per
+    group and step (seen: 5 groups, step 5 after one step), so the bias correction goes wrong: each group
+    gets its own copy. (All groups step together under ZeRO-3, so the one recorded step is every group's.)"""
     names = [group.get("name") for group in engine.optimizer.param_groups]
     engine._config.load_universal_checkpoint = True
     try:
@@ -343,6 +347,9 @@ def load_universal(engine, folder: Path) -> None:
         raise RuntimeError(f"DeepSpeed found no universal checkpoint under {folder} (tag {DS_TAG!r})")
     for group, name in zip(engine.optimizer.param_groups, names, strict=True):
         group["name"] = name
+    for state in engine.optimizer.optimizer.state.values():
+        if torch.is_tensor(state.get("step")):
+            state["step"] = state["step"].clone()
 
 
 def best_checkpoint_dir(run_dir: Path, stage_name: str) -> Path:

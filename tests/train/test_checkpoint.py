@@ -136,11 +136,17 @@ def test_a_checkpoint_of_another_world_size_loads_through_a_universal_checkpoint
     assert all(torch.equal(a, b) for a, b in zip(saved, _weights(engine), strict=True))
     assert all(torch.equal(a, b) for a, b in zip(moments, _moments(engine), strict=True))
     assert _group_steps(engine) == steps
+    # one step tensor per group (DeepSpeed's universal load shares one, which AdamW then bumps per group)
+    states = engine.optimizer.optimizer.state.values()
+    step_tensors = [state["step"] for state in states if torch.is_tensor(state.get("step"))]
+    assert len({id(t) for t in step_tensors}) == len(step_tensors)
     assert [group["name"] for group in engine.optimizer.param_groups] == names
     assert (restored.world_size, restored.position, restored.restarts) == (2, 8, 1)
     assert not any((run_dir / checkpoint.UNIVERSAL_DIR).iterdir())
     # and the engine still loads ordinary checkpoints afterwards (the universal switch is off again)
     assert not engine.load_universal_checkpoint()
+    train_step(engine, [batch_maker(2, seed=12)], stage, engine.module.prompt_builder(), StepMeter())
+    assert _group_steps(engine) == [step + 1 for step in steps]
 
 
 def test_a_resume_with_changed_settings_is_refused_naming_them(make_tiny_config):
