@@ -300,10 +300,12 @@ def universal_checkpoint(source: Path, target: Path) -> None:
     ds_to_universal.main(args)
 
 
-def _load_resharded(engine, folder: Path, state: TrainerState, run_dir: Path, rank: int) -> None:
+def _load_resharded(
+    engine, folder: Path, state: TrainerState, run_dir: Path, rank: int, prefix: str = "step"
+) -> None:
     """Every rank: rank 0 converts the checkpoint (once: a complete conversion is reused), the others wait
     for it; all load it as a universal checkpoint, then rank 0 deletes the conversion."""
-    name = f"step-{state.global_step:08d}-r{state.restarts}-w{state.world_size}"
+    name = f"{prefix}-{state.global_step:08d}-r{state.restarts}-w{state.world_size}"
     root = run_dir / UNIVERSAL_DIR
     final = root / name
     if rank == 0 and not final.is_dir():
@@ -378,12 +380,20 @@ def save_best(engine, run_dir: Path, stage_name: str, state: TrainerState, rank:
     return final
 
 
-def restore_best(engine, run_dir: Path, stage_name: str) -> None:
+def restore_best(engine, run_dir: Path, stage_name: str, rank: int = 0) -> None:
     """Every rank: load the weights of the stage's best checkpoint (not its trainer state or RNG).
 
     DeepSpeed restores the fp32 master partitions with them (tested: a step at learning rate 0 afterwards
-    keeps the best weights); the Adam moments are left out, since the next stage begins with fresh ones."""
+    keeps the best weights); the Adam moments are left out, since the next stage begins with fresh ones.
+    A best checkpoint written by another world size (before a resume on another worker count) goes
+    through the universal conversion like a resume (its moments come along; the next stage resets them)."""
     folder = best_checkpoint_dir(run_dir, stage_name)
+    state_file = folder / STATE_FILE
+    if state_file.is_file():
+        state = TrainerState.from_json(state_file.read_text(encoding="utf-8"))
+        if state.world_size not in (0, dist.get_world_size()):
+            _load_resharded(engine, folder, state, Path(run_dir), rank, prefix=f"best-{stage_name}")
+            return
     load_path, _ = engine.load_checkpoint(
         str(folder), tag=DS_TAG, load_optimizer_states=False, load_lr_scheduler_states=False
     )

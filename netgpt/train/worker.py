@@ -265,7 +265,7 @@ class Curriculum:
             if state.global_step % self.config.train.checkpoint_every == 0:
                 save_checkpoint(self.engine, state, {"train_loss": terms["loss"]}, self.rank)
         if state.best_step is not None and state.best_step != state.global_step:
-            restore_best(self.engine, self.run_dir, stage.name)
+            restore_best(self.engine, self.run_dir, stage.name, self.rank)
         tested = self.test(stage) if self.evaluate_test else {}
         self.state = state.for_next_stage(tested)
         save_checkpoint(self.engine, self.state, {"stage_end": float(index)}, self.rank)

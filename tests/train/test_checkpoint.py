@@ -196,3 +196,22 @@ def test_the_next_stage_keeps_the_run_records():
     assert (nxt.stage_index, nxt.stage_step, nxt.position, nxt.global_step, nxt.restarts) == (2, 0, 0, 9, 1)
     assert (nxt.world_size, nxt.batch_world_size, nxt.fingerprint, nxt.settings) == (1, 2, "f", {"a": 1})
     assert nxt.test_metrics == {"x": 1.0, "y": 2.0}
+
+
+def test_a_best_checkpoint_of_another_world_size_is_restored_through_a_universal_checkpoint(
+    engine, batch_maker, tmp_path
+):
+    engine, config = engine
+    stage = config.train.stages[0]
+    set_stage_hparams(engine.optimizer, stage, stage.active_parts(), factor=1.0)
+    save_best(engine, tmp_path, stage.name, TrainerState(global_step=4, best_step=4, world_size=2), rank=0)
+    best = _weights(engine)
+    train_step(engine, [batch_maker(2, seed=9)], stage, engine.module.prompt_builder(), StepMeter())
+    assert any(not torch.equal(a, b) for a, b in zip(best, _weights(engine), strict=True))
+
+    restore_best(engine, tmp_path, stage.name, rank=0)
+    assert all(torch.equal(a, b) for a, b in zip(best, _weights(engine), strict=True))
+    assert not any((tmp_path / checkpoint.UNIVERSAL_DIR).iterdir())
+    set_stage_hparams(engine.optimizer, stage, active=[], factor=1.0)
+    train_step(engine, [batch_maker(2, seed=10)], stage, engine.module.prompt_builder(), StepMeter())
+    assert all(torch.equal(a, b) for a, b in zip(best, _weights(engine), strict=True))
