@@ -1,7 +1,7 @@
-"""A run stopped mid-stage on 2 ZeRO-3 workers resumes on 1 worker (another world size): DeepSpeed's
-universal checkpoint re-cuts the shards, the streams resume at the same global position, every optimizer step
-trains on the seeds the uninterrupted run's step trained on (none twice in an epoch), and the final weights
-are the uninterrupted run's up to the order of floating-point reductions."""
+"""A run stopped mid-stage on 2 ZeRO-3 workers resumes on 1 worker, and one stopped on 1 resumes on 2:
+DeepSpeed's universal checkpoint re-cuts the shards, the streams resume at the same global position, every
+optimizer step trains on the seeds the uninterrupted run's step trained on (none twice in an epoch), and the
+final weights are the uninterrupted run's up to the order of floating-point reductions."""
 
 from __future__ import annotations
 
@@ -56,6 +56,7 @@ def _stop_mid_stage(config, progress) -> dict:
     """Run `config` on its workers and kill one once a registered checkpoint is in the middle of a later
     stage; with `max_failures=0` the run then fails. Returns the state Ray registered last (resumed from)."""
     run_dir = Path(config.train.storage_path) / config.train.run_name
+    victim = config.train.num_workers - 1
     outcome: dict = {}
 
     def run() -> None:
@@ -71,47 +72,49 @@ def _stop_mid_stage(config, progress) -> dict:
     while runner.is_alive() and killed is None and time.monotonic() < deadline:
         state = _latest_registered_state(run_dir)
         pids = ray.get(progress.snapshot.remote())["pids"]
-        if state and state["stage_index"] >= 1 and state["position"] > 0 and 1 in pids:
-            killed = pids[1]
+        if state and state["stage_index"] >= 1 and state["position"] > 0 and victim in pids:
+            killed = pids[victim]
             os.kill(killed, signal.SIGKILL)
         time.sleep(0.05)
     runner.join(timeout=120)
     assert killed is not None, "the run ended before a worker could be killed mid-stage"
     assert "error" in outcome, "the run survived the kill (max_failures=0 should stop it)"
     state = _latest_registered_state(run_dir)
-    assert state is not None and state["world_size"] == 2 and state["position"] > 0, state
+    assert state is not None and state["world_size"] == config.train.num_workers and state["position"] > 0
     return state
 
 
-@pytest.mark.timeout(480)
-def test_a_run_stopped_on_two_workers_resumes_on_one(data_dir, baseline, tmp_path_factory, make_config):
-    base_config, base = baseline
-    root = tmp_path_factory.mktemp("runs")
-    first = make_config(data_dir, root, "reshard", ["train.max_failures=0"])
+def _stop_and_resume(data_dir, make_config, root: Path, name: str, before: int, after: int, extra: list):
+    """The run `name` on `before` workers, killed mid-stage, then resumed on `after` workers."""
+    first = make_config(data_dir, root, name, ["train.max_failures=0", f"train.num_workers={before}", *extra])
     first_progress = ProgressActor.remote(record_seeds=True)
     stopped = _stop_mid_stage(first, first_progress)
-    before = ray.get(first_progress.snapshot.remote())["seen"]
-
-    progress = ProgressActor.remote(record_seeds=True)
-    second = make_config(data_dir, root, "reshard", ["train.max_failures=0", "train.num_workers=1"])
+    seen_before = ray.get(first_progress.snapshot.remote())["seen"]
+    second = make_config(data_dir, root, name, ["train.max_failures=0", f"train.num_workers={after}", *extra])
     started = time.monotonic()
-    result = train(second, show_progress=False, progress=progress)
-    print(f"resumed on 1 worker from step {stopped['global_step']} in {time.monotonic() - started:.0f} s")
+    result = train(second, show_progress=False, progress=ProgressActor.remote(record_seeds=True))
+    took = time.monotonic() - started
+    print(f"resumed on {after} workers from step {stopped['global_step']} in {took:.0f} s")
+    return stopped, seen_before, result
 
-    total = sum(stage.max_steps for stage in base_config.train.stages)
+
+def _check_against_uninterrupted(base, stopped, seen_before, result, before: int, after: int) -> None:
+    total = max(entry["global_step"] for entry in base.progress["seen"])
     assert result.metrics["global_step"] == total
     (resumed_from,) = result.progress["resumed_from"]
     assert resumed_from == stopped["global_step"]
-    assert any("from a checkpoint of 2" in line for line in result.progress["summaries"])
+    assert any(f"from a checkpoint of {before}:" in line for line in result.progress["summaries"])
     assert not any((result.run_dir / "universal").iterdir())  # the conversion is deleted once loaded
     final_state = _latest_registered_state(result.run_dir)
-    assert final_state["world_size"] == 1 and final_state["batch_world_size"] == 2
+    assert final_state["world_size"] == after
+    assert final_state["batch_world_size"] == stopped["batch_world_size"]
 
-    # Every step after the resume trained on the seeds the uninterrupted run's step did, on one rank.
+    # Every step, before and after the resume, trained on the seeds the uninterrupted run's step did.
     expected = _steps(base.progress["seen"])
-    assert _steps(before, up_to=resumed_from) == {k: v for k, v in expected.items() if k[1] <= resumed_from}
+    done = {key: seeds for key, seeds in expected.items() if key[1] <= resumed_from}
+    assert _steps(seen_before, up_to=resumed_from) == done
     resumed = _steps(result.progress["seen"])
-    assert {entry["rank"] for entry in result.progress["seen"]} == {0}
+    assert {entry["rank"] for entry in result.progress["seen"]} == set(range(after))
     assert set(resumed) == {key for key in expected if key[1] > resumed_from}
     for key, seeds in resumed.items():
         assert seeds == expected[key], key
@@ -128,8 +131,30 @@ def test_a_run_stopped_on_two_workers_resumes_on_one(data_dir, baseline, tmp_pat
     worst = max((got[name].float() - want[name].float()).abs().max().item() for name in want)
     print(f"largest weight difference to the uninterrupted run: {worst:.3g}")
     # Tolerance: fp32, the same seeds in every step; only the order of reductions differs (one rank sums
-    # its micro-batches where two all-reduce theirs), measured up to 6e-8. An Adam step moves a weight by
-    # about the learning rate (1e-3 here): 1e-5 is 1% of one step, so a wrong moment, step count or batch
-    # fails (a shared Adam step counter after the universal load gave 3.5e-3) and rounding passes.
+    # its micro-batches where two all-reduce theirs): measured 6e-8 (2 -> 1) and 5e-7 (1 -> 2). An Adam
+    # step moves a weight by about the learning rate (1e-3 here): 1e-5 is 1% of one step, so a wrong
+    # moment, step count or batch fails (a shared Adam step counter after the universal load gave 3.5e-3)
+    # and rounding passes.
     for name in want:
         torch.testing.assert_close(got[name], want[name], rtol=0, atol=1e-5, msg=name)
+
+
+@pytest.mark.timeout(480)
+def test_a_run_stopped_on_two_workers_resumes_on_one(data_dir, baseline, tmp_path_factory, make_config):
+    _, base = baseline
+    root = tmp_path_factory.mktemp("runs")
+    stopped, seen_before, result = _stop_and_resume(data_dir, make_config, root, "shrink", 2, 1, [])
+    assert stopped["batch_world_size"] == 2
+    _check_against_uninterrupted(base, stopped, seen_before, result, before=2, after=1)
+
+
+@pytest.mark.timeout(480)
+def test_a_run_stopped_on_one_worker_resumes_on_two(data_dir, baseline, tmp_path_factory, make_config):
+    """Begun on 1 worker with twice the uninterrupted run's accumulation: the same global steps (so the same
+    plans and seeds per step), which 2 workers then share with the uninterrupted run's accumulation."""
+    _, base = baseline
+    root = tmp_path_factory.mktemp("runs")
+    steps = ["train.stages.0.grad_accum=2", "train.stages.1.grad_accum=4", "train.stages.2.grad_accum=2"]
+    stopped, seen_before, result = _stop_and_resume(data_dir, make_config, root, "grow", 1, 2, steps)
+    assert stopped["batch_world_size"] == 1
+    _check_against_uninterrupted(base, stopped, seen_before, result, before=1, after=2)
