@@ -8,26 +8,30 @@ Driver side, before `TorchTrainer`:
 
 Worker side (`streams.starts` travels to the workers, e.g. in `train_loop_config`):
 
-    shard = graph_dataset_shard(starts, "train", start_position)    # every rank, same start_position
-    for epoch, position, batch in iter_graph_batches(shard, start_position):
+    shard = graph_dataset_shard(starts, "train", start, multiple)   # every rank, same start and multiple
+    for epoch, position, batch in iter_graph_batches(shard, start + rank, stride=world_size):
         ...
-    num_batches_per_rank(store_dir, "train", 16, world_size)   # for schedulers and progress bars
+    num_batches_per_rank(store_dir, "train", 16, world_size, multiple)   # for schedulers and progress bars
 
 How a stream works. The seeds of a split are read from the store's partition book. Each epoch is planned
 deterministically from `seed + epoch`: every partition's seeds are shuffled and cut into near-equal batches
 (at most `batch_size` seeds, all of one partition, so one sampler actor serves the batch), and the batches of
-all partitions are shuffled together. Batch `j` of an epoch goes to rank `j % world_size`. To keep ranks in
-lock step without dropping or repeating a seed, the plan cuts a few batches smaller so that the batch count
-per epoch is a multiple of the world size: every seed exactly once per epoch, equal batch counts per rank.
-Each rank's stream is a Ray Data pipeline (`range` -> `map_batches` that asks the partition's sampler actor
-for the batch), executed lazily with order preserved: training starts with the first batch, and Ray Data's
-streaming executor bounds how many batches are in flight (backpressure), so no epoch is ever materialised.
-Every batch is sampled with its own generator seeded by (seed, epoch, j): same seed, same batches,
-whichever actor or rank produces them.
+all partitions are shuffled together. The plan does not depend on the world size: a few batches are cut
+smaller so that the batch count per epoch is a multiple of `multiple` (a stage's micro-batches per optimizer
+step over all ranks), and any world size that divides `multiple` consumes it in lock step, every seed exactly
+once per epoch. Positions are global: position `g` is batch `g % per_epoch` of epoch `g // per_epoch`, and a
+stream begun at `start` on `world_size` ranks gives rank `r` the positions `start + r, start + r + world_size,
+...`. Each rank's stream is a Ray Data pipeline (`range` -> `map_batches` that asks the partition's sampler
+actor for the batch), executed lazily with order preserved: training starts with the first batch, and Ray
+Data's streaming executor bounds how many batches are in flight (backpressure), so no epoch is ever
+materialised. Every batch is sampled with its own generator seeded by (seed, epoch, j): same seed, same
+batches, whichever actor or rank produces them.
 
-Resuming. A stream can begin at any position `p` (a resumed run's checkpoint): its range covers positions
-`p..end` only, and epoch and `j` are still computed from the absolute position, so the batch at each position
-is the one an uninterrupted run samples there, and the batches before `p` are never sampled or shipped.
+Resuming, also on another world size. A stream can begin at any global position that the world size divides
+(a resumed run's checkpoint): its range covers the positions from there on only, so the batch at each
+position is the one an uninterrupted run samples there, and the batches before it are never sampled or
+shipped. Since the plan is the same for every world size dividing `multiple`, a run stopped at position `g`
+on 2 ranks and resumed at `g` on 1 rank (or the reverse) sees every seed of the epoch exactly once.
 How the start reaches the stream is described at `GraphDataConfig`.
 """
 
@@ -36,7 +40,7 @@ from __future__ import annotations
 import pickle
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -83,31 +87,45 @@ class EpochPlan:
     epochs: int
     shuffle: bool
     seed: int
+    multiple: int = 1
+    """The batch count per epoch is a multiple of this (a stage's micro-batches per step over all ranks);
+    every world size that divides it consumes the plan in lock step."""
 
-    def batches_per_partition(self, world_size: int) -> np.ndarray:
-        """Batches cut from each partition's seeds per epoch; their sum is a multiple of `world_size`."""
+    def batches_per_partition(self) -> np.ndarray:
+        """Batches cut from each partition's seeds per epoch; their sum is a multiple of `multiple`."""
         sizes = np.array([len(s) for s in _split_seeds(self.store_dir, self.split)], dtype=np.int64)
-        if sizes.sum() < world_size:
+        if sizes.sum() < self.multiple:
             raise ValueError(
                 f"split {self.split!r} of {self.store_dir} has {int(sizes.sum())} seeds, fewer than the "
-                f"{world_size} workers that each need a batch"
+                f"{self.multiple} batches of one step over all workers (each needs a batch)"
             )
         counts = -(-sizes // self.batch_size)
-        for _ in range(int(-counts.sum() % world_size)):
-            # One more (smaller) batch where batches are fullest; a loop over at most world_size - 1 steps.
+        for _ in range(int(-counts.sum() % self.multiple)):
+            # One more (smaller) batch where batches are fullest; a loop over at most multiple - 1 steps.
             fullness = np.where(sizes > counts, sizes / np.maximum(counts, 1), -1.0)
             counts[int(np.argmax(fullness))] += 1
         return counts
 
-    def batches_per_rank(self, world_size: int) -> int:
-        return int(self.batches_per_partition(world_size).sum()) // world_size
+    def batches_per_epoch(self) -> int:
+        return int(self.batches_per_partition().sum())
 
-    def epoch(self, epoch: int, world_size: int) -> list[tuple[int, np.ndarray]]:
-        """The epoch's batches in order: (partition, seed sample ids)."""
+    def batches_per_rank(self, world_size: int) -> int:
+        """Batches each of `world_size` ranks receives per epoch; the world size must divide the count."""
+        per_epoch = self.batches_per_epoch()
+        if per_epoch % world_size:
+            raise ValueError(
+                f"split {self.split!r}: {per_epoch} batches per epoch (a multiple of {self.multiple}) cannot "
+                f"be shared by {world_size} workers in lock step; use a worker count that divides "
+                f"{self.multiple}"
+            )
+        return per_epoch // world_size
+
+    def epoch(self, epoch: int) -> list[tuple[int, np.ndarray]]:
+        """The epoch's batches in order: (partition, seed sample ids); the same for every world size."""
         rng = np.random.default_rng([self.seed, epoch])
         batches = []
         for partition, (seeds, count) in enumerate(
-            zip(_split_seeds(self.store_dir, self.split), self.batches_per_partition(world_size), strict=True)
+            zip(_split_seeds(self.store_dir, self.split), self.batches_per_partition(), strict=True)
         ):
             ordered = rng.permutation(seeds) if self.shuffle else seeds
             if count:
@@ -138,9 +156,14 @@ class SamplerActor:
         return self.sampled
 
 
+def rank_positions(start: int, rank: int, world_size: int, rows: np.ndarray) -> np.ndarray:
+    """Global positions of rows `rows` of rank `rank`'s stream begun at global position `start`."""
+    return start + rank + world_size * rows
+
+
 @lru_cache(maxsize=4)
-def _epoch_batches(plan: EpochPlan, epoch: int, world_size: int) -> list[tuple[int, np.ndarray]]:
-    return plan.epoch(epoch, world_size)
+def _epoch_batches(plan: EpochPlan, epoch: int) -> list[tuple[int, np.ndarray]]:
+    return plan.epoch(epoch)
 
 
 def _sample_batches(
@@ -151,14 +174,14 @@ def _sample_batches(
     world_size: int,
     start: int,
 ) -> dict[str, Any]:
-    """Ray Data UDF: stream positions of one rank -> batches sampled by the partitions' sampler actors."""
-    per_rank = plan.batches_per_rank(world_size)
-    positions = rows["id"].astype(np.int64) + start
-    epochs = positions // per_rank
+    """Ray Data UDF: rows of one rank's stream -> batches sampled by the partitions' sampler actors."""
+    per_epoch = plan.batches_per_epoch()
+    positions = rank_positions(start, rank, world_size, rows["id"].astype(np.int64))
+    epochs = positions // per_epoch
     refs = []
     for position, epoch in zip(positions.tolist(), epochs.tolist(), strict=True):
-        j = rank + world_size * (position - epoch * per_rank)
-        partition, seeds = _epoch_batches(plan, epoch, world_size)[j]
+        j = position - epoch * per_epoch
+        partition, seeds = _epoch_batches(plan, epoch)[j]
         replicas = actors[partition]
         refs.append(replicas[j % len(replicas)].sample.remote(seeds, (plan.seed, epoch, j)))
     return {"epoch": epochs, "position": positions, "batch": np.array(ray.get(refs), dtype=object)}
@@ -167,16 +190,17 @@ def _sample_batches(
 def _rank_stream(
     plan: EpochPlan, actors: list[list[Any]], rank: int, world_size: int, buffer_mb: float, start: int = 0
 ) -> ray.data.Dataset:
-    """Rank `rank`'s stream from position `start` on (row `i` is position `start + i`), holding at most
-    `buffer_mb` of sampled batches ahead of its consumer."""
-    total = plan.epochs * plan.batches_per_rank(world_size)
-    if not 0 <= start <= total:
+    """Rank `rank`'s stream from global position `start` on (row `i` is position `start + rank + i *
+    world_size`), holding at most `buffer_mb` of sampled batches ahead of its consumer."""
+    total = plan.epochs * world_size * plan.batches_per_rank(world_size)
+    if not 0 <= start <= total or start % world_size:
         raise ValueError(
-            f"stream of split {plan.split!r} cannot start at position {start}: each of the {world_size} "
-            f"ranks has {total} batches ({plan.epochs} epochs)"
+            f"stream of split {plan.split!r} cannot start at position {start}: the {world_size} ranks share "
+            f"{total} batches ({plan.epochs} epochs) and begin together at a multiple of {world_size}"
         )
+    rows = (total - start) // world_size
     in_flight = max(1, sum(len(r) for r in actors))
-    stream = ray.data.range(total - start, override_num_blocks=max(1, (total - start) // in_flight))
+    stream = ray.data.range(rows, override_num_blocks=max(1, rows // in_flight))
     stream = stream.map_batches(
         _sample_batches,
         fn_kwargs={"plan": plan, "actors": actors, "rank": rank, "world_size": world_size, "start": start},
@@ -223,7 +247,7 @@ class GraphStreams:
     def dataset(self, split: str, batch_size: int, epochs: int, shuffle: bool, seed: int) -> ray.data.Dataset:
         """The stream of `split` for one consumer; `data_config` re-cuts it per rank for Ray Train."""
         plan = EpochPlan(self.store_dir, split, batch_size, epochs, shuffle, seed)
-        plan.batches_per_partition(1)
+        plan.batches_per_partition()
         stream = _rank_stream(plan, self.actors, 0, 1, self.graph_cfg.stream_buffer_mb)
         name = f"netgpt-graph-{split}-{uuid.uuid4().hex[:8]}"
         stream.set_name(name)
@@ -236,8 +260,10 @@ class GraphStreams:
             dict(self._plans), self.actors, self.starts, names, self.graph_cfg.stream_buffer_mb
         )
 
-    def num_batches_per_rank(self, split: str, batch_size: int, world_size: int) -> int:
-        return num_batches_per_rank(self.store_dir, split, batch_size, world_size)
+    def num_batches_per_rank(
+        self, split: str, batch_size: int, world_size: int, multiple: int | None = None
+    ) -> int:
+        return num_batches_per_rank(self.store_dir, split, batch_size, world_size, multiple)
 
     def shutdown(self) -> None:
         for replicas in self.actors:
@@ -248,21 +274,24 @@ class GraphStreams:
 
 @ray.remote(num_cpus=0)
 class StreamStarts:
-    """Start position of each Train dataset's streams, published by rank 0 just before it asks for them."""
+    """Start position and plan multiple of each Train dataset's streams, published by rank 0 just before it
+    asks for them."""
 
     def __init__(self) -> None:
-        self.positions: dict[str, int] = {}
+        self.starts: dict[str, tuple[int, int]] = {}
 
-    def publish(self, name: str, position: int) -> None:
-        self.positions[name] = position
+    def publish(self, name: str, position: int, multiple: int = 1) -> None:
+        self.starts[name] = (position, multiple)
 
-    def position(self, name: str) -> int:
-        return self.positions.get(name, 0)
+    def start(self, name: str) -> tuple[int, int]:
+        """(position, multiple); (0, 0) when none was published (the world size is then the multiple)."""
+        return self.starts.get(name, (0, 0))
 
 
 class GraphDataConfig(ray.train.DataConfig):
-    """Gives rank `r` of `world_size` its own stream (batches `j` with `j % world_size == r`), beginning at
-    the position the worker group resumes from.
+    """Gives rank `r` of `world_size` its own stream (global positions `start + r + k * world_size`),
+    beginning at the global position the worker group resumes from, in the plan cut for the published
+    multiple (which the world size must divide).
 
     Why a position published by the workers. Ray Train (V2, the default in Ray 2.60) calls `configure` once
     per worker group, i.e. at the first start and again after every failure restart, and lazily: inside the
@@ -271,7 +300,8 @@ class GraphDataConfig(ray.train.DataConfig):
     run folder can hold a newer, fully copied one that Ray had not registered when a worker died), so rank 0
     publishes its resume position to `StreamStarts` right before that call (`graph_dataset_shard`), and
     `configure` cuts every rank's stream there. All ranks restore the same checkpoint, so one position keeps
-    them in lock step; `iter_graph_batches` checks each rank's positions anyway.
+    them in lock step; `iter_graph_batches` checks each rank's positions anyway. The position is global (not
+    per rank), so the worker group that resumes may have another size than the one that saved it.
     """
 
     def __init__(
@@ -296,7 +326,8 @@ class GraphDataConfig(ray.train.DataConfig):
             if plan is None:
                 others[name] = dataset
                 continue
-            start = ray.get(self._starts.position.remote(name))
+            start, multiple = ray.get(self._starts.start.remote(name))
+            plan = replace(plan, multiple=multiple or world_size)
             for rank in range(world_size):
                 stream = _rank_stream(plan, self._actors, rank, world_size, self._buffer_mb, start)
                 output[rank][name] = stream.iterator()
@@ -312,22 +343,36 @@ def split_size(store_dir: str | Path, split: str) -> int:
     return sum(len(seeds) for seeds in _split_seeds(str(store_dir), split))
 
 
-def num_batches_per_rank(store_dir: str | Path, split: str, batch_size: int, world_size: int) -> int:
-    """Batches each rank receives per epoch (the same on every rank)."""
-    return EpochPlan(str(store_dir), split, batch_size, 1, False, 0).batches_per_rank(world_size)
+def num_batches_per_epoch(store_dir: str | Path, split: str, batch_size: int, multiple: int) -> int:
+    """Batches of one epoch over all ranks (a multiple of `multiple`)."""
+    return EpochPlan(str(store_dir), split, batch_size, 1, False, 0, multiple).batches_per_epoch()
 
 
-def graph_dataset_shard(starts: Any, name: str, start_position: int = 0) -> Any:
-    """Worker side, every rank: this rank's stream of Train dataset `name`, beginning at `start_position`.
+def num_batches_per_rank(
+    store_dir: str | Path, split: str, batch_size: int, world_size: int, multiple: int | None = None
+) -> int:
+    """Batches each rank receives per epoch (the same on every rank) in the plan cut for `multiple`
+    (default: the world size)."""
+    plan = EpochPlan(str(store_dir), split, batch_size, 1, False, 0, multiple or world_size)
+    return plan.batches_per_rank(world_size)
 
-    Call it once per dataset and worker group, with the same position on every rank (`GraphDataConfig`)."""
-    if ray.train.get_context().get_world_rank() == 0:
-        ray.get(starts.publish.remote(name, start_position))
+
+def graph_dataset_shard(starts: Any, name: str, start_position: int = 0, multiple: int | None = None) -> Any:
+    """Worker side, every rank: this rank's stream of Train dataset `name`, beginning at global position
+    `start_position` of the plan cut for `multiple` (default: the world size).
+
+    Call it once per dataset and worker group, with the same arguments on every rank (`GraphDataConfig`)."""
+    context = ray.train.get_context()
+    if context.get_world_rank() == 0:
+        ray.get(starts.publish.remote(name, start_position, multiple or context.get_world_size()))
     return ray.train.get_dataset_shard(name)
 
 
-def iter_graph_batches(shard: Any, start_position: int = 0) -> Iterator[tuple[int, int, HeteroData]]:
-    """Yield `(epoch, position, batch)` of a rank's stream, which must run on from `start_position`.
+def iter_graph_batches(
+    shard: Any, start_position: int = 0, stride: int = 1
+) -> Iterator[tuple[int, int, HeteroData]]:
+    """Yield `(epoch, position, batch)` of a rank's stream, whose global positions must run `start_position`,
+    `start_position + stride`, ... (rank `r` of `w` in a stream begun at `g`: `g + r`, stride `w`).
 
     A row out of that order (a stream not cut at the resume position, or out of order) is an error rather than
     skipped: skipping would silently sample and ship every earlier batch again."""
@@ -339,5 +384,5 @@ def iter_graph_batches(shard: Any, start_position: int = 0) -> Iterator[tuple[in
                 f"graph stream gave position {position} where {expected} was due (stream meant to start at "
                 f"{start_position}; get the shard with graph_dataset_shard and the same start position)"
             )
-        expected += 1
+        expected += stride
         yield int(row["epoch"]), position, pickle.loads(row["batch"])

@@ -13,15 +13,26 @@ temporary name which rank 0 renames once every rank has finished, so that it too
 the end of a stage its best weights are restored (`restore_best`): the stage's test scores, the next stage and
 the exported model all start from them, not from the last step.
 On several nodes the run folder must be shared storage (`k8s/storage.yaml`: a ReadWriteMany claim).
+
+Resuming on another world size (`train.num_workers` changed: a node lost or gained). The trainer state keeps
+positions in global batches and records the world size that wrote it, so the data streams resume exactly;
+the ZeRO shards, cut for the old world size, are converted once by rank 0 with DeepSpeed's own
+`ds_to_universal` into `run_dir/universal/<checkpoint>` (one parameter at a time), loaded by every rank as a
+universal checkpoint (weights, fp32 master weights and Adam moments, re-cut for the new world size), then
+deleted. Settings other than the operational ones (`MAY_CHANGE`) must be those the checkpoint recorded, or
+the resume is refused with the changed keys named. See `docs/checkpoints.md`.
 """
 
 from __future__ import annotations
 
+import argparse
+import hashlib
 import json
 import os
 import random
 import shutil
 import tempfile
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +45,39 @@ import torch.distributed as dist
 DS_TAG = "ds"
 STATE_FILE = "trainer_state.json"
 FINAL_METRICS = "final_metrics.json"
+UNIVERSAL_DIR = "universal"
+CONVERSION_WAIT_S = 6 * 3600
+"""How long ranks other than 0 wait for rank 0's universal conversion of a checkpoint."""
+
+MAY_CHANGE = (
+    "train.num_workers",
+    "train.cpus_per_worker",
+    "train.checkpoint_every",
+    "train.keep_checkpoints",
+    "train.max_failures",
+    "train.log_every",
+    "train.timeout_s",
+    "train.storage_path",
+    "train.run_name",
+    "train.ds_config",
+    "data.raw_path",
+    "data.tables_dir",
+    "data.synth_videos",
+    "data.synth_seed",
+    "data.strict_keys",
+    "graph.store_dir",
+    "graph.samplers_per_partition",
+    "graph.sampler_num_cpus",
+    "graph.stream_buffer_mb",
+    "evaluate.",
+)
+"""Settings (keys, or prefixes ending in '.') a resume may change: the worker count, where things are, and
+what only paces or places the run. Every other setting (model, graph features and sampling, data split,
+the stages, seeds, precision, clipping) is part of the checkpoint's fingerprint."""
+
+
+class ResumeRefused(RuntimeError):
+    """A checkpoint that this configuration or worker count cannot continue."""
 
 
 @dataclass
@@ -45,9 +89,10 @@ class TrainerState:
     stage_step: int = 0
     """Optimizer steps done in this stage."""
     position: int = 0
-    """Micro-batches of this stage's train stream consumed by each rank (a resumed stream begins here)."""
+    """Global batches of this stage's train stream consumed by all ranks together (the plan's entries, see
+    `netgpt.graph.loader`): the same number on every world size; a resumed stream begins here."""
     epoch: int = 0
-    """Epoch of this stage that the next batch belongs to (`position` // batches per rank per epoch)."""
+    """Epoch of this stage that the next batch belongs to (`position` // global batches per epoch)."""
     validations: int = 0
     """Validations done in this stage (each consumed one epoch of the validation stream)."""
     global_step: int = 0
@@ -62,13 +107,104 @@ class TrainerState:
     """How many times the run resumed from a checkpoint (keeps checkpoint folder names unique)."""
     test_metrics: dict[str, float] = field(default_factory=dict)
     """Test-split scores of the finished stages (`test/<stage>/<source>/<metric>`), kept across restarts."""
+    world_size: int = 0
+    """Ranks of the worker group that wrote this state (0: a state written before it was recorded)."""
+    batch_world_size: int = 0
+    """The world size that defines every stage's global batch: the run's first. A step of a stage takes
+    `grad_accum * batch_world_size` micro-batches over all ranks on any world size (which must divide it)."""
+    micro_batch_size: int = 0
+    """Seeds per micro-batch of the current stage."""
+    grad_accum: int = 0
+    """Micro-batches per rank per step of the current stage on `world_size` ranks."""
+    fingerprint: str = ""
+    """sha256 of `settings`."""
+    settings: dict[str, Any] = field(default_factory=dict)
+    """The settings that must not change across a resume (`resume_settings`), flattened: key -> value."""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
 
+    def for_next_stage(self, test_metrics: dict[str, float]) -> TrainerState:
+        """The state at the start of the next stage: the run's counters and records, the stage's reset."""
+        return TrainerState(
+            stage_index=self.stage_index + 1,
+            global_step=self.global_step,
+            restarts=self.restarts,
+            test_metrics={**self.test_metrics, **test_metrics},
+            world_size=self.world_size,
+            batch_world_size=self.batch_world_size,
+            fingerprint=self.fingerprint,
+            settings=dict(self.settings),
+        )
+
     @classmethod
     def from_json(cls, text: str) -> TrainerState:
         return cls(**json.loads(text))
+
+
+def _flatten(node: Any, prefix: str, out: dict[str, Any]) -> None:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            _flatten(value, f"{prefix}.{key}" if prefix else str(key), out)
+    elif isinstance(node, list) and node and all(isinstance(v, dict) and "name" in v for v in node):
+        for value in node:  # the stages, by name: train.stages[alignment].lr
+            _flatten({k: v for k, v in value.items() if k != "name"}, f"{prefix}[{value['name']}]", out)
+        out[f"{prefix}.names"] = [value["name"] for value in node]
+    else:
+        out[prefix] = node
+
+
+def resume_settings(config, split_sizes: dict[str, int] | None = None) -> dict[str, Any]:
+    """The settings a resume must keep (every config key not in `MAY_CHANGE`), flattened, plus the seed
+    counts of the store's splits (a store rebuilt from other data changes them)."""
+    from omegaconf import OmegaConf
+
+    flat: dict[str, Any] = {}
+    _flatten(OmegaConf.to_container(OmegaConf.structured(config)), "", flat)
+    kept = {
+        key: value
+        for key, value in flat.items()
+        if not any(key == rule or (rule.endswith(".") and key.startswith(rule)) for rule in MAY_CHANGE)
+    }
+    for split, count in (split_sizes or {}).items():
+        kept[f"store.{split}_seeds"] = count
+    return json.loads(json.dumps(kept, sort_keys=True))
+
+
+def fingerprint(settings: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+def settings_changes(recorded: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """`key old -> new` for every setting that differs (`<unset>` where one side lacks it)."""
+    changes = []
+    for key in sorted(set(recorded) | set(current)):
+        old, new = recorded.get(key, "<unset>"), current.get(key, "<unset>")
+        if old != new:
+            changes.append(f"{key} {old} -> {new}")
+    return changes
+
+
+def check_resume(state: TrainerState, settings: dict[str, Any], stages, world_size: int) -> None:
+    """Refuse a checkpoint whose fingerprinted settings changed, or whose remaining stages' global batches
+    the new world size cannot share; both with what to do about it."""
+    if state.fingerprint and state.fingerprint != fingerprint(settings):
+        changes = settings_changes(state.settings, settings)
+        raise ResumeRefused(
+            "cannot resume: settings changed since the checkpoint was written: "
+            + "; ".join(changes or ["(fingerprint differs)"])
+            + ". Only the worker count and operational settings may change on a resume "
+            "(netgpt.train.checkpoint.MAY_CHANGE); use a new train.run_name to train with other settings"
+        )
+    for stage in stages[state.stage_index :]:
+        per_step = stage.grad_accum * state.batch_world_size
+        if per_step % world_size:
+            raise ResumeRefused(
+                f"cannot resume on {world_size} workers: a step of stage {stage.name!r} takes "
+                f"{per_step} micro-batches over all workers (grad_accum {stage.grad_accum} x the run's first "
+                f"{state.batch_world_size} workers), which {world_size} workers cannot share equally; resume "
+                f"on a worker count that divides {per_step}"
+            )
 
 
 def _rng_state() -> dict[str, Any]:
@@ -109,21 +245,113 @@ def save_checkpoint(engine, state: TrainerState, metrics: dict[str, float], rank
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def load_checkpoint(engine, checkpoint: ray.train.Checkpoint, rank: int) -> TrainerState:
-    """Every rank: restore weights, optimizer state and this rank's RNG; returns where to continue."""
+def load_checkpoint(
+    engine,
+    checkpoint: ray.train.Checkpoint,
+    rank: int,
+    world_size: int | None = None,
+    run_dir: Path | None = None,
+    check=None,
+) -> TrainerState:
+    """Every rank: restore weights, optimizer state and this rank's RNG; returns where to continue.
+
+    `check(state)` runs before anything is loaded (a refusal costs no load). A checkpoint of another world
+    size is converted to a universal checkpoint in `run_dir/universal/` first (see the module doc); its
+    state's `world_size` stays the old one, for the caller to report."""
+    world_size = world_size or dist.get_world_size()
     with checkpoint.as_directory() as folder:
         folder = Path(folder)
-        load_path, _ = engine.load_checkpoint(
-            str(folder), tag=DS_TAG, load_optimizer_states=True, load_lr_scheduler_states=False
-        )
-        if load_path is None:
-            raise RuntimeError(f"DeepSpeed found no checkpoint under {folder} (tag {DS_TAG!r})")
         state = TrainerState.from_json((folder / STATE_FILE).read_text(encoding="utf-8"))
+        if check is not None:
+            check(state)
+        if state.world_size in (0, world_size):
+            load_path, _ = engine.load_checkpoint(
+                str(folder), tag=DS_TAG, load_optimizer_states=True, load_lr_scheduler_states=False
+            )
+            if load_path is None:
+                raise RuntimeError(f"DeepSpeed found no checkpoint under {folder} (tag {DS_TAG!r})")
+        else:
+            if run_dir is None:
+                raise ValueError("a checkpoint of another world size needs run_dir for its conversion")
+            _load_resharded(engine, folder, state, Path(run_dir), rank)
         rng_file = folder / "rng" / f"rank{rank}.pt"
         if rng_file.is_file():
             _set_rng_state(torch.load(rng_file, weights_only=False))
     state.restarts += 1
     return state
+
+
+def universal_checkpoint(source: Path, target: Path) -> None:
+    """DeepSpeed's `ds_to_universal` from the ZeRO folder `source` (`<checkpoint>/ds`) into `target`: per
+    parameter, its fp32 weights and Adam moments whole (`target/zero/<name>/{fp32,exp_avg,exp_avg_sq}.pt`),
+    plus the model-state files. In one process: it reads one rank's optimizer file at a time and merges one
+    parameter at a time."""
+    from deepspeed.checkpoint import ds_to_universal
+
+    args = argparse.Namespace(
+        input_folder=str(source),
+        output_folder=str(target),
+        num_extract_workers=1,
+        num_merge_workers=1,
+        keep_temp_folder=False,
+        strict=True,
+        inject_missing_state=False,
+    )
+    ds_to_universal.main(args)
+
+
+def _load_resharded(
+    engine, folder: Path, state: TrainerState, run_dir: Path, rank: int, prefix: str = "step"
+) -> None:
+    """Every rank: rank 0 converts the checkpoint (once: a complete conversion is reused), the others wait
+    for it; all load it as a universal checkpoint, then rank 0 deletes the conversion."""
+    name = f"{prefix}-{state.global_step:08d}-r{state.restarts}-w{state.world_size}"
+    root = run_dir / UNIVERSAL_DIR
+    final = root / name
+    if rank == 0 and not final.is_dir():
+        partial = root / f".{name}.partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        universal_checkpoint(folder / DS_TAG, partial / DS_TAG)
+        os.replace(partial, final)
+    deadline = time.monotonic() + CONVERSION_WAIT_S
+    while not final.is_dir():  # only ranks other than 0 wait here (shared storage, see module doc)
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{final}: rank 0's universal conversion did not appear")
+        time.sleep(1.0)
+    load_universal(engine, final)
+    dist.barrier()
+    if rank == 0:
+        shutil.rmtree(final, ignore_errors=True)
+
+
+def load_universal(engine, folder: Path) -> None:
+    """Load the universal checkpoint `folder/ds` into `engine` (any world size): weights, fp32 master
+    weights and Adam moments.
+
+    DeepSpeed reads `checkpoint.load_universal` from the engine's config at load time; it is switched on
+    for this load only, since the same engine later loads ordinary checkpoints (`restore_best`). The
+    universal load copies the first parameter group's settings onto every group, names included: the
+    names (which `set_stage_hparams` reads) are put back; learning rates and weight decay are set per step.
+    It also gives every group's Adam state one and the same `step` tensor (DeepSpeed 0.19.8,
+    `load_hp_checkpoint_state_from_checkpoint_dir_stage3`), which torch's AdamW then increments once per
+    group and step (seen: 5 groups, step 5 after one step), so the bias correction goes wrong: each group
+    gets its own copy. (All groups step together under ZeRO-3, so the one recorded step is every group's.)"""
+    names = [group.get("name") for group in engine.optimizer.param_groups]
+    engine._config.load_universal_checkpoint = True
+    try:
+        load_path, _ = engine.load_checkpoint(
+            str(folder), tag=DS_TAG, load_optimizer_states=True, load_lr_scheduler_states=False
+        )
+    finally:
+        engine._config.load_universal_checkpoint = False
+    if load_path is None:
+        raise RuntimeError(f"DeepSpeed found no universal checkpoint under {folder} (tag {DS_TAG!r})")
+    for group, name in zip(engine.optimizer.param_groups, names, strict=True):
+        group["name"] = name
+    for state in engine.optimizer.optimizer.state.values():
+        if torch.is_tensor(state.get("step")):
+            state["step"] = state["step"].clone()
 
 
 def best_checkpoint_dir(run_dir: Path, stage_name: str) -> Path:
@@ -152,12 +380,20 @@ def save_best(engine, run_dir: Path, stage_name: str, state: TrainerState, rank:
     return final
 
 
-def restore_best(engine, run_dir: Path, stage_name: str) -> None:
+def restore_best(engine, run_dir: Path, stage_name: str, rank: int = 0) -> None:
     """Every rank: load the weights of the stage's best checkpoint (not its trainer state or RNG).
 
     DeepSpeed restores the fp32 master partitions with them (tested: a step at learning rate 0 afterwards
-    keeps the best weights); the Adam moments are left out, since the next stage begins with fresh ones."""
+    keeps the best weights); the Adam moments are left out, since the next stage begins with fresh ones.
+    A best checkpoint written by another world size (before a resume on another worker count) goes
+    through the universal conversion like a resume (its moments come along; the next stage resets them)."""
     folder = best_checkpoint_dir(run_dir, stage_name)
+    state_file = folder / STATE_FILE
+    if state_file.is_file():
+        state = TrainerState.from_json(state_file.read_text(encoding="utf-8"))
+        if state.world_size not in (0, dist.get_world_size()):
+            _load_resharded(engine, folder, state, Path(run_dir), rank, prefix=f"best-{stage_name}")
+            return
     load_path, _ = engine.load_checkpoint(
         str(folder), tag=DS_TAG, load_optimizer_states=False, load_lr_scheduler_states=False
     )

@@ -4,7 +4,9 @@ log of `ray job submit`, followed with `ray job logs -f`), a bar's carriage retu
 unreadable line, so the driver prints a plain progress line every `LINE_EVERY_S` seconds instead.
 
 Ray Train's own `report` is a barrier across ranks; a fire-and-forget actor call costs the hot loop nothing.
-The actor also records the workers' process ids and the run's restarts (the worker-kill test reads them).
+The actor also records the workers' process ids and the run's restarts (the worker-kill test reads them),
+and, when made with `record_seeds=True`, the seeds every rank trained on at every step (tests check with them
+that a resumed run, also on another worker count, sees every seed of an epoch once and in the same steps).
 """
 
 from __future__ import annotations
@@ -63,11 +65,22 @@ def _duration(seconds: float) -> str:
 
 @ray.remote(num_cpus=0)
 class ProgressActor:
-    def __init__(self) -> None:
+    def __init__(self, record_seeds: bool = False) -> None:
         self.stage: dict[str, Any] = {}
         self.summaries: list[str] = []
         self.pids: dict[int, int] = {}
         self.resumed_from: list[int] = []
+        self.record_seeds = record_seeds
+        self.seen: list[dict[str, Any]] = []
+
+    def records_seeds(self) -> bool:
+        return self.record_seeds
+
+    def seeds(self, stage: str, global_step: int, epoch: int, rank: int, sample_ids: list[int]) -> None:
+        """The seeds rank `rank` trained on in optimizer step `global_step` (epoch `epoch` of `stage`)."""
+        self.seen.append(
+            {"stage": stage, "global_step": global_step, "epoch": epoch, "rank": rank, "seeds": sample_ids}
+        )
 
     def stage_update(self, name: str, index: int, step: int, total: int, loss: float | None) -> None:
         self.stage = {"name": name, "index": index, "step": step, "total": total, "loss": loss}
@@ -87,6 +100,7 @@ class ProgressActor:
             "summaries": list(self.summaries),
             "pids": dict(self.pids),
             "resumed_from": list(self.resumed_from),
+            "seen": list(self.seen),
         }
 
 

@@ -23,13 +23,16 @@ import torch.distributed as dist
 from netgpt.config import NetGPTConfig, StageConfig
 from netgpt.evaluate.rate import rate_batch
 from netgpt.evaluate.scoring import as_rows, score_rows
-from netgpt.graph.loader import graph_dataset_shard, iter_graph_batches, num_batches_per_rank
+from netgpt.graph.loader import graph_dataset_shard, iter_graph_batches, num_batches_per_epoch, split_size
 from netgpt.metrics import Metrics
 from netgpt.train.checkpoint import (
     FINAL_METRICS,
     TrainerState,
+    check_resume,
+    fingerprint,
     load_checkpoint,
     restore_best,
+    resume_settings,
     save_best,
     save_checkpoint,
     write_json_atomically,
@@ -51,9 +54,11 @@ class StageStreams:
     train: Any
     val: Any
     train_batches: int
+    """Global batches (all ranks) per epoch of the train stream; likewise `val_batches`."""
     val_batches: int
     train_start: int
-    """Position the train stream begins at: the resumed state's, so earlier batches are never sampled."""
+    """Global position the train stream begins at: the resumed state's, so earlier batches are never
+    sampled; this rank's first batch is `train_start + rank`."""
     val_start: int
 
 
@@ -116,13 +121,65 @@ class Curriculum:
 
     # ---------------------------------------------------------------- resume
     def resume(self) -> None:
+        """Continue from Ray's checkpoint if there is one (on any world size), else start the run's state.
+
+        The settings of `resume_settings` are recorded in the state and must match on a resume; the run's
+        first world size fixes every stage's global batch (`TrainerState.batch_world_size`)."""
+        store = self.config.graph.store_dir
+        settings = resume_settings(self.config, {s: split_size(store, s) for s in ("train", "val", "test")})
+        stages = self.config.train.stages
         checkpoint = ray.train.get_checkpoint()
         if checkpoint is None:
+            self.state = TrainerState(
+                world_size=self.world,
+                batch_world_size=self.world,
+                fingerprint=fingerprint(settings),
+                settings=settings,
+            )
             return
-        self.state = load_checkpoint(self.engine, checkpoint, self.rank)
+        state = load_checkpoint(
+            self.engine,
+            checkpoint,
+            self.rank,
+            self.world,
+            self.run_dir,
+            check=lambda state: check_resume(self._legacy(state), settings, stages, self.world),
+        )
+        if state.world_size != self.world:
+            self._post(
+                "summary",
+                f"resumed at step {state.global_step} on {self.world} workers from a checkpoint of "
+                f"{state.world_size}: ZeRO shards re-cut through a universal checkpoint (weights, fp32 "
+                "master weights and Adam moments kept), streams resumed at the same global position",
+            )
+        if not state.fingerprint:
+            state.fingerprint, state.settings = fingerprint(settings), settings
+        state.world_size = self.world
+        self.state = state
         self.log.resume_at(self.state.global_step + 1)
         if self.progress is not None and self.rank == 0:
             self.progress.resumed.remote(self.state.global_step)
+
+    def _legacy(self, state: TrainerState) -> TrainerState:
+        """A state written before world sizes were recorded: its world was this one, its position per rank."""
+        if not state.world_size:
+            state.world_size = state.batch_world_size = self.world
+            state.position *= self.world
+        return state
+
+    def _record_seeds(self, stage: StageConfig, epoch: int, window: list) -> None:
+        """Post this rank's seeds of the step to a progress actor made with `record_seeds=True` (tests)."""
+        if self.progress is None:
+            return
+        if not hasattr(self, "_records_seeds"):
+            self._records_seeds = bool(ray.get(self.progress.records_seeds.remote()))
+        if self._records_seeds:
+            ids = [int(i) for b in window for i in b["video"].sample_id[: b["video"].batch_size]]
+            self.progress.seeds.remote(stage.name, self.state.global_step, epoch, self.rank, ids)
+
+    def per_step(self, stage: StageConfig) -> int:
+        """Micro-batches of one optimizer step of `stage` over all ranks (the same on every world size)."""
+        return stage.grad_accum * self.state.batch_world_size
 
     def _post(self, method: str, *args: Any) -> None:
         if self.progress is not None and self.rank == 0:
@@ -130,14 +187,15 @@ class Curriculum:
 
     # ---------------------------------------------------------------- stages
     def streams(self, stage: StageConfig) -> StageStreams:
-        """The stage's streams, begun where the state stands (every rank holds the same state)."""
-        store, size = self.config.graph.store_dir, stage.micro_batch_size
-        val_batches = num_batches_per_rank(store, "val", size, self.world)
+        """The stage's streams, begun where the state stands (every rank holds the same state), in plans cut
+        for the stage's global step (`per_step`), which any world size dividing it shares in lock step."""
+        store, size, multiple = self.config.graph.store_dir, stage.micro_batch_size, self.per_step(stage)
+        val_batches = num_batches_per_epoch(store, "val", size, multiple)
         train_start, val_start = self.state.position, self.state.validations * val_batches
         return StageStreams(
-            train=graph_dataset_shard(self.stream_starts, f"train_{stage.name}", train_start),
-            val=graph_dataset_shard(self.stream_starts, f"val_{stage.name}", val_start),
-            train_batches=num_batches_per_rank(store, "train", size, self.world),
+            train=graph_dataset_shard(self.stream_starts, f"train_{stage.name}", train_start, multiple),
+            val=graph_dataset_shard(self.stream_starts, f"val_{stage.name}", val_start, multiple),
+            train_batches=num_batches_per_epoch(store, "train", size, multiple),
             val_batches=val_batches,
             train_start=train_start,
             val_start=val_start,
@@ -155,13 +213,15 @@ class Curriculum:
                 f"(micro_batch_size {stage.micro_batch_size}, {self.world} workers): use fewer workers or "
                 "smaller batches"
             )
-        accum = stage.grad_accum
-        steps_per_epoch = math.ceil(streams.train_batches / accum)
+        accum = self.per_step(stage) // self.world
+        state.world_size, state.micro_batch_size, state.grad_accum = self.world, stage.micro_batch_size, accum
+        steps_per_epoch = math.ceil(streams.train_batches / (accum * self.world))
         total = steps_per_epoch * stage.epochs
         if stage.max_steps:
             total = min(total, stage.max_steps)
-        batches = prefetch(iter_graph_batches(streams.train, start_position=streams.train_start))
-        val_batches = iter_graph_batches(streams.val, start_position=streams.val_start)
+        first, stride = self.rank, self.world
+        batches = prefetch(iter_graph_batches(streams.train, streams.train_start + first, stride))
+        val_batches = iter_graph_batches(streams.val, streams.val_start + first, stride)
         meter = StepMeter()
         self._post("stage_update", stage.name, index, state.stage_step, total, None)
         first_step = True
@@ -185,7 +245,8 @@ class Curriculum:
             first_step = False
             state.stage_step += 1
             state.global_step += 1
-            state.position = last_position + 1
+            self._record_seeds(stage, last_position // streams.train_batches, window)
+            state.position = last_position - self.rank + self.world
             state.epoch = state.position // streams.train_batches
             self._post("stage_update", stage.name, index, state.stage_step, total, terms["loss"])
             if state.global_step % self.config.train.log_every == 0 or state.stage_step == total:
@@ -198,7 +259,7 @@ class Curriculum:
             epoch_end = state.position % streams.train_batches == 0
             stage_end = state.stage_step == total
             if (epoch_end or stage_end) and self.config.train.val_every_epoch and streams.val_batches:
-                stop = self.validate_and_keep_best(stage, val_batches, streams.val_batches)
+                stop = self.validate_and_keep_best(stage, val_batches, streams.val_batches // self.world)
                 if stop:
                     stage_end = True
                     total = state.stage_step
@@ -207,18 +268,14 @@ class Curriculum:
             if state.global_step % self.config.train.checkpoint_every == 0:
                 save_checkpoint(self.engine, state, {"train_loss": terms["loss"]}, self.rank)
         if state.best_step is not None and state.best_step != state.global_step:
-            restore_best(self.engine, self.run_dir, stage.name)
+            restore_best(self.engine, self.run_dir, stage.name, self.rank)
         tested = self.test(stage) if self.evaluate_test else {}
-        self.state = TrainerState(
-            stage_index=index + 1,
-            global_step=state.global_step,
-            restarts=state.restarts,
-            test_metrics={**state.test_metrics, **tested},
-        )
+        self.state = state.for_next_stage(tested)
         save_checkpoint(self.engine, self.state, {"stage_end": float(index)}, self.rank)
 
     def _next_window(self, batches, per_epoch: int, accum: int, meter: StepMeter):
-        """The micro-batches of one optimizer step: `accum` of them, fewer at the end of an epoch."""
+        """The micro-batches of one optimizer step: `accum` of them, fewer at the end of an epoch (`per_epoch`
+        global batches, of which this rank's last is among the final `world`)."""
         window = []
         while True:
             started = time.perf_counter()
@@ -226,7 +283,7 @@ class Curriculum:
             meter.wait_s += time.perf_counter() - started
             window.append(batch)
             in_epoch = position % per_epoch
-            if len(window) == accum or in_epoch == per_epoch - 1:
+            if len(window) == accum or in_epoch >= per_epoch - self.world:
                 return window, position
 
     # ---------------------------------------------------------------- validation
@@ -277,9 +334,11 @@ class Curriculum:
 
         Each stage's scores are SPEC §6's baselines in turn: the RGCN alone after graph pretraining, the
         aligned LLM's answers, then NetGPT after joint fine-tuning."""
-        shard = graph_dataset_shard(self.stream_starts, f"test_{stage.name}")
-        count = num_batches_per_rank(self.config.graph.store_dir, "test", stage.micro_batch_size, self.world)
-        results, _ = self.evaluate(stage, iter_graph_batches(shard), count)
+        multiple = self.per_step(stage)
+        shard = graph_dataset_shard(self.stream_starts, f"test_{stage.name}", 0, multiple)
+        store = self.config.graph.store_dir
+        count = num_batches_per_epoch(store, "test", stage.micro_batch_size, multiple) // self.world
+        results, _ = self.evaluate(stage, iter_graph_batches(shard, self.rank, self.world), count)
         scalars: dict[str, float] = {}
         for source, metrics in results.items():
             scalars.update(metrics.scalars(prefix=f"test/{stage.name}/{source}/"))

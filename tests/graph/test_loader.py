@@ -1,5 +1,5 @@
 """The Ray Data stream: every seed once per epoch across 2 consumers, deterministic, resumable without
-sampling the batches before the resume position."""
+sampling the batches before the resume position, also on another number of consumers."""
 
 from __future__ import annotations
 
@@ -13,7 +13,13 @@ import ray
 
 from netgpt.data.schema import SAMPLES_FILE
 from netgpt.graph.build import build_graph
-from netgpt.graph.loader import EpochPlan, GraphStreams, iter_graph_batches, num_batches_per_rank
+from netgpt.graph.loader import (
+    EpochPlan,
+    GraphStreams,
+    iter_graph_batches,
+    num_batches_per_rank,
+    rank_positions,
+)
 
 
 @pytest.fixture(scope="module")
@@ -36,10 +42,10 @@ def test_two_consumers_see_every_seed_once_per_epoch_in_lock_step_and_resume_wit
     dataset = streams.dataset("train", batch_size=8, epochs=2, shuffle=True, seed=3)
     iterators = streams.data_config(["train"]).configure({"train": dataset}, 2, None, None)
 
-    def consume_stream(iterator, start_position: int = 0) -> list[tuple[int, int, list[int], dict]]:
+    def consume_stream(iterator, start_position: int = 0, stride: int = 2) -> list[tuple]:
         """A consumer in its own Ray worker process (defined here so Ray ships it by value)."""
         out = []
-        for epoch, position, batch in iter_graph_batches(iterator, start_position):
+        for epoch, position, batch in iter_graph_batches(iterator, start_position, stride):
             seeds = batch["video"].sample_id[: batch["video"].batch_size].tolist()
             assert [f["sample_id"] for f in batch.seed_fields] == seeds
             nodes = {node_type: batch[node_type].n_id.tolist() for node_type in batch.node_types}
@@ -47,11 +53,11 @@ def test_two_consumers_see_every_seed_once_per_epoch_in_lock_step_and_resume_wit
         return out
 
     consume = ray_cluster.remote(num_cpus=0)(consume_stream)
-    ranks = ray_cluster.get([consume.remote(iterators[r]["train"]) for r in range(2)])
+    ranks = ray_cluster.get([consume.remote(iterators[r]["train"], r) for r in range(2)])
 
     per_rank = num_batches_per_rank(streams.store_dir, "train", 8, 2)
-    for got in ranks:
-        assert [p for _, p, _, _ in got] == list(range(2 * per_rank))
+    for rank, got in enumerate(ranks):
+        assert [p for _, p, _, _ in got] == list(range(rank, 4 * per_rank, 2))  # global positions
         assert [e for e, _, _, _ in got] == [0] * per_rank + [1] * per_rank
         assert all(0 < len(seeds) <= 8 for _, _, seeds, _ in got)
     orders = []
@@ -63,25 +69,67 @@ def test_two_consumers_see_every_seed_once_per_epoch_in_lock_step_and_resume_wit
 
     # Resume in the last batch of epoch 0, as a restarted worker group does: rank 0 publishes the position
     # (graph_dataset_shard) before Ray Train calls configure; the stream begins there.
-    start = per_rank - 1
+    start = 2 * (per_rank - 1)
     sampled = _batches_sampled(streams)
-    ray_cluster.get(streams.starts.publish.remote("train", start))
+    ray_cluster.get(streams.starts.publish.remote("train", start, 2))
     again = streams.data_config(["train"]).configure({"train": dataset}, 2, None, None)
-    resumed = ray_cluster.get(consume.remote(again[1]["train"], start_position=start))
-    assert resumed == ranks[1][start:]
-    assert _batches_sampled(streams) - sampled == len(resumed) == 2 * per_rank - start
+    resumed = ray_cluster.get(consume.remote(again[1]["train"], start_position=start + 1))
+    assert resumed == ranks[1][per_rank - 1 :]
+    assert _batches_sampled(streams) - sampled == len(resumed) == per_rank + 1
     with pytest.raises(
-        ray_cluster.exceptions.RayTaskError, match=f"position {start} where {start - 1} was due"
+        ray_cluster.exceptions.RayTaskError, match=f"position {start + 1} where {start - 1} was due"
     ):
         ray_cluster.get(consume.remote(again[1]["train"], start_position=start - 1))
 
 
+@pytest.mark.integration
+@pytest.mark.timeout(300)
+def test_a_stream_resumed_on_another_world_size_sees_every_seed_once(
+    streams, tables_dir, ray_cluster
+) -> None:
+    """2 ranks to the middle of epoch 0, then 1 rank to the end; and 1 rank to the middle, then 2 ranks."""
+    samples = pq.read_table(tables_dir / SAMPLES_FILE).to_pandas()
+    train = sorted(samples.loc[samples.split == "train", "sample_id"].tolist())
+    dataset = streams.dataset("train", batch_size=8, epochs=1, shuffle=True, seed=5)
+    per_epoch = 2 * num_batches_per_rank(streams.store_dir, "train", 8, 2, multiple=2)
+
+    def take(iterator, start_position: int, stride: int, count: int) -> list[tuple[int, list[int]]]:
+        got = []
+        for _, position, batch in iter_graph_batches(iterator, start_position, stride):
+            got.append((position, batch["video"].sample_id[: batch["video"].batch_size].tolist()))
+            if len(got) == count:
+                break
+        return got
+
+    consume = ray_cluster.remote(num_cpus=0)(take)
+    middle = 2 * (per_epoch // 4)
+    for first, second in ((2, 1), (1, 2)):
+        ray_cluster.get(streams.starts.publish.remote("train", 0, 2))
+        before = streams.data_config(["train"]).configure({"train": dataset}, first, None, None)
+        head = [consume.remote(before[r]["train"], r, first, middle // first) for r in range(first)]
+        ray_cluster.get(streams.starts.publish.remote("train", middle, 2))
+        after = streams.data_config(["train"]).configure({"train": dataset}, second, None, None)
+        rest = (per_epoch - middle) // second
+        tail = [consume.remote(after[r]["train"], middle + r, second, rest) for r in range(second)]
+        got = [item for part in ray_cluster.get(head + tail) for item in part]
+        assert sorted(position for position, _ in got) == list(range(per_epoch)), (first, second)
+        seen = [seed for _, seeds in got for seed in seeds]
+        assert sorted(seen) == train, (first, second)  # every seed of the split, none twice
+
+
 def test_a_start_past_the_end_of_the_stream_is_refused(streams, ray_cluster) -> None:
     dataset = streams.dataset("train", batch_size=8, epochs=1, shuffle=False, seed=0)
-    late = num_batches_per_rank(streams.store_dir, "train", 8, 2) + 1
-    ray_cluster.get(streams.starts.publish.remote("late", late))
-    with pytest.raises(ValueError, match=f"cannot start at position {late}: each of the 2 ranks"):
+    late = 2 * num_batches_per_rank(streams.store_dir, "train", 8, 2) + 2
+    ray_cluster.get(streams.starts.publish.remote("late", late, 2))
+    with pytest.raises(ValueError, match=f"cannot start at position {late}: the 2 ranks share"):
         streams.data_config(["late"]).configure({"late": dataset}, 2, None, None)
+    ray_cluster.get(streams.starts.publish.remote("late", 1, 2))
+    with pytest.raises(ValueError, match="begin together at a multiple of 2"):
+        streams.data_config(["late"]).configure({"late": dataset}, 2, None, None)
+    ray_cluster.get(streams.starts.publish.remote("late", 0, 2))
+    odd = 2 * num_batches_per_rank(streams.store_dir, "train", 8, 2) + 1  # cannot divide the epoch
+    with pytest.raises(ValueError, match=f"cannot be shared by {odd} workers"):
+        streams.data_config(["late"]).configure({"late": dataset}, odd, None, None)
 
 
 def _batches_sampled(streams: GraphStreams) -> int:
@@ -89,18 +137,41 @@ def _batches_sampled(streams: GraphStreams) -> int:
     return sum(ray.get(counts))
 
 
-def test_the_plan_cuts_a_multiple_of_the_world_size_without_losing_a_seed(streams) -> None:
-    for world_size in (1, 2, 3, 5):
-        plan = EpochPlan(streams.store_dir, "train", 8, 1, True, 0)
-        batches = plan.epoch(0, world_size)
-        assert len(batches) % world_size == 0
-        assert len(batches) == world_size * plan.batches_per_rank(world_size)
+def test_the_plan_cuts_a_multiple_of_its_multiple_without_losing_a_seed(streams) -> None:
+    for multiple in (1, 2, 3, 5, 6):
+        plan = EpochPlan(streams.store_dir, "train", 8, 1, True, 0, multiple)
+        batches = plan.epoch(0)
+        assert len(batches) % multiple == 0
+        for world_size in (w for w in range(1, multiple + 1) if multiple % w == 0):
+            assert len(batches) == world_size * plan.batches_per_rank(world_size)
         seeds = np.concatenate([s for _, s in batches])
         assert len(np.unique(seeds)) == len(seeds)
         assert max(len(s) for _, s in batches) <= 8
-        assert plan.epoch(0, world_size)[0][1].tolist() == batches[0][1].tolist()
-    with pytest.raises(ValueError, match="fewer than the 10000 workers"):
-        EpochPlan(streams.store_dir, "train", 8, 1, True, 0).batches_per_rank(10_000)
+        assert plan.epoch(0)[0][1].tolist() == batches[0][1].tolist()
+        with pytest.raises(ValueError, match=f"cannot be shared by {len(batches) + 1} workers"):
+            plan.batches_per_rank(len(batches) + 1)
+    with pytest.raises(ValueError, match="fewer than the 10000 batches"):
+        EpochPlan(streams.store_dir, "train", 8, 1, True, 0, 10_000).batches_per_epoch()
+
+
+@pytest.mark.parametrize("first, second", [(2, 1), (1, 2), (4, 2), (2, 4)])
+def test_positions_are_global_so_a_world_size_change_mid_epoch_sees_every_seed_once(
+    streams, first, second
+) -> None:
+    """The position rule alone (no Ray): ranks of `first` consume global positions up to a step boundary
+    in the middle of epoch 1, ranks of `second` the rest; every epoch holds every seed exactly once."""
+    plan = EpochPlan(streams.store_dir, "train", 4, 2, True, 0, multiple=4)
+    per_epoch = plan.batches_per_epoch()
+    middle = per_epoch + 4 * (per_epoch // 8)
+    consumed: list[int] = []
+    for world, start, stop in ((first, 0, middle), (second, middle, 2 * per_epoch)):
+        for rank in range(world):
+            consumed += rank_positions(start, rank, world, np.arange((stop - start) // world)).tolist()
+    assert sorted(consumed) == list(range(2 * per_epoch))
+    split = np.sort(np.concatenate([s for _, s in plan.epoch(0)]))
+    for epoch in (0, 1):
+        seen = [s for g in consumed if g // per_epoch == epoch for s in plan.epoch(epoch)[g % per_epoch][1]]
+        assert sorted(seen) == split.tolist()
 
 
 @pytest.mark.integration
@@ -115,7 +186,7 @@ def test_the_stream_starts_before_the_epoch_is_sampled_and_runs_ahead_only_its_b
     try:
         dataset = streams.dataset("train", batch_size=8, epochs=10, shuffle=True, seed=1)
         (shard,) = streams.data_config(["train"]).configure({"train": dataset}, 1, None, None)
-        total = 10 * num_batches_per_rank(store, "train", 8, 1)
+        total = 10 * num_batches_per_rank(store, "train", 8, 1)  # one rank: its positions are the global ones
         batches = iter_graph_batches(shard["train"])
         _, _, first = next(batches)
         time.sleep(3)  # the executor runs ahead as far as the buffer lets it

@@ -76,3 +76,17 @@ def data_dir(tmp_path_factory, ray_cluster) -> Path:
 def make_config():
     """`make_config(data_dir, run_root, run_name, extra=[])`: the tiny config with its paths."""
     return tiny_config
+
+
+@pytest.fixture(scope="session")
+def baseline(data_dir, tmp_path_factory):
+    """One uninterrupted run of the tiny config on 2 workers, exported (shared by the tests of several
+    modules); its progress snapshot records the seeds of every step of every rank (`seen`)."""
+    from netgpt.convert import export_run
+    from netgpt.train.progress import ProgressActor
+    from netgpt.train.run import train
+
+    config = tiny_config(data_dir, tmp_path_factory.mktemp("runs"), "baseline")
+    result = train(config, show_progress=False, progress=ProgressActor.remote(record_seeds=True))
+    export_run(result.run_dir)
+    return config, result

@@ -27,15 +27,6 @@ from netgpt.train.run import train
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def baseline(data_dir, tmp_path_factory, make_config):
-    """One uninterrupted run of the tiny config (shared by the tests below)."""
-    config = make_config(data_dir, tmp_path_factory.mktemp("runs"), "baseline")
-    result = train(config, show_progress=False)
-    export_run(result.run_dir)
-    return config, result
-
-
 def _weights(model_dir: Path) -> dict[str, torch.Tensor]:
     tensors = {}
     for file in sorted(model_dir.rglob("*.safetensors")):

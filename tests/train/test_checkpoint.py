@@ -1,5 +1,6 @@
-"""Checkpoint shards on a real ZeRO-3 engine (one process): state round trip, resume, and a crash while
-writing the best checkpoint that leaves the previous one intact."""
+"""Checkpoint shards on a real ZeRO-3 engine (one process): state round trip, resume (also through
+DeepSpeed's universal checkpoint, the path of a resume on another world size), a crash while writing the best
+checkpoint that leaves the previous one intact, and the refusal of a resume whose settings changed."""
 
 import json
 
@@ -9,7 +10,16 @@ import torch
 
 from netgpt.graph.types import feature_dims
 from netgpt.train import checkpoint
-from netgpt.train.checkpoint import TrainerState, load_checkpoint, restore_best, save_best
+from netgpt.train.checkpoint import (
+    ResumeRefused,
+    TrainerState,
+    check_resume,
+    fingerprint,
+    load_checkpoint,
+    restore_best,
+    resume_settings,
+    save_best,
+)
 from netgpt.train.engine import avoid_jit_builds, build_engine
 from netgpt.train.monitor import StepMeter
 from netgpt.train.stages import set_stage_hparams
@@ -92,4 +102,116 @@ def test_restore_best_brings_back_the_best_weights_and_their_master_copy(engine,
     # the next step starts from them: at learning rate 0 it leaves the best weights as they are
     set_stage_hparams(engine.optimizer, stage, active=[], factor=1.0)
     train_step(engine, [batch_maker(2, seed=8)], stage, engine.module.prompt_builder(), StepMeter())
+    assert all(torch.equal(a, b) for a, b in zip(best, _weights(engine), strict=True))
+
+
+def _group_steps(engine):
+    return [float(state["step"]) for state in engine.optimizer.optimizer.state.values() if "step" in state]
+
+
+def test_a_checkpoint_of_another_world_size_loads_through_a_universal_checkpoint(
+    engine, batch_maker, tmp_path
+):
+    """The re-cut path on one process: the state says 2 workers wrote it, so it is converted with DeepSpeed's
+    ds_to_universal and loaded as a universal checkpoint; weights, Adam moments, steps, group names and the
+    state come back, and the conversion is removed afterwards."""
+    engine, config = engine
+    stage = config.train.stages[0]
+    set_stage_hparams(engine.optimizer, stage, stage.active_parts(), factor=1.0)  # a test before set lr 0
+    train_step(engine, [batch_maker(2, seed=11)], stage, engine.module.prompt_builder(), StepMeter())
+    folder = tmp_path / "step"
+    folder.mkdir()
+    state = TrainerState(stage_step=2, position=8, global_step=2, world_size=2, batch_world_size=2)
+    checkpoint._write_shard(engine, folder, state, rank=0)
+    saved, moments, steps = _weights(engine), _moments(engine), _group_steps(engine)
+    names = [group["name"] for group in engine.optimizer.param_groups]
+    assert moments and any(m.abs().sum() > 0 for m in moments)
+    train_step(engine, [batch_maker(2, seed=12)], stage, engine.module.prompt_builder(), StepMeter())
+    assert any(not torch.equal(a, b) for a, b in zip(saved, _weights(engine), strict=True))
+
+    run_dir = tmp_path / "run"
+    restored = load_checkpoint(
+        engine, ray.train.Checkpoint.from_directory(str(folder)), rank=0, world_size=1, run_dir=run_dir
+    )
+    assert all(torch.equal(a, b) for a, b in zip(saved, _weights(engine), strict=True))
+    assert all(torch.equal(a, b) for a, b in zip(moments, _moments(engine), strict=True))
+    assert _group_steps(engine) == steps
+    # one step tensor per group (DeepSpeed's universal load shares one, which AdamW then bumps per group)
+    states = engine.optimizer.optimizer.state.values()
+    step_tensors = [state["step"] for state in states if torch.is_tensor(state.get("step"))]
+    assert len({id(t) for t in step_tensors}) == len(step_tensors)
+    assert [group["name"] for group in engine.optimizer.param_groups] == names
+    assert (restored.world_size, restored.position, restored.restarts) == (2, 8, 1)
+    assert not any((run_dir / checkpoint.UNIVERSAL_DIR).iterdir())
+    # and the engine still loads ordinary checkpoints afterwards (the universal switch is off again)
+    assert not engine.load_universal_checkpoint()
+    train_step(engine, [batch_maker(2, seed=12)], stage, engine.module.prompt_builder(), StepMeter())
+    assert _group_steps(engine) == [step + 1 for step in steps]
+
+
+def test_a_resume_with_changed_settings_is_refused_naming_them(make_tiny_config):
+    config = make_tiny_config()
+    settings = resume_settings(config, {"train": 100})
+    state = TrainerState(batch_world_size=2, fingerprint=fingerprint(settings), settings=settings)
+    moved = make_tiny_config()
+    moved.train.num_workers, moved.train.checkpoint_every, moved.graph.store_dir = 1, 7, "/elsewhere"
+    check_resume(state, resume_settings(moved, {"train": 100}), moved.train.stages, world_size=1)
+
+    changed = make_tiny_config()
+    changed.model.hidden_size = 64
+    changed.train.stages[1].lr = 5e-3
+    with pytest.raises(ResumeRefused) as refused:
+        check_resume(state, resume_settings(changed, {"train": 99}), changed.train.stages, world_size=2)
+    message = str(refused.value)
+    assert "model.hidden_size 16 -> 64" in message
+    assert f"train.stages[{changed.train.stages[1].name}].lr 0.002 -> 0.005" in message
+    assert "store.train_seeds 100 -> 99" in message
+    assert "train.num_workers" not in message and "checkpoint_every" not in message
+
+
+def test_a_worker_count_that_cannot_share_a_stage_step_is_refused(make_tiny_config):
+    config = make_tiny_config()
+    settings = resume_settings(config)
+    state = TrainerState(batch_world_size=2, fingerprint=fingerprint(settings), settings=settings)
+    check_resume(state, settings, config.train.stages, world_size=1)
+    with pytest.raises(ResumeRefused, match="cannot resume on 3 workers: a step of stage 'graph_pretrain'"):
+        check_resume(state, settings, config.train.stages, world_size=3)
+
+
+def test_the_next_stage_keeps_the_run_records():
+    state = TrainerState(
+        stage_index=1,
+        stage_step=4,
+        position=40,
+        global_step=9,
+        restarts=1,
+        world_size=1,
+        batch_world_size=2,
+        grad_accum=4,
+        fingerprint="f",
+        settings={"a": 1},
+        test_metrics={"x": 1.0},
+    )
+    nxt = state.for_next_stage({"y": 2.0})
+    assert (nxt.stage_index, nxt.stage_step, nxt.position, nxt.global_step, nxt.restarts) == (2, 0, 0, 9, 1)
+    assert (nxt.world_size, nxt.batch_world_size, nxt.fingerprint, nxt.settings) == (1, 2, "f", {"a": 1})
+    assert nxt.test_metrics == {"x": 1.0, "y": 2.0}
+
+
+def test_a_best_checkpoint_of_another_world_size_is_restored_through_a_universal_checkpoint(
+    engine, batch_maker, tmp_path
+):
+    engine, config = engine
+    stage = config.train.stages[0]
+    set_stage_hparams(engine.optimizer, stage, stage.active_parts(), factor=1.0)
+    save_best(engine, tmp_path, stage.name, TrainerState(global_step=4, best_step=4, world_size=2), rank=0)
+    best = _weights(engine)
+    train_step(engine, [batch_maker(2, seed=9)], stage, engine.module.prompt_builder(), StepMeter())
+    assert any(not torch.equal(a, b) for a, b in zip(best, _weights(engine), strict=True))
+
+    restore_best(engine, tmp_path, stage.name, rank=0)
+    assert all(torch.equal(a, b) for a, b in zip(best, _weights(engine), strict=True))
+    assert not any((tmp_path / checkpoint.UNIVERSAL_DIR).iterdir())
+    set_stage_hparams(engine.optimizer, stage, active=[], factor=1.0)
+    train_step(engine, [batch_maker(2, seed=10)], stage, engine.module.prompt_builder(), StepMeter())
     assert all(torch.equal(a, b) for a, b in zip(best, _weights(engine), strict=True))

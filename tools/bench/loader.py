@@ -74,7 +74,7 @@ def _seed_batches(store: Path, batch_size: int, count: int) -> list[np.ndarray]:
     from netgpt.graph.loader import EpochPlan
 
     plan = EpochPlan(str(store), "train", batch_size, 1, True, 0)
-    return [seeds for _, seeds in plan.epoch(0, 1)[: count + 1]]
+    return [seeds for _, seeds in plan.epoch(0)[: count + 1]]
 
 
 def _edges(batch) -> int:
