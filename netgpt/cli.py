@@ -110,8 +110,26 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+RAY_COMMANDS = frozenset({"demo", "build-graph", "train", "evaluate"})
+"""Commands that start or join a Ray cluster: the installed Ray is checked before they begin."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; a bad config or an untested Ray is one line on stderr and exit status 2."""
     args = _parser().parse_args(argv)
+    from netgpt.config import ConfigError
+    from netgpt.ray_version import RayVersionError, check_ray_version
+
+    try:
+        if args.command in RAY_COMMANDS:
+            check_ray_version()
+        return _run(args)
+    except (ConfigError, RayVersionError) as error:
+        print(f"netgpt {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
     from netgpt.config import load_config
 
     if args.command == "synth":

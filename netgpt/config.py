@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from importlib import resources
@@ -35,6 +36,9 @@ def _is_name(text: str) -> bool:
     """A name that becomes one path component: no separator, not `.` or `..`, not empty."""
     return bool(text) and text not in (".", "..") and "/" not in text and "\\" not in text
 
+
+URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+"""`s3://`, `gs://`, `file://`…: what Ray's storage filesystem (pyarrow) would take as a URI."""
 
 MAX_PARTITIONS = 4096
 """More graph partitions than this is a typo: each is a sampler actor and a folder of arrays."""
@@ -436,7 +440,8 @@ class TrainConfig:
     run_name: str = "netgpt"
     """Name of the run: its folder under `storage_path`."""
     storage_path: str = "runs/demo/ray"
-    """Where Ray Train keeps checkpoints, TensorBoard logs and the resolved config (local path or URI)."""
+    """Where Ray Train keeps checkpoints, TensorBoard logs and the resolved config: a path, on a cluster one
+    on a shared filesystem mounted at the same place on every node (a URI is refused: docs/cluster.md)."""
     num_workers: int = 2
     """Ray Train workers (DeepSpeed ranks)."""
     use_gpu: bool = False
@@ -474,6 +479,13 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _check(_is_name(self.run_name), "train.run_name", "a folder name (no / or ..)", self.run_name)
+        if URI_SCHEME.match(self.storage_path):
+            raise ConfigError(
+                f"config key 'train.storage_path': a URI is not supported, got {self.storage_path!r}; the "
+                "driver and every worker read and write the run folder as a local path, so give a path on a "
+                "shared filesystem mounted at the same place on every node (a PVC or NFS mount, e.g. "
+                "/data/netgpt/runs)"
+            )
         _check(self.num_workers >= 1, "train.num_workers", "an integer >= 1", self.num_workers)
         _check(self.bf16 in ("auto", "true", "false"), "train.bf16", "'auto', 'true' or 'false'", self.bf16)
         _check(bool(self.stages), "train.stages", "at least one stage", self.stages)

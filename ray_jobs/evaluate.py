@@ -17,7 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the working dir ships the package source
 
 from netgpt.config import load_config  # noqa: E402
-from netgpt.evaluate.run import evaluate_models, write_report  # noqa: E402
+from netgpt.ray_version import require_tested_ray  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,6 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="write the JSON report here")
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. evaluate.split=val")
     args = parser.parse_args(argv)
+    require_tested_ray("ray_jobs/evaluate.py")
+    from netgpt.evaluate.run import evaluate_models, write_report  # after the check: it imports Ray
+
     report = evaluate_models(load_config(args.config, args.overrides), args.model, show_progress=False)
     print(report.markdown())
     if args.out:

@@ -18,8 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the working dir ships the package source
 
 from netgpt.config import load_config  # noqa: E402
-from netgpt.convert import export_run  # noqa: E402
-from netgpt.train.run import train  # noqa: E402
+from netgpt.ray_version import require_tested_ray  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,6 +27,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.num_workers=4")
     parser.add_argument("--no-test", action="store_true", help="skip scoring the test split at the end")
     args = parser.parse_args(argv)
+    require_tested_ray("ray_jobs/train.py")
+    from netgpt.convert import export_run  # after the check: these import Ray Train
+    from netgpt.train.run import train
+
     config = load_config(args.config, args.overrides)
     result = train(config, evaluate_test=not args.no_test)  # progress as plain lines in the job log
     model = export_run(result.run_dir)

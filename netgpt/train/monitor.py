@@ -13,6 +13,7 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 
 from netgpt.metrics import Metrics
+from netgpt.train.engine import param_count
 
 # Dense bf16 peak of the GPUs we expect (FLOP/s); MFU is logged only when the device is known.
 PEAK_BF16_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 70e12}
@@ -40,10 +41,15 @@ def train_flops(
     heads × head dim per attended pair of tokens (QKᵀ and the weighted sum of V, forward and backward), the
     causal mask not discounted. `attention_width` = layers × query heads × head dim
     (`llm_attention_width`), `token_pairs` = Σ over prompts of their length² (padding left out). At 4,096
-    tokens on Qwen2-0.5B it adds about a third to the 6N term; at 512 it is a few per cent. Left out (0)
-    by callers that do not pass it."""
-    attention = 12.0 * attention_width * token_pairs
+    tokens on Qwen2-0.5B it adds about a third to the 6N term; at 512 it is a few per cent. Training and
+    the GPU bench count through `FlopCounter`, which passes both."""
+    attention = attention_flops(attention_width, token_pairs)
     return 6.0 * llm_params * tokens + 6.0 * encoder_params * nodes + attention
+
+
+def attention_flops(attention_width: int, token_pairs: int) -> float:
+    """The attention term of `train_flops` alone."""
+    return 12.0 * attention_width * token_pairs
 
 
 def llm_attention_width(llm_config) -> int:
@@ -51,6 +57,39 @@ def llm_attention_width(llm_config) -> int:
     text = llm_config.get_text_config()
     head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
     return int(text.num_hidden_layers * text.num_attention_heads * head_dim)
+
+
+@dataclass(frozen=True)
+class FlopCounter:
+    """The model's sizes that `train_flops` needs, and the count of one micro-batch from what it feeds the
+    model: `train_step` counts every micro-batch with it, so TensorBoard's MFU (`StepMeter.rates`) and
+    `tools/bench/gpu.py` report the same FLOPs. The default counts tokens and no FLOPs (tests)."""
+
+    llm_params: int = 0
+    encoder_params: int = 0
+    attention_width: int = 0
+    """`llm_attention_width` of the LLM: 0 leaves attention out."""
+
+    @classmethod
+    def of(cls, model: torch.nn.Module) -> FlopCounter:
+        """The counter of a NetGPT model (its `llm` and `encoder`), also one held in ZeRO-3 shards."""
+        return cls(
+            llm_params=param_count(model.llm),
+            encoder_params=param_count(model.encoder),
+            attention_width=llm_attention_width(model.llm.config),
+        )
+
+    def count(self, meter: StepMeter, attention_mask: torch.Tensor | None, nodes: int) -> None:
+        """Add one micro-batch to `meter`: its prompts' tokens (`attention_mask`, None when the stage runs no
+        LLM; padding left out), its FLOPs and their attention part. Each prompt attends over its own length,
+        so the token pairs are the sum of squared lengths, not tokens × the padded width."""
+        lengths = attention_mask.sum(dim=1).long() if attention_mask is not None else torch.zeros(0)
+        tokens, pairs = int(lengths.sum()), int((lengths * lengths).sum())
+        meter.tokens += tokens
+        meter.flops += train_flops(
+            self.llm_params, tokens, self.encoder_params, nodes, self.attention_width, pairs
+        )
+        meter.attention_flops += attention_flops(self.attention_width, pairs)
 
 
 def memory_bytes() -> float:
@@ -72,11 +111,13 @@ class StepMeter:
     samples: int = 0
     tokens: int = 0
     flops: float = 0.0
+    attention_flops: float = 0.0
+    """The part of `flops` that is attention (`FlopCounter.count`)."""
     wait_s: float = 0.0
     busy_s: float = 0.0
 
     def absorb(self, other: StepMeter) -> None:
-        for name in ("steps", "samples", "tokens", "flops", "wait_s", "busy_s"):
+        for name in ("steps", "samples", "tokens", "flops", "attention_flops", "wait_s", "busy_s"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
     def rates(self, world_size: int) -> dict[str, float]:

@@ -6,7 +6,7 @@ import torch
 import torch.distributed as dist
 
 from netgpt.config import StageConfig
-from netgpt.train.monitor import StepMeter, train_flops
+from netgpt.train.monitor import FlopCounter, StepMeter
 
 
 def encode_prompts(prompt_builder, batch, with_answer: bool, device: torch.device):
@@ -25,7 +25,7 @@ def train_step(
     stage: StageConfig,
     prompt_builder,
     meter: StepMeter,
-    flop_params: tuple[int, int] = (0, 0),
+    flops: FlopCounter | None = None,
 ) -> dict[str, float]:
     """Forward/backward each micro-batch of `window`, then one optimizer step; returns mean loss terms.
 
@@ -34,7 +34,8 @@ def train_step(
     mean loss over every seed of the step, also for a short last window or a ragged batch. DeepSpeed's own
     1/accumulation scaling is off and the accumulation boundary is set per window, so a stage's windows may
     differ in length (the end of an epoch) and stages may differ in accumulation. A non-finite loss on any
-    rank stops all ranks before the optimizer step, with the stage's name.
+    rank stops all ranks before the optimizer step, with the stage's name. `meter` gets the step's seeds,
+    tokens and model FLOPs (counted by `flops`; none without it).
     """
     engine.train()
     world = dist.get_world_size()
@@ -44,7 +45,7 @@ def train_step(
     dist.all_reduce(total_seeds)
     sums: dict[str, float] = {}
     finite = True
-    llm_params, encoder_params = flop_params
+    flops = flops or FlopCounter()
     for i, batch in enumerate(window):
         batch = batch.to(engine.device)
         prompts = encode_prompts(prompt_builder, batch, True, engine.device) if stage.uses_llm else None
@@ -55,11 +56,9 @@ def train_step(
         engine.backward(out.loss * (sizes[i] * world / total_seeds.item()), scale_wrt_gas=False)
         for name, value in {"loss": out.loss, **out.losses}.items():
             sums[name] = sums.get(name, 0.0) + float(value.detach()) * sizes[i]
-        tokens = int(prompts.attention_mask.sum()) if prompts is not None else 0
         nodes = sum(int(batch[t].num_nodes or 0) for t in batch.node_types)
         meter.samples += sizes[i]
-        meter.tokens += tokens
-        meter.flops += train_flops(llm_params, tokens, encoder_params, nodes)
+        flops.count(meter, prompts.attention_mask if prompts is not None else None, nodes)
     flag = torch.tensor(0.0 if finite else 1.0, device=engine.device)
     dist.all_reduce(flag)
     if flag.item() > 0:

@@ -38,7 +38,7 @@ from netgpt.train.checkpoint import (
     write_json_atomically,
 )
 from netgpt.train.engine import avoid_jit_builds, build_engine, param_count
-from netgpt.train.monitor import StepMeter, TensorBoardLog
+from netgpt.train.monitor import FlopCounter, StepMeter, TensorBoardLog
 from netgpt.train.prefetch import prefetch
 from netgpt.train.stages import (
     freeze_for_stage,
@@ -85,8 +85,7 @@ class Curriculum:
             with_graph: self.model.prompt_builder(with_graph) for with_graph in (True, False)
         }
         """Prompts with graph tokens, and without (stages with `graph_tokens: false`, the LLM alone)."""
-        self.llm_params = param_count(self.model.llm)
-        self.encoder_params = param_count(self.model.encoder)
+        self.flops = FlopCounter.of(self.model)
         self.log = TensorBoardLog(self.run_dir / "tensorboard" if self.rank == 0 else None)
         self.param_shares = self._param_shares()
         self.totals = StepMeter()
@@ -237,7 +236,7 @@ class Curriculum:
                 stage,
                 self.prompt_builders[stage.graph_tokens],
                 step,
-                (self.llm_params, self.encoder_params),
+                self.flops,
             )
             step.busy_s = time.perf_counter() - step_started
             meter.absorb(step)

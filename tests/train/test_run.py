@@ -1,10 +1,14 @@
-"""Driver-side pieces of a run that need no cluster: the run's tokenizer, paths, local Ray sizing."""
+"""Driver-side pieces of a run that need no cluster: the run's tokenizer, paths (a URI refused), local Ray
+sizing."""
+
+from pathlib import Path
 
 import pytest
 
-from netgpt.config import load_config
+from netgpt.cli import main as cli_main
+from netgpt.config import ConfigError, load_config
 from netgpt.model.tokenizer import GRAPH_PAD
-from netgpt.train.run import local_ray_resources, prepare_tokenizer, with_absolute_paths
+from netgpt.train.run import local_ray_resources, prepare_tokenizer, run_dir_of, with_absolute_paths
 
 
 @pytest.fixture(scope="module")
@@ -43,3 +47,26 @@ def test_paths_become_absolute_and_local_ray_has_room(monkeypatch):
     assert local_ray_resources(config)["num_cpus"] >= 2 + config.graph.num_partitions
     monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")
     assert local_ray_resources(config) == {}
+
+
+@pytest.mark.parametrize("uri", ["s3://bucket/runs", "gs://bucket", "file:///tmp/runs", "hdfs://nn:8020/r"])
+def test_a_storage_uri_is_refused_naming_the_key_and_what_works(uri):
+    with pytest.raises(ConfigError) as caught:
+        load_config("demo", [f"train.storage_path={uri}"])
+    message = str(caught.value)
+    assert "'train.storage_path'" in message and repr(uri) in message
+    assert "shared filesystem mounted at the same place on every node" in message and "\n" not in message
+
+
+def test_storage_paths_that_are_not_uris_stay_paths(tmp_path):
+    for path in ("runs/demo/ray", str(tmp_path), "odd:name/runs"):
+        config = with_absolute_paths(load_config("demo", [f"train.storage_path={path}"]))
+        assert run_dir_of(config) == Path(path).resolve() / "netgpt"
+
+
+def test_netgpt_train_with_a_uri_fails_before_making_a_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert cli_main(["train", "train.storage_path=s3://bucket/runs"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("netgpt train: error: config key 'train.storage_path': a URI is not supported")
+    assert list(tmp_path.iterdir()) == []  # not the ./s3:/bucket/runs of a URI taken as a relative path

@@ -13,10 +13,10 @@ Prints one JSON line per measurement on stdout (progress and estimates go to std
   `build_engine`, steps run by the trainer's own `train_step` (fine-tune stage: every part trains, answer
   cross-entropy + prompt regression). Settings: LLM shape x ZeRO-3 with/without CPU offload x activation
   checkpointing x prompt length x micro-batch (1, 2, 4, ... until out of memory, `--max-micro-batch`, or
-  `--max-tokens` per micro-batch). Figures: step_s, tokens_per_s, tflops (model FLOPs of
-  `netgpt.train.monitor.train_flops`, attention term included), mfu, peak_mem_gib
-  (`torch.cuda.max_memory_allocated`, reset per setting). A setting is `"skipped": reason` when its
-  estimate does not fit what is left of `--budget-s`, `"oom": true` when it ran out of memory.
+  `--max-tokens` per micro-batch). Figures: step_s, tokens_per_s, tflops (model FLOPs as `train_step`
+  counts them for TensorBoard's MFU: `netgpt.train.monitor.FlopCounter`, attention included), mfu,
+  peak_mem_gib (`torch.cuda.max_memory_allocated`, reset per setting). A setting is `"skipped": reason`
+  when its estimate does not fit what is left of `--budget-s`, `"oom": true` when it ran out of memory.
 
 On a GPU machine with the project installed (7 minutes: the demo, then as many settings as the rest of
 the default `--budget-s 420` allows; `--skip-demo` gives the settings all of it):
@@ -423,53 +423,45 @@ def peak_memory_gib(device: torch.device) -> tuple[float, str]:
 
 def measure(engine, config, tokenizer, dims, length: int, micro_batch: int, args, device) -> dict:
     """Warm-up steps, then timed steps of `train_step`; the figures of one setting."""
-    from netgpt.train.engine import param_count
-    from netgpt.train.monitor import StepMeter, llm_attention_width, train_flops
+    from netgpt.train.monitor import FlopCounter, StepMeter
     from netgpt.train.step import train_step
 
     model = engine.module
     stage = config.train.stages[0]
     prompts = SyntheticPrompts(tokenizer, length, config.model.num_graph_tokens)
     batches = [make_batch(micro_batch, dims, seed=i) for i in range(args.warmup + args.steps)]
-    llm_params, encoder_params = param_count(model.llm), param_count(model.encoder)
+    counter = FlopCounter.of(model)  # what the trainer's TensorBoard MFU counts with
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     fake_oom = int(os.environ.get(FAKE_OOM_ENV, "0"))
     for batch in batches[: args.warmup]:
-        train_step(engine, [batch], stage, prompts, StepMeter(), (llm_params, encoder_params))
+        train_step(engine, [batch], stage, prompts, StepMeter(), counter)
         if fake_oom and micro_batch * length >= fake_oom:
             raise torch.cuda.OutOfMemoryError(f"{FAKE_OOM_ENV}={fake_oom}: a made-up out-of-memory (tests)")
     synchronize(device)
+    timed = StepMeter()
     started = time.perf_counter()
     losses = []
     for batch in batches[args.warmup :]:
-        out = train_step(engine, [batch], stage, prompts, StepMeter(), (llm_params, encoder_params))
+        out = train_step(engine, [batch], stage, prompts, timed, counter)
         losses.append(out["loss"])
     synchronize(device)
     step_s = (time.perf_counter() - started) / args.steps
-    tokens = micro_batch * length
-    nodes = sum(int(batches[0][t].num_nodes or 0) for t in batches[0].node_types)
-    flops = train_flops(
-        llm_params,
-        tokens,
-        encoder_params,
-        nodes,
-        attention_width=llm_attention_width(model.llm.config),
-        token_pairs=micro_batch * length * length,
-    )
+    tokens = timed.tokens / args.steps
+    flops = timed.flops / args.steps
     memory, memory_kind = peak_memory_gib(device)
     return {
         "step_s": step_s,
         "tokens_per_s": tokens / step_s,
         "samples_per_s": micro_batch / step_s,
         "flops_per_step": flops,
-        "attention_share": 1.0 - train_flops(llm_params, tokens, encoder_params, nodes) / flops,
+        "attention_share": timed.attention_flops / timed.flops,
         "tflops": flops / step_s / 1e12,
         "peak_mem_gib": memory,
         "memory": memory_kind,
         "loss": sum(losses) / len(losses),
-        "llm_params": llm_params,
-        "encoder_params": encoder_params,
+        "llm_params": counter.llm_params,
+        "encoder_params": counter.encoder_params,
         "attn_implementation": getattr(model.llm.config, "_attn_implementation", None),
         "checkpointing_active": bool(getattr(model.llm, "is_gradient_checkpointing", False)),
     }
