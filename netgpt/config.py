@@ -112,7 +112,7 @@ class GraphConfig:
     content_file: str = ""
     """Optional parquet file of per-video content vectors: columns `video_id` (the tables' video id, host/last
     path segment of the URL) and `vector` (`content_dim` floats), one row per video (docs/data.md). A video
-    without a row gets zeros; the build summary counts those videos, and the file's rows that name no video."""
+    without a row gets zeros; the build summary counts those videos, and the file's ids naming no video."""
     content_dim: int = 16
     """Dimension of the video content vector (3,584 in the paper; zeros when no vectors are given)."""
     fanouts: list[int] = field(default_factory=lambda: [50, 51])
