@@ -3,15 +3,15 @@
 The generative process (log10 units; every draw comes from one `numpy.random.default_rng(seed)`):
 
 1. Topics: T = `topic_count(videos)`: XS-Video's 535 topics over 117,720 videos scaled to the set's size (535
-   at full scale, 14 at 3,000 videos), at least 8 for a small set. Each has a distinct two-word Chinese name,
-   a popularity weight ∝ 1 / rank^0.8, a trending centre date uniform over 2024-11-25..2025-01-02 and a spread
-   of 2-6 days. Authors: videos // 4, each with a weight ∝ 1 / rank^0.7 (so most have several videos), a home
-   platform (Douyin .30, Kuaishou .20, Xigua .15, Toutiao .15, Bilibili .20: the release's five platforms; its
-   mix is not published, so these shares are an assumption), a latent skill s = N(0, 0.5) plus, for the 7%
-   "star" authors, U(1.2, 2.8) (a right tail of big creators, visible in their fans and their other videos),
-   fans ~ 10^N(3 + 0.8 s, 0.8) and home topics: one (70%) or two (30%) distinct topics drawn by topic weight.
-   This is an assumption, not a measurement of XS-Video: short-video creators are niche, posting mostly within
-   one or two topics.
+   at full scale, 136 at 30,000 videos), at least 30 for a small set. Each has a distinct two-word Chinese
+   name, a popularity weight ∝ 1 / rank^0.8, a trending centre date (ranks spread evenly over
+   2024-11-25..2025-01-02 by golden-ratio steps, ± 1 day) and a spread of 2-6 days. Authors: videos // 4, each
+   with a weight ∝ 1 / rank^0.7 (so most have several videos), a home platform (Douyin .30, Kuaishou .20,
+   Xigua .15, Toutiao .15, Bilibili .20: the release's five platforms; its mix is not published, so these
+   shares are an assumption), a latent skill s = N(0, 0.5) plus, for the 7% "star" authors, U(1.2, 2.8) (a
+   right tail of big creators, visible in their fans and their other videos), fans ~ 10^N(3 + 0.8 s, 0.8) and
+   home topics: one (70%) or two (30%) distinct topics drawn by topic weight. This is an assumption, not a
+   measurement of XS-Video: short-video creators are niche, posting mostly within one or two topics.
 2. Videos: author by weight; topic = one of the author's home topics (uniformly) with probability
    `home_topic_share` (default HOME_TOPIC_SHARE = 0.85), else by topic weight over all topics; platform = the
    author's home one (85%) or any, so every topic still spans platforms; post time = the topic's centre + N(0,
@@ -27,8 +27,8 @@ The generative process (log10 units; every draw comes from one `numpy.random.def
    collects are 0 in 90% of videos, Bilibili comment counts 0 in 90% of videos.
 5. Label: `netgpt.data.levels.influence_level` of the final state's counts. z's spread and tail are set so
    that the levels follow the released labels' skew (SPEC §2, a fragment: L0 5%, L1 26%, L2 14%, L3 27%, L4
-   16%, L5-8 at most 5% each, L9 rare). Measured, 3,000 videos (seed 0): L0 4.4%, L1 21.5, L2 21.3, L3 28.3,
-   L4 15.2, L5 5.6, L6 2.1, L7 1.0, L8 0.5, L9 0.2; L2 runs high because no Bilibili video can be level 1 (its
+   16%, L5-8 at most 5% each, L9 rare). Measured, 3,000 videos (seed 0): L0 3.8%, L1 23.0, L2 20.1, L3 27.2,
+   L4 15.3, L5 6.0, L6 2.3, L7 1.3, L8 0.8, L9 0.1; L2 runs high because no Bilibili video can be level 1 (its
    cuts skip it) and Bilibili's share is assumed, not known.
 6. States: 2-5 crawls (p .28 .30 .25 .17), 1-11 days apart, the last 14-16 days after posting. A count at
    crawl day d is the final count times the growth curve g(d) = (1 - e^-(d+.5)/τ) / (1 - e^-(D+.5)/τ), τ ~
@@ -48,9 +48,9 @@ What a model can reach (`oracle`, over the rated, non-final samples): topic heat
 neighbours posted earlier, the author's skill in the author's earlier videos and fans, the words in the title;
 ε (sd 0.3 in log10, about half of a level's width) is not, but a sample's likes, and its earlier states',
 reveal M up to the unknown growth τ. Knowing every latent term but ε, the most probable level is right on
-about 64% of samples (`Oracle.latent`); adding the likes of the sample and its earlier states, on about 92%
-(`Oracle.latent_and_likes`, near the most any model can reach). Seed 0: 0.653 / 0.886 at 300 videos, 0.640 /
-0.920 at 3,000.
+about 65% of samples (`Oracle.latent`); adding the likes of the sample and its earlier states, on about 91%
+(`Oracle.latent_and_likes`, near the most any model can reach). Seed 0: 0.661 / 0.900 at 300 videos, 0.654 /
+0.914 at 3,000.
 """
 
 from __future__ import annotations
@@ -77,7 +77,8 @@ COLD_WORDS = ("日常", "随手拍", "记录", "打卡", "碎碎念", "分享")
 FULL_SCALE_VIDEOS = 117_720
 FULL_SCALE_TOPICS = 535
 """XS-Video's videos and topics (SPEC §2): the generator keeps their ratio."""
-MIN_TOPICS = 8
+MIN_TOPICS = 30
+GOLDEN_STEP = (5**0.5 - 1) / 2
 WORD_EFFECT = 0.35
 HEAT_EFFECT = 0.4
 SKILL_SD = 0.5
@@ -256,7 +257,11 @@ class _Generator:
         pairs = rng.permutation(len(_TOPIC_PAIRS))[:n_topics]
         self.topic_names = [" ".join(_TOPIC_PAIRS[k]) for k in pairs]
         window_days = (POST_END - POST_START).days + 1
-        topic_centre = rng.uniform(0, window_days, n_topics)
+        # Popular topics spread evenly over the window (golden-ratio steps in rank order, jittered by a day):
+        # drawn uniformly, a few dominant topics landing late or early would swing the test split's share
+        # (posted after 2024-12-20, about a third of the window) from 2% to 60% of the videos by seed.
+        golden = np.modf(np.arange(n_topics) * GOLDEN_STEP)[0] * window_days
+        topic_centre = np.clip(golden + rng.uniform(-1, 1, n_topics), 0, window_days - 1e-6)
         topic_spread = rng.uniform(2, 6, n_topics)
 
         n_authors = max(1, videos // 4)

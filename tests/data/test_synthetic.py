@@ -121,7 +121,8 @@ def test_platform_quirks_topics_and_authors(synthetic):
     topics = {}
     for s in finals:
         topics.setdefault(s["话题"], set()).add(s["平台"])
-    assert len(topics) == topic_count(400) == MIN_TOPICS and max(len(p) for p in topics.values()) >= 3
+    # 30 topics drawn; with niche authors a few of the rarest may get no video among 400
+    assert 25 <= len(topics) <= topic_count(400) == MIN_TOPICS and max(len(p) for p in topics.values()) >= 3
     authors = {}
     for s in finals:
         authors[s["发布用户ID"]] = authors.get(s["发布用户ID"], 0) + 1
@@ -156,13 +157,12 @@ def test_authors_post_mostly_in_their_home_topics(tmp_path, synthetic):
     niche = _top_two_topic_share([states[-1][1] for states in _videos(synthetic[1])], min_videos=5)
     raw = write_synthetic(tmp_path / "mixed.json", videos=400, seed=3, home_topic_share=0.0).read_text()
     mixed = _top_two_topic_share([states[-1][1] for states in _videos(json.loads(raw))], min_videos=5)
-    # with 8 topics (400 videos) even topics drawn at random fall in an author's top two often
-    assert niche >= 0.85 and mixed <= niche - 0.2
+    assert niche >= 0.85 and mixed <= 0.6
 
 
 def test_topic_count_and_comment_volume_follow_the_release(synthetic):
-    assert topic_count(117_720) == 535 and topic_count(3_000) == 14 and topic_count(300) == MIN_TOPICS
-    assert topic_count(2) == 1
+    assert topic_count(117_720) == 535 and topic_count(30_000) == 136 and topic_count(300) == MIN_TOPICS
+    assert topic_count(2) == 1 and topic_count(60) == 20
     _, data = synthetic
     per_sample = sum(len(s["评论"]) for s in data.values()) / len(data)
     assert abs(per_sample - COMMENTS_PER_SAMPLE) < 0.15 * COMMENTS_PER_SAMPLE
@@ -171,7 +171,7 @@ def test_topic_count_and_comment_volume_follow_the_release(synthetic):
 def test_levels_are_skewed_low_as_in_the_release(synthetic):
     finals = [states[-1][1] for states in _videos(synthetic[1])]
     share = [sum(s["影响力等级"] == level for s in finals) / len(finals) for level in range(10)]
-    assert 0.01 <= share[0] <= 0.09 and max(share) == max(share[1:4])
+    assert 0.01 <= share[0] <= 0.12 and max(share) == max(share[1:4])
     assert 0.70 <= sum(share[1:5]) <= 0.92 and 0.04 <= sum(share[5:]) <= 0.16
     assert all(s <= 0.08 for s in share[5:]) and share[9] <= 0.01
 
