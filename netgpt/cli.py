@@ -42,6 +42,10 @@ def _parser() -> argparse.ArgumentParser:
     build_graph = commands.add_parser(
         "build-graph", help="build the partitioned propagation-graph store from the parquet tables"
     )
+    build_graph.add_argument(
+        "--content",
+        help="parquet of per-video content vectors (video_id, vector): graph.content_file, docs/data.md",
+    )
     _add_config_args(build_graph)
 
     train = commands.add_parser("train", help="run (or resume) the three-stage curriculum on Ray + DeepSpeed")
@@ -78,6 +82,11 @@ def _parser() -> argparse.ArgumentParser:
         help="new samples whose graph is built at once (bounds memory)",
     )
     predict.add_argument("--device", default=None, help="torch device (default: cuda when there is one)")
+    predict.add_argument(
+        "--content",
+        default="",
+        help="parquet of the new videos' content vectors (video_id, vector), as graph.content_file",
+    )
     _add_config_args(predict)
 
     plan = commands.add_parser(
@@ -142,6 +151,8 @@ def _run(args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
     if getattr(args, "strict", False):
         overrides.append("data.strict_keys=true")
+    if args.command == "build-graph" and args.content:
+        overrides.append(f"graph.content_file={args.content}")
     if getattr(args, "split", None):
         overrides.append(f"evaluate.split={args.split}")
     config = load_config(args.config, overrides)
@@ -159,6 +170,13 @@ def _run(args: argparse.Namespace) -> int:
 
         summary = build_graph(config.data.tables_dir, config.graph, config.graph.store_dir, config=config)
         print(json.dumps(summary, ensure_ascii=False))
+        content = summary["content_vectors"]
+        print(
+            f"content vectors: {content['videos_with']} of {content['videos']} videos have one, "
+            f"{content['videos_without']} have none (zeros); {content['ids_naming_no_video']} ids of "
+            f"{content['files'] or 'no file (graph.content_file)'} name no video",
+            file=sys.stderr,
+        )
         return 0
     if args.command == "train":
         import json
@@ -199,6 +217,7 @@ def _run(args: argparse.Namespace) -> int:
                 batch_size=args.batch_size,
                 chunk_size=args.chunk_size,
                 device=args.device,
+                content_file=args.content,
             )
         except DataError as error:
             print(f"netgpt predict: {error}", file=sys.stderr)

@@ -113,8 +113,10 @@ class GraphConfig:
     """Text feature encoder."""
     time_dim: int = 8
     """Dimension of the timestamp encoding (post time, crawl time, comment time)."""
-    content_dir: str = ""
-    """Optional folder of per-video content vectors; missing vectors are zeros (counted in the summary)."""
+    content_file: str = ""
+    """Optional parquet file of per-video content vectors: columns `video_id` (the tables' video id, host/last
+    path segment of the URL) and `vector` (`content_dim` floats), one row per video (docs/data.md). A video
+    without a row gets zeros; the build summary counts those videos, and the file's ids naming no video."""
     content_dim: int = 16
     """Dimension of the video content vector (3,584 in the paper; zeros when no vectors are given)."""
     fanouts: list[int] = field(default_factory=lambda: [50, 51])

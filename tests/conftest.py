@@ -24,14 +24,22 @@ def held_out_world(tmp_path_factory, ray_cluster):
 
     Held out: the last two states of three videos with 3+ states (so the earlier of the two is a seed of the
     whole store, with earlier states left in the store), and every state of one more video. `config` points
-    at the tables and store built without them (the store saves it as its `config.yaml`)."""
+    at the tables and store built without them (the store saves it as its `config.yaml`).
+
+    Content vectors (3-d): `content` maps every video but a quarter of the stored ones to its vector; each
+    store is built with the vectors of its own videos, and `new_content` holds those of the held-out videos
+    (the same vector where the base store's file has the video too), as `netgpt predict --content` reads."""
     import json
     from types import SimpleNamespace
+
+    import numpy as np
 
     from netgpt.config import load_config
     from netgpt.data.importer import import_json
     from netgpt.data.synthetic import write_synthetic
+    from netgpt.data.validate import video_id_from_url
     from netgpt.graph.build import build_graph
+    from netgpt.graph.features import write_content_file
 
     root = tmp_path_factory.mktemp("held_out")
     records = json.loads(write_synthetic(root / "all.json", videos=100, seed=7).read_text(encoding="utf-8"))
@@ -46,6 +54,23 @@ def held_out_world(tmp_path_factory, ray_cluster):
         json.dumps({k: v for k, v in records.items() if k not in new}, ensure_ascii=False), encoding="utf-8"
     )
     (root / "new.json").write_text(json.dumps(new, ensure_ascii=False), encoding="utf-8")
+    videos = {
+        name: list(dict.fromkeys(video_id_from_url(r["url"]) for r in part.values()))
+        for name, part in (
+            ("all", records),
+            ("new", new),
+            ("base", {k: v for k, v in records.items() if k not in new}),
+        )
+    }
+    lacking = set([v for v in videos["all"] if v not in videos["new"]][::4])
+    rng = np.random.default_rng(7)
+    content = {v: rng.normal(size=3).astype(np.float32) for v in videos["all"] if v not in lacking}
+    files = {}
+    for name, ids in videos.items():
+        given = [v for v in ids if v in content]
+        files[name] = write_content_file(
+            root / f"content_{name}.parquet", given, np.array([content[v] for v in given])
+        )
     graph = [
         "graph.num_partitions=2",
         "graph.text.dim=16",
@@ -55,14 +80,33 @@ def held_out_world(tmp_path_factory, ray_cluster):
         "graph.batch_size=8",
     ]
     config = load_config(
-        "demo", [*graph, f"data.tables_dir={root / 'tables'}", f"graph.store_dir={root / 'store'}"]
+        "demo",
+        [
+            *graph,
+            f"data.tables_dir={root / 'tables'}",
+            f"graph.store_dir={root / 'store'}",
+            f"graph.content_file={files['base']}",
+        ],
     )
     whole = load_config(
-        "demo", [*graph, f"data.tables_dir={root / 'tables_all'}", f"graph.store_dir={root / 'store_all'}"]
+        "demo",
+        [
+            *graph,
+            f"data.tables_dir={root / 'tables_all'}",
+            f"graph.store_dir={root / 'store_all'}",
+            f"graph.content_file={files['all']}",
+        ],
     )
     for cfg, source in ((config, root / "base.json"), (whole, root / "all.json")):
         import_json(source, cfg.data.tables_dir, cfg.data, progress=False)
         build_graph(cfg.data.tables_dir, cfg.graph, cfg.graph.store_dir, config=cfg)
     return SimpleNamespace(
-        root=root, config=config, whole=whole, records=records, new=new, new_json=root / "new.json"
+        root=root,
+        config=config,
+        whole=whole,
+        records=records,
+        new=new,
+        new_json=root / "new.json",
+        content=content,
+        new_content=files["new"],
     )

@@ -2,46 +2,55 @@
 
 The generative process (log10 units; every draw comes from one `numpy.random.default_rng(seed)`):
 
-1. Topics: T = clip(videos // 200, 30, 60) (fewer for tiny sets), each a two-word Chinese name with a
-   popularity weight ∝ 1 / rank^0.8, a trending centre date uniform over 2024-11-25..2025-01-02 and a spread
-   of 2-6 days. Authors: videos // 4, each with a weight ∝ 1 / rank^0.7 (so most have several videos), a home
-   platform (Douyin .30, Kuaishou .20, Xigua .15, Toutiao .15, Bilibili .20), a latent skill s ~ N(0, 0.45),
-   fans ~ 10^N(3 + 0.8 s, 0.8) and home topics: one (70%) or two (30%) distinct topics drawn by topic weight.
-   This is an assumption, not a measurement of XS-Video: short-video creators are niche, posting mostly
-   within one or two topics.
+1. Topics: T = `topic_count(videos)`: XS-Video's 535 topics over 117,720 videos scaled to the set's size (535
+   at full scale, 136 at 30,000 videos), at least 30 for a small set. Each has a distinct two-word Chinese
+   name, a popularity weight ∝ 1 / rank^0.8, a trending centre date (ranks spread evenly over
+   2024-11-25..2025-01-02 by golden-ratio steps, ± 1 day) and a spread of 2-6 days. Authors: videos // 4, each
+   with a weight ∝ 1 / rank^0.7 (so most have several videos), a home platform (Douyin .30, Kuaishou .20,
+   Xigua .15, Toutiao .15, Bilibili .20: the release's five platforms; its mix is not published, so these
+   shares are an assumption), a latent skill s = N(0, 0.5) plus, for the 7% "star" authors, U(1.2, 2.8) (a
+   right tail of big creators, visible in their fans and their other videos), fans ~ 10^N(3 + 0.8 s, 0.8) and
+   home topics: one (70%) or two (30%) distinct topics drawn by topic weight. This is an assumption, not a
+   measurement of XS-Video: short-video creators are niche, posting mostly within one or two topics.
 2. Videos: author by weight; topic = one of the author's home topics (uniformly) with probability
-   `home_topic_share` (default HOME_TOPIC_SHARE = 0.85), else by topic weight over all topics; platform =
-   the author's home one (85%) or any, so every topic still spans platforms; post time =
-   the topic's centre + N(0, spread) days, clipped to the posting window, at a random time of day. The
-   title holds the topic's words as #hashtags and 0-2 "effect words": each of HOT_WORDS adds +0.35, each of
-   COLD_WORDS adds -0.35 to z.
+   `home_topic_share` (default HOME_TOPIC_SHARE = 0.85), else by topic weight over all topics; platform = the
+   author's home one (85%) or any, so every topic still spans platforms; post time = the topic's centre + N(0,
+   spread) days, clipped to the posting window, at a random time of day. The title holds the topic's words as
+   #hashtags and 0-2 "effect words": each of HOT_WORDS adds +0.35, each of COLD_WORDS adds -0.35 to z.
 3. Heat h = log(1 + number of videos of the same topic posted in the 72 hours before this one), standardised
    over the data set (mean 0, sd 1), so the level mix does not drift with the data set's size.
-4. z = 1.3 + s + 0.3 h + words + ε, ε ~ N(0, 0.3): log10 engagement on Douyin's scale. The video's final
+4. z = 1.25 + s + 0.4 h + words + ε, ε ~ N(0, 0.3): log10 engagement on Douyin's scale. The video's final
    "lead" count, its likes, is M = 0 when z < 0, else 10^z times the platform's cut scale (Xigua's cuts are
    1/8 of Douyin's, Bilibili's 1/15), at least the least M of the level 10^z earns on Douyin: so a given z
-   earns the same level on every platform, except a level the platform skips (on Bilibili one like is
-   already level 2). The other counts are fractions of M (never above it); Douyin shows views 0, Xigua
-   shares and collects are 0 in 90% of videos, Bilibili comment counts 0 in 90% of videos.
-5. Label: `netgpt.data.levels.influence_level` of the final state's counts: skewed to levels 1-4 (~5% level
-   0, a few % each for 5-8, 9 rare).
+   earns the same level on every platform, except a level the platform skips (on Bilibili one like is already
+   level 2). The other counts are fractions of M (never above it); Douyin shows views 0, Xigua shares and
+   collects are 0 in 90% of videos, Bilibili comment counts 0 in 90% of videos.
+5. Label: `netgpt.data.levels.influence_level` of the final state's counts. z's spread and tail are set so
+   that the levels follow the released labels' skew (SPEC §2, a fragment: L0 5%, L1 26%, L2 14%, L3 27%, L4
+   16%, L5-8 at most 5% each, L9 rare). Measured, 3,000 videos (seed 0): L0 3.8%, L1 23.0, L2 20.1, L3 27.2,
+   L4 15.3, L5 6.0, L6 2.3, L7 1.3, L8 0.8, L9 0.1; L2 runs high because no Bilibili video can be level 1 (its
+   cuts skip it) and Bilibili's share is assumed, not known.
 6. States: 2-5 crawls (p .28 .30 .25 .17), 1-11 days apart, the last 14-16 days after posting. A count at
-   crawl day d is the final count times the growth curve g(d) = (1 - e^-(d+.5)/τ) / (1 - e^-(D+.5)/τ),
-   τ ~ U(1.5, 5) days per video (D = last crawl day), so counts are cumulative; 2% of videos with 3+ states
-   get one small decrease of likes in a middle state (a deleted like), as real crawls show. Fans grow slowly.
-7. Comments: Poisson(2.0 + 0.5 log(1 + new comments since the previous crawl)) per state, at most 12, Chinese
-   phrases, timed between the previous crawl (or the post time) and the crawl date, with a province.
-8. What the released records look like beyond the fields' types (seen in a real slice of the release), so
-   that everything fed synthetic data meets it too: `sentiment` is absent from 28% of records; 10% of
-   comments have no `short_id` and 15% an empty `IP地址`; 20% of videos have an empty title (their
-   description then carries the title's words, so the title's signal stays readable); 12% of videos have a
-   fractional duration (6.293), the others an integer; some descriptions hold a newline, a tab or a double
-   quote; URLs have the platforms' real shapes; the file is indented with 3 spaces.
+   crawl day d is the final count times the growth curve g(d) = (1 - e^-(d+.5)/τ) / (1 - e^-(D+.5)/τ), τ ~
+   U(1.5, 5) days per video (D = last crawl day), so counts are cumulative; 2% of videos with 3+ states get
+   one small decrease of likes in a middle state (a deleted like), as real crawls show. Fans grow slowly.
+7. Comments: Poisson(2.15 + 0.5 log(1 + new comments since the previous crawl)) per state, at most 12, about
+   2.4 a sample as in the release (~923k comments over 381,926 samples); Chinese phrases, timed between the
+   previous crawl (or the post time) and the crawl date, with a province.
+8. What the released records look like beyond the fields' types (seen in a real slice of the release), so that
+   everything fed synthetic data meets it too: `sentiment` is absent from 28% of records; 10% of comments have
+   no `short_id` and 15% an empty `IP地址`; 20% of videos have an empty title (their description then carries
+   the title's words, so the title's signal stays readable); 12% of videos have a fractional duration (6.293),
+   the others an integer; some descriptions hold a newline, a tab or a double quote; URLs have the platforms'
+   real shapes; the file is indented with 3 spaces.
 
-What a model can reach: the first state's counts reveal M only through the unknown τ; topic heat is visible
-in the same-topic neighbours posted earlier, the author's skill in the author's earlier videos, the words in
-the title. Only ε (sd 0.3 in log10, i.e. about half of a level's width) is irreducible: a model that knew
-every latent term except ε would be right on about 60% of videos and within one level on nearly all.
+What a model can reach (`oracle`, over the rated, non-final samples): topic heat is visible in the same-topic
+neighbours posted earlier, the author's skill in the author's earlier videos and fans, the words in the title;
+ε (sd 0.3 in log10, about half of a level's width) is not, but a sample's likes, and its earlier states',
+reveal M up to the unknown growth τ. Knowing every latent term but ε, the most probable level is right on
+about 65% of samples (`Oracle.latent`); adding the likes of the sample and its earlier states, on about 91%
+(`Oracle.latent_and_likes`, near the most any model can reach). Seed 0: 0.661 / 0.900 at 300 videos, 0.654 /
+0.914 at 3,000.
 """
 
 from __future__ import annotations
@@ -51,6 +60,7 @@ import json
 import math
 import os
 import tempfile
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
@@ -64,10 +74,18 @@ POST_END = datetime(2025, 1, 2, 23, 59, 59)
 PLATFORM_WEIGHTS = (0.30, 0.20, 0.15, 0.15, 0.20)
 HOT_WORDS = ("震撼", "独家", "揭秘", "泪目", "爆笑", "重磅")
 COLD_WORDS = ("日常", "随手拍", "记录", "打卡", "碎碎念", "分享")
+FULL_SCALE_VIDEOS = 117_720
+FULL_SCALE_TOPICS = 535
+"""XS-Video's videos and topics (SPEC §2): the generator keeps their ratio."""
+MIN_TOPICS = 30
+GOLDEN_STEP = (5**0.5 - 1) / 2
 WORD_EFFECT = 0.35
-HEAT_EFFECT = 0.3
+HEAT_EFFECT = 0.4
+SKILL_SD = 0.5
+STAR_SHARE = 0.07
+STAR_BOOST = (1.2, 2.8)
 NOISE_SD = 0.3
-BASE_Z = 1.3
+BASE_Z = 1.25
 HOME_TOPIC_SHARE = 0.85
 TWO_HOME_TOPICS = 0.3
 SENTIMENT_ABSENT = 0.28
@@ -76,6 +94,13 @@ REGION_EMPTY = 0.15
 TITLE_EMPTY = 0.20
 FRACTIONAL_DURATION = 0.12
 INDENT = 3
+COMMENT_BASE = 2.15
+MAX_COMMENTS = 12
+COMMENTS_PER_SAMPLE = 923_000 / 381_926
+"""XS-Video's comments per sample (SPEC §2: ~923k comments over 381,926 samples), which the Poisson rate of
+step 7 is set to give."""
+TAU_RANGE = (1.5, 5.0)
+"""Each video's growth time constant τ is uniform over this range (days), step 6 of the process."""
 
 _TOPIC_WORDS_TEXT = (
     "冬日 夜景 美食 旅行 萌宠 亚冬会 跨年 春运 雪景 火锅 科技 新能源 篮球 足球 电影 音乐 读书 考研 健身 "
@@ -83,6 +108,8 @@ _TOPIC_WORDS_TEXT = (
     "游戏 摄影 舞蹈 书法 茶艺 农村 城市 校园 职场 育儿 养生 天气 地铁 博物馆 演唱会 马拉松 机器人 芯片 无人机"
 )
 _TOPIC_WORDS = tuple(_TOPIC_WORDS_TEXT.split())
+_TOPIC_PAIRS = tuple((a, b) for a in _TOPIC_WORDS for b in _TOPIC_WORDS if a != b)
+"""Topic names are distinct ordered pairs of words (3,306 of them, enough for 535 topics and more)."""
 _TITLE_TEMPLATES = (
     "{a}的{b}有多美？",
     "原来{a}还能这样玩",
@@ -136,6 +163,14 @@ def _video_url(platform: str, index: int) -> str:
     if platform == "哔哩哔哩":
         return _URL_FORMATS[platform].format(id=113_000_000_000_000 + index * 7919)
     return _URL_FORMATS[platform].format(id=7_440_000_000_000_000_000 + index * 104_729)
+
+
+def topic_count(videos: int) -> int:
+    """How many topics `videos` videos are drawn from: XS-Video's 535 topics scaled to the data set's size
+    (about 220 videos a topic, as in the release), at least MIN_TOPICS (and at most a third of the videos)
+    so that a small set still has topics to tell apart."""
+    scaled = round(FULL_SCALE_TOPICS * videos / FULL_SCALE_VIDEOS)
+    return max(1, scaled, min(MIN_TOPICS, videos // 3))
 
 
 def _zipf_weights(n: int, exponent: float) -> np.ndarray:
@@ -218,21 +253,22 @@ class _Generator:
         self.videos = videos
         self.comment_serial = 0
         rng = self.rng
-        n_topics = max(1, min(int(np.clip(videos // 200, 30, 60)), max(1, videos // 3)))
-        words = rng.permutation(len(_TOPIC_WORDS))
-        self.topic_names = [
-            f"{_TOPIC_WORDS[words[(2 * t) % len(words)]]} {_TOPIC_WORDS[words[(2 * t + 1) % len(words)]]}"
-            + ("" if t < len(words) // 2 else f" {t}")
-            for t in range(n_topics)
-        ]
+        n_topics = topic_count(videos)
+        pairs = rng.permutation(len(_TOPIC_PAIRS))[:n_topics]
+        self.topic_names = [" ".join(_TOPIC_PAIRS[k]) for k in pairs]
         window_days = (POST_END - POST_START).days + 1
-        topic_centre = rng.uniform(0, window_days, n_topics)
+        # Popular topics spread evenly over the window (golden-ratio steps in rank order, jittered by a day):
+        # drawn uniformly, a few dominant topics landing late or early would swing the test split's share
+        # (posted after 2024-12-20, about a third of the window) from 2% to 60% of the videos by seed.
+        golden = np.modf(np.arange(n_topics) * GOLDEN_STEP)[0] * window_days
+        topic_centre = np.clip(golden + rng.uniform(-1, 1, n_topics), 0, window_days - 1e-6)
         topic_spread = rng.uniform(2, 6, n_topics)
 
         n_authors = max(1, videos // 4)
         self.author_ids = [str(5_550_000 + 37 * a) for a in range(n_authors)]
         author_home = rng.choice(len(PLATFORMS), size=n_authors, p=PLATFORM_WEIGHTS)
-        self.author_skill = rng.normal(0, 0.45, n_authors)
+        star = rng.random(n_authors) < STAR_SHARE
+        self.author_skill = rng.normal(0, SKILL_SD, n_authors) + star * rng.uniform(*STAR_BOOST, n_authors)
         self.author_fans = 10 ** rng.normal(3 + 0.8 * self.author_skill, 0.8)
 
         topic_weights = _zipf_weights(n_topics, 0.8)
@@ -311,7 +347,7 @@ class _Generator:
             platform, final["likes"], final["shares"], final["collects"], final["comment_count"]
         )
         days = _crawl_days(rng, int(rng.choice((2, 3, 4, 5), p=(0.28, 0.30, 0.25, 0.17))))
-        tau = rng.uniform(1.5, 5)
+        tau = rng.uniform(*TAU_RANGE)
         fans_growth = rng.uniform(0, 0.004)
         growth = [(1 - math.exp(-(d + 0.5) / tau)) / (1 - math.exp(-(days[-1] + 0.5) / tau)) for d in days]
         per_state = [{name: int(value * g) for name, value in final.items()} for g in growth[:-1]] + [final]
@@ -349,7 +385,7 @@ class _Generator:
             crawl = date.fromordinal(post.date().toordinal() + day)
             crawl_end = datetime(crawl.year, crawl.month, crawl.day, 23, 59, 59)
             new_comments = max(0, counts["comment_count"] - previous_comments)
-            n_comments = min(12, int(rng.poisson(2.0 + 0.5 * math.log1p(new_comments))))
+            n_comments = min(MAX_COMMENTS, int(rng.poisson(COMMENT_BASE + 0.5 * math.log1p(new_comments))))
             state = {
                 **shared,
                 "当前时间": crawl.isoformat(),
@@ -402,3 +438,71 @@ def write_synthetic(
     os.chmod(tmp.name, 0o644)  # NamedTemporaryFile creates 0600
     os.replace(tmp.name, path)
     return path
+
+
+_ORACLE_TAUS = 32
+_ORACLE_STEP = 0.0025
+_ORACLE_SPAN = 4.0
+
+
+@dataclass(frozen=True)
+class Oracle:
+    """What an oracle reaches on a synthetic data set, over its non-final samples (the rated ones).
+
+    `latent`: the accuracy of the most probable level given the video's latent terms (author skill, topic
+    heat, title words: `expected_z`) and platform, with only ε unknown. `latent_and_likes`: the same, also
+    given the likes of the sample and of its earlier states and their crawl days, with τ unknown: the
+    Bayes-optimal rating from everything but ε, τ and the noisy fractions of the other counts, so about the
+    most any model can reach. `levels`: how many videos have each level 0-9."""
+
+    latent: float
+    latent_and_likes: float
+    samples: int
+    levels: tuple[int, ...]
+
+
+def oracle(videos: int, seed: int, home_topic_share: float = HOME_TOPIC_SHARE) -> Oracle:
+    """The `Oracle` of `write_synthetic(path, videos, seed, home_topic_share)` (the same draws, no file).
+
+    Posteriors are taken on a grid of z (step 0.0025, ±4 noise sds around the expected z) and of τ (32
+    values); a sample whose likes no (z, τ) of the grid gives exactly (a deleted like) falls back to the
+    latent terms alone."""
+    generator = _Generator(videos, seed, home_topic_share)
+    offsets = np.arange(-_ORACLE_SPAN * NOISE_SD, _ORACLE_SPAN * NOISE_SD + _ORACLE_STEP / 2, _ORACLE_STEP)
+    prior = np.exp(-0.5 * (offsets / NOISE_SD) ** 2)
+    taus = TAU_RANGE[0] + (np.arange(_ORACLE_TAUS) + 0.5) * (TAU_RANGE[1] - TAU_RANGE[0]) / _ORACLE_TAUS
+    hits = {"latent": 0, "latent_and_likes": 0}
+    samples = 0
+    levels = np.zeros(10, dtype=np.int64)
+    for v in range(videos):
+        states = generator.video_states(v, 0)
+        platform = states[0]["平台"]
+        truth = states[0]["影响力等级"]
+        levels[truth] += 1
+        z = generator.expected_z[v] + offsets
+        lead = np.array([_platform_lead(platform, float(x)) for x in z], dtype=np.float64)
+        cuts = np.array(PLATFORM_CUTS[platform])
+        level_of = np.searchsorted(cuts, lead, side="right")
+        post = date.fromisoformat(states[0]["发布时间"][:10])
+        days = np.array([(date.fromisoformat(s["当前时间"]) - post).days for s in states], dtype=np.float64)
+        likes = np.array([s["当前点赞量"] for s in states], dtype=np.float64)
+        # growth[τ, state]: the share of the final count reached at each crawl (step 6)
+        growth = (1 - np.exp(-(days[None, :] + 0.5) / taus[:, None])) / (
+            1 - np.exp(-(days[-1] + 0.5) / taus[:, None])
+        )
+        latent_guess = int(np.argmax(np.bincount(level_of, weights=prior, minlength=10)))
+        for i in range(len(states) - 1):
+            seen = np.floor(lead[None, None, :] * growth[:, : i + 1, None]) == likes[None, : i + 1, None]
+            weight = prior * seen.all(axis=1).mean(axis=0)
+            if not weight.any():
+                weight = prior
+            guess = int(np.argmax(np.bincount(level_of, weights=weight, minlength=10)))
+            hits["latent"] += latent_guess == truth
+            hits["latent_and_likes"] += guess == truth
+            samples += 1
+    return Oracle(
+        latent=hits["latent"] / max(samples, 1),
+        latent_and_likes=hits["latent_and_likes"] / max(samples, 1),
+        samples=samples,
+        levels=tuple(int(n) for n in levels),
+    )

@@ -77,13 +77,16 @@ def predict(
     chunk_size: int = CHUNK_SIZE,
     device: str | None = None,
     progress: bool = True,
+    content_file: str = "",
 ) -> dict[str, Any]:
     """Rate every sample of `input_path` with the NetGPT folder `model_dir`; write `out_path` (parquet).
 
     The store is `config.graph.store_dir` (its graph settings come from its saved `config.yaml`), its tables
-    `config.data.tables_dir`, the fan-outs `config.graph.fanouts` / `relation_fanouts`. Returns the summary
-    (counts; and, over the samples whose level the input gives, the metrics of each prediction). Raises
-    `DataError` on a bad input before writing anything."""
+    `config.data.tables_dir`, the fan-outs `config.graph.fanouts` / `relation_fanouts`. `content_file`: the
+    new videos' content vectors, in the format of `graph.content_file` (docs/data.md), read besides the
+    store's. Returns the summary (counts, among them the new videos without a content vector; and, over the
+    samples whose level the input gives, the metrics of each prediction). Raises `DataError` on a bad input
+    before writing anything."""
     if batch_size < 1 or chunk_size < 1:
         raise ValueError(f"batch_size and chunk_size: expected integers >= 1, got {batch_size}, {chunk_size}")
     out_path = Path(out_path)
@@ -100,6 +103,7 @@ def predict(
             config.data.tables_dir,
             store_dir,
             store_graph_config(store_dir, config.graph),
+            content_file,
         )
         # the input is checked (cheap) before the model is loaded (slow for a large LLM)
         model = _load_model(model_dir, meta["feature_dims"], store_dir, num_hops)
@@ -132,7 +136,9 @@ def predict(
         os.replace(tmp, out_path)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return _summary(table, out_path, predictions)
+    summary = _summary(table, out_path, predictions)
+    summary["videos_without_content_vector"] = new.content["videos_without"]
+    return summary
 
 
 def _load_model(

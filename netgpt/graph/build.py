@@ -25,11 +25,11 @@ from netgpt.data.schema import COMMENTS_FILE, SAMPLES_FILE
 from netgpt.graph.features import (
     SECONDS_PER_DAY,
     TextEncoder,
-    available_content,
     encode_time,
     load_content,
     log1p_scalar,
     make_text_encoder,
+    scan_content,
     text_dim,
 )
 from netgpt.graph.partition import assign_partitions
@@ -91,8 +91,8 @@ def build_graph(
     num_hops = len(graph_cfg.fanouts)
     part = assign_partitions(topology, graph_cfg.num_partitions, graph_cfg.partitioner)
     dims = feature_dims(text_dim(graph_cfg.text), graph_cfg.time_dim, graph_cfg.content_dim)
-    available = available_content(graph_cfg.content_dir)
-    missing_content = int(sum(1 for v in topology.video_ids if v not in available))
+    files = content_files(graph_cfg)
+    content = content_counts(files, content_ids(files, graph_cfg.content_dim), topology.video_ids)
     plans = [plan_partition(topology, part, p, num_hops) for p in range(graph_cfg.num_partitions)]
     write_remote = ray.remote(num_cpus=1)(write_partition)
 
@@ -112,7 +112,7 @@ def build_graph(
                 topology.split[plans[p]["order"][: plans[p]["num_seeds"]]], return_counts=True
             )
             info["seeds_per_split"] = {str(s): int(c) for s, c in zip(splits, counts, strict=True)}
-        write_meta(folder, store_meta(topology, graph_cfg, dims, num_hops, infos, missing_content, started))
+        write_meta(folder, store_meta(topology, graph_cfg, dims, num_hops, infos, content, started))
         if config is not None:
             save_config(config, folder)
 
@@ -132,7 +132,7 @@ def _summary(store_dir: str | Path) -> dict[str, Any]:
             {k: info[k] for k in ("num_seeds", "num_inner", "num_video", "bytes", "seeds_per_split")}
             for info in meta["partitions"]
         ],
-        "missing_content_vectors": meta["build"]["missing_content_vectors"],
+        "content_vectors": meta["build"]["content_vectors"],
         "group_relation_edges_not_materialised": {
             r.name: meta["counts"]["edges"]["__".join(r.edge_type)] for r in RELATIONS if r.is_group
         },
@@ -145,7 +145,7 @@ def store_meta(
     dims: dict[str, int],
     num_hops: int,
     infos: list[dict[str, Any]],
-    missing_content: int,
+    content: dict[str, Any],
     started: float,
 ) -> dict[str, Any]:
     n = topology.num_samples
@@ -175,9 +175,33 @@ def store_meta(
         "partitions": infos,
         "build": {
             "seconds": round(time.perf_counter() - started, 3),
-            "missing_content_vectors": missing_content,
+            "content_vectors": content,
             "videos": len(topology.video_ids),
         },
+    }
+
+
+def content_files(cfg: GraphConfig, extra: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The content files a build reads: `graph.content_file` (when set), then `extra`."""
+    return tuple(f for f in (cfg.content_file, *extra) if f)
+
+
+def content_ids(files: tuple[str, ...], dim: int) -> set[str]:
+    """The video ids of the content `files`, each file checked whole (`features.scan_content`)."""
+    return set().union(*(scan_content(path, dim) for path in files))
+
+
+def content_counts(files: tuple[str, ...], given: set[str], video_ids: np.ndarray) -> dict[str, Any]:
+    """Over the distinct `video_ids`: the videos with a vector in `given` (the ids of `files`) and without
+    one, and the files' ids that name none of them (a video id spelled otherwise than the tables'
+    `video_id` shows up there, rather than as silent zeros)."""
+    videos = set(video_ids.tolist())
+    return {
+        "files": list(files),
+        "videos": len(videos),
+        "videos_with": len(videos & given),
+        "videos_without": len(videos - given),
+        "ids_naming_no_video": len(given - videos),
     }
 
 
@@ -241,11 +265,13 @@ def write_partition(
     plan: dict[str, Any],
     shared: dict[str, list[str]],
     encoder: TextEncoder | None = None,
+    extra_content: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Ray task: compute and write one partition's features and structure; returns its meta entry.
 
     `encoder` replaces the configured text encoder (`netgpt.graph.extend` passes one that reuses the rows a
-    store already holds)."""
+    store already holds); `extra_content` are content files read after `graph.content_file` (the new
+    videos' vectors `netgpt predict` is given)."""
     started = time.perf_counter()
     out = Path(folder)
     out.mkdir(parents=True)
@@ -261,10 +287,9 @@ def write_partition(
     video_code = _codes(table["video_id"])
     first, arrays["video_x_row"] = _distinct_rows(video_code)
     arrays["video_x"] = load_content(
-        cfg.content_dir,
+        content_files(cfg, extra_content),
         table["video_id"].take(pa.array(first)).to_pylist(),
         cfg.content_dim,
-        available_content(cfg.content_dir),
     )
     inner = table.slice(0, num_inner)
     for node_type in ATTRIBUTE_TYPES:

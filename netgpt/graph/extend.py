@@ -57,8 +57,15 @@ import pyarrow.parquet as pq
 from netgpt.config import GraphConfig, load_config
 from netgpt.data.schema import COMMENTS_FILE, COMMENTS_SCHEMA, NEW_SAMPLES_SCHEMA, SAMPLES_FILE
 from netgpt.data.validate import DataError
-from netgpt.graph.build import plan_partition, store_meta, write_partition
-from netgpt.graph.features import TextEncoder, available_content, make_text_encoder, text_dim
+from netgpt.graph.build import (
+    content_counts,
+    content_files,
+    content_ids,
+    plan_partition,
+    store_meta,
+    write_partition,
+)
+from netgpt.graph.features import TextEncoder, make_text_encoder, text_dim
 from netgpt.graph.store import (
     BOOK_FILE,
     META_FILE,
@@ -115,7 +122,11 @@ class NewSamples:
 
     Arrays are in input order: `input_ids` (as in the input), `internal_ids` (the ids in the extension
     store and its batches), `unknown_topic` / `unknown_author` (no sample of the store has that topic /
-    author: such a sample has no neighbour through that relation among stored samples)."""
+    author: such a sample has no neighbour through that relation among stored samples).
+
+    Content vectors come from the store's `graph.content_file` and from `content_file`, the new videos'
+    vectors in the same format (a video in both must have the same vector in both); `content` counts the
+    new videos with and without one."""
 
     def __init__(
         self,
@@ -124,6 +135,7 @@ class NewSamples:
         tables_dir: str | Path,
         store_dir: str | Path,
         graph_cfg: GraphConfig,
+        content_file: str = "",
     ) -> None:
         self.tables_dir, self.store_dir, self.graph_cfg = Path(tables_dir), Path(store_dir), graph_cfg
         self.input_name = input_name
@@ -134,6 +146,14 @@ class NewSamples:
                 f"{self.store_dir / META_FILE}: feature widths {self.meta['feature_dims']}, the graph "
                 f"settings give {dims}; rate with the graph settings the store was built with"
             )
+        if content_file and not graph_cfg.content_file:
+            raise StoreError(
+                f"{content_file}: the store {self.store_dir} was built without content vectors "
+                "(graph.content_file empty), so its model never saw one; rate without them"
+            )
+        self.extra_content = (content_file,) if content_file else ()
+        self.content_files = content_files(graph_cfg, self.extra_content)
+        self.content_ids = content_ids(self.content_files, graph_cfg.content_dim)
         base = pq.read_table(self.tables_dir / SAMPLES_FILE, columns=[*TOPOLOGY_COLUMNS, "history_ids"])
         base = base.cast(_STRUCTURE_SCHEMA).sort_by("sample_id")
         base_ids = base["sample_id"].to_numpy()
@@ -177,6 +197,7 @@ class NewSamples:
         structure = pa.concat_tables([base, self.new.select(_STRUCTURE_SCHEMA.names)])
         comment_sid = np.concatenate([base_comments.to_numpy(), internal_owner]).astype(np.int64)
         self.topology: Topology = make_topology(structure, comment_sid, str(new_dir), str(new_dir))
+        self.content = content_counts(self.content_files, self.content_ids, self.new["video_id"].to_numpy())
 
     def _resolve_history(self, new: pa.Table, base: pa.Table) -> pa.Array:
         """Each new sample's earlier-state ids as internal ids: the input's sample of that id when the input
@@ -229,8 +250,7 @@ class NewSamples:
         dims = feature_dims(text_dim(cfg.text), cfg.time_dim, cfg.content_dim)
         wanted = plan["sample_ids"]
         halo_videos = topology.video_ids[topology.video[np.searchsorted(topology.sample_id, wanted)]]
-        available = available_content(cfg.content_dir)
-        missing_content = int(sum(1 for v in set(halo_videos.tolist()) if v not in available))
+        content = content_counts(self.content_files, self.content_ids, halo_videos)
         out_dir = Path(out_dir)
 
         def fill(folder: Path) -> None:
@@ -238,7 +258,9 @@ class NewSamples:
             base, comments = self._write_halo_tables(tables, wanted)
             encoder = StoredTextEncoder(make_text_encoder(cfg.text), self._stored_texts(base, comments))
             shared = {"topic_names": topology.topic_names, "platform_names": topology.platform_names}
-            info = write_partition(str(tables), cfg, str(partition_dir(folder, 0)), plan, shared, encoder)
+            info = write_partition(
+                str(tables), cfg, str(partition_dir(folder, 0)), plan, shared, encoder, self.extra_content
+            )
             shutil.rmtree(tables)
             info["seeds_per_split"] = {NEW_SPLIT: int(plan["num_seeds"])}
             info["texts_reused_from_store"], info["texts_encoded"] = encoder.reused, encoder.encoded
@@ -260,7 +282,7 @@ class NewSamples:
                 ),
                 folder / NEW_SAMPLES_FILE,
             )
-            write_meta(folder, store_meta(topology, cfg, dims, num_hops, [info], missing_content, started))
+            write_meta(folder, store_meta(topology, cfg, dims, num_hops, [info], content, started))
 
         write_store_atomically(out_dir, fill)
         return out_dir

@@ -7,11 +7,14 @@ x = encoder.encode(["标题", "a title"])           # float32 [2, encoder.dim]
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from netgpt.config import TextEncoderConfig
 
@@ -169,34 +172,126 @@ def log1p_scalar(values: np.ndarray) -> np.ndarray:
     return np.log1p(np.clip(np.asarray(values, dtype=np.float64), 0.0, None)).astype(np.float32)[:, None]
 
 
-def content_file(content_dir: str, video_id: str) -> Path:
-    """Where the content vector of one video lives: `<content_dir>/<video_id>.npy`, a 1-d float array."""
-    return Path(content_dir) / f"{video_id}.npy"
+CONTENT_ID = "video_id"
+CONTENT_VECTOR = "vector"
+CONTENT_BATCH_VALUES = 1 << 24
+"""A content file is read in record batches of about this many vector values (64 MB of float32), so memory
+stays bounded whatever the file's size (117,720 × 3,584 values at full scale)."""
 
 
-def available_content(content_dir: str) -> set[str]:
-    """Video ids that have a content vector file in `content_dir` (empty when no folder is configured)."""
-    if not content_dir:
-        return set()
-    if not os.path.isdir(content_dir):
-        raise FileNotFoundError(
-            f"graph.content_dir={content_dir!r}: expected a folder of <video_id>.npy files"
+class ContentError(ValueError):
+    """A content-vector file that breaks a rule: the message names the file, the row and what was expected."""
+
+
+def _content_batches(path: str, dim: int) -> Iterator[tuple[int, pa.RecordBatch]]:
+    """(first row, batch) over the content file at `path`, its two columns checked for their types."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no such content-vector file (graph.content_file)")
+    try:
+        file = pq.ParquetFile(path)
+    except pa.ArrowException as error:
+        raise ContentError(f"{path}: not a parquet file ({error})") from None
+    schema = file.schema_arrow
+    names = set(schema.names)
+    if not {CONTENT_ID, CONTENT_VECTOR} <= names:
+        raise ContentError(
+            f"{path}: expected columns {CONTENT_ID!r} (string) and {CONTENT_VECTOR!r} (list of floats), "
+            f"got {schema.names}"
         )
-    return {name[:-4] for name in os.listdir(content_dir) if name.endswith(".npy")}
+    id_type, vector_type = schema.field(CONTENT_ID).type, schema.field(CONTENT_VECTOR).type
+    if not (pa.types.is_string(id_type) or pa.types.is_large_string(id_type)):
+        raise ContentError(f"{path}: column {CONTENT_ID!r}: expected strings, got {id_type}")
+    is_list = pa.types.is_list(vector_type) or pa.types.is_large_list(vector_type)
+    if not (is_list or pa.types.is_fixed_size_list(vector_type)) or not pa.types.is_floating(
+        vector_type.value_type
+    ):
+        raise ContentError(f"{path}: column {CONTENT_VECTOR!r}: expected a list of floats, got {vector_type}")
+    first = 0
+    batch_rows = max(1, CONTENT_BATCH_VALUES // dim)
+    for batch in file.iter_batches(batch_size=batch_rows, columns=[CONTENT_ID, CONTENT_VECTOR]):
+        yield first, batch
+        first += batch.num_rows
 
 
-def load_content(content_dir: str, video_ids: Sequence[str], dim: int, available: set[str]) -> np.ndarray:
-    """Content vectors of `video_ids` as float32 [n, dim]; rows of videos without a file stay zero."""
+def _batch_vectors(
+    path: str, rows: np.ndarray, batch: pa.RecordBatch, dim: int
+) -> tuple[list[str], np.ndarray]:
+    """The ids and the float32 [len(rows), dim] vectors of `batch`, whose rows are the file's rows `rows`; a
+    row with a null, a vector of another length or a non-finite value is a `ContentError` naming it."""
+    ids = batch.column(CONTENT_ID)
+    vectors = batch.column(CONTENT_VECTOR)
+    names = ids.to_pylist()
+
+    def error(k: int, rule: str) -> ContentError:
+        return ContentError(f"{path}: row {rows[k]} ({CONTENT_ID} {names[k]!r}): {rule}")
+
+    for k in np.flatnonzero(~ids.is_valid().to_numpy(zero_copy_only=False)):
+        raise ContentError(f"{path}: row {rows[k]}: expected a video id, got null")
+    for k in np.flatnonzero(~vectors.is_valid().to_numpy(zero_copy_only=False)):
+        raise error(int(k), f"expected a vector of {dim} values (graph.content_dim), got null")
+    lengths = pc.list_value_length(vectors).to_numpy(zero_copy_only=False)
+    for k in np.flatnonzero(lengths != dim):
+        raise error(int(k), f"expected a vector of {dim} values (graph.content_dim), got {lengths[k]}")
+    values = pc.cast(vectors.flatten(), pa.float32()).to_numpy(zero_copy_only=False)
+    matrix = values.reshape(len(names), dim)
+    for k in np.flatnonzero(~np.isfinite(matrix).all(axis=1)):
+        raise error(int(k), "expected finite values, got NaN, infinity or a null value")
+    return names, matrix
+
+
+def scan_content(path: str, dim: int) -> set[str]:
+    """Check the whole content file at `path` (in bounded batches) and return its video ids.
+
+    Rules: columns `video_id` (string) and `vector` (list of floats); every vector `dim` values long and
+    finite; no null; no video id twice. A broken rule is a `ContentError` naming the file and the row."""
+    seen: dict[str, int] = {}
+    for first, batch in _content_batches(path, dim):
+        names, _ = _batch_vectors(path, first + np.arange(batch.num_rows), batch, dim)
+        for offset, name in enumerate(names):
+            row = seen.setdefault(name, first + offset)
+            if row != first + offset:
+                raise ContentError(
+                    f"{path}: row {first + offset} ({CONTENT_ID} {name!r}): expected one vector per "
+                    f"video, but row {row} has this video too"
+                )
+    return set(seen)
+
+
+def load_content(paths: Sequence[str], video_ids: Sequence[str], dim: int) -> np.ndarray:
+    """Content vectors of the distinct `video_ids` as float32 [n, dim], read from the content files `paths`
+    in batches (only the wanted rows are kept); a video in no file stays zeros. A video in two files must
+    have the same vector in both (`ContentError` otherwise)."""
     out = np.zeros((len(video_ids), dim), dtype=np.float32)
-    cache: dict[str, np.ndarray] = {}
-    for row, video_id in enumerate(video_ids):
-        if video_id not in available:
-            continue
-        if video_id not in cache:
-            path = content_file(content_dir, video_id)
-            vector = np.load(path)
-            if vector.shape != (dim,):
-                raise ValueError(f"{path}: expected a content vector of shape ({dim},), got {vector.shape}")
-            cache[video_id] = vector.astype(np.float32)
-        out[row] = cache[video_id]
+    source: list[str | None] = [None] * len(video_ids)
+    wanted = pa.array(list(video_ids), pa.string())
+    for path in paths:
+        for first, batch in _content_batches(path, dim):
+            positions = pc.index_in(batch.column(CONTENT_ID), value_set=wanted)
+            hit = positions.is_valid().to_numpy(zero_copy_only=False)
+            if not hit.any():
+                continue
+            mask = pa.array(hit)
+            names, matrix = _batch_vectors(path, first + np.flatnonzero(hit), batch.filter(mask), dim)
+            targets = positions.filter(mask).to_numpy()
+            for k, target in enumerate(targets):
+                earlier = source[target]
+                if earlier is not None and not np.array_equal(out[target], matrix[k]):
+                    raise ContentError(
+                        f"{path}: {CONTENT_ID} {names[k]!r}: expected the vector {earlier} gives this "
+                        "video, got another"
+                    )
+                source[target] = path
+            out[targets] = matrix
     return out
+
+
+def write_content_file(path: str | os.PathLike[str], video_ids: Sequence[str], vectors: np.ndarray) -> Path:
+    """Write content vectors in the format `graph.content_file` reads: `video_id` and a `vector` of float32
+    (row k of `vectors` is the vector of `video_ids[k]`)."""
+    matrix = np.ascontiguousarray(vectors, dtype=np.float32)
+    if matrix.ndim != 2 or len(matrix) != len(video_ids):
+        raise ValueError(f"vectors: expected shape ({len(video_ids)}, dim), got {matrix.shape}")
+    column = pa.FixedSizeListArray.from_arrays(pa.array(matrix.reshape(-1)), matrix.shape[1])
+    table = pa.table({CONTENT_ID: pa.array(list(video_ids), pa.string()), CONTENT_VECTOR: column})
+    pq.write_table(table, path)
+    return Path(path)

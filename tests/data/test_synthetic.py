@@ -6,7 +6,13 @@ import pytest
 
 from netgpt.data.levels import influence_level
 from netgpt.data.schema import PLATFORMS
-from netgpt.data.synthetic import write_synthetic
+from netgpt.data.synthetic import (
+    COMMENTS_PER_SAMPLE,
+    MIN_TOPICS,
+    oracle,
+    topic_count,
+    write_synthetic,
+)
 from netgpt.data.validate import (
     COMMENT_KEYS,
     REQUIRED_COMMENT_KEYS,
@@ -102,7 +108,7 @@ def test_states_contiguous_cumulative_and_timed_like_xs_video(synthetic):
     assert decreases <= 0.05 * len(videos)  # rare deleted likes, nothing else
 
 
-def test_platform_quirks_topics_authors_and_skewed_levels(synthetic):
+def test_platform_quirks_topics_and_authors(synthetic):
     _, data = synthetic
     finals = [states[-1][1] for states in _videos(data)]
     by_platform = {p: [s for s in finals if s["平台"] == p] for p in PLATFORMS}
@@ -116,15 +122,12 @@ def test_platform_quirks_topics_authors_and_skewed_levels(synthetic):
     for s in finals:
         topics.setdefault(s["话题"], set()).add(s["平台"])
     # 30 topics drawn; with niche authors a few of the rarest may get no video among 400
-    assert 25 <= len(topics) <= 60 and max(len(p) for p in topics.values()) >= 3
+    assert 25 <= len(topics) <= topic_count(400) == MIN_TOPICS and max(len(p) for p in topics.values()) >= 3
     authors = {}
     for s in finals:
         authors[s["发布用户ID"]] = authors.get(s["发布用户ID"], 0) + 1
     assert max(authors.values()) >= 5
     assert any("#" in s["标题"] for s in finals)
-    levels = [s["影响力等级"] for s in finals]
-    low = sum(1 <= level <= 4 for level in levels) / len(levels)
-    assert low >= 0.75 and sum(level >= 7 for level in levels) <= 0.03 * len(levels)
 
 
 def test_planted_signal_title_words_and_author_move_levels(synthetic):
@@ -155,3 +158,39 @@ def test_authors_post_mostly_in_their_home_topics(tmp_path, synthetic):
     raw = write_synthetic(tmp_path / "mixed.json", videos=400, seed=3, home_topic_share=0.0).read_text()
     mixed = _top_two_topic_share([states[-1][1] for states in _videos(json.loads(raw))], min_videos=5)
     assert niche >= 0.85 and mixed <= 0.6
+
+
+def test_topic_count_and_comment_volume_follow_the_release(synthetic):
+    assert topic_count(117_720) == 535 and topic_count(30_000) == 136 and topic_count(300) == MIN_TOPICS
+    assert topic_count(2) == 1 and topic_count(60) == 20
+    _, data = synthetic
+    per_sample = sum(len(s["评论"]) for s in data.values()) / len(data)
+    assert abs(per_sample - COMMENTS_PER_SAMPLE) < 0.15 * COMMENTS_PER_SAMPLE
+
+
+def test_levels_are_skewed_low_as_in_the_release(synthetic):
+    finals = [states[-1][1] for states in _videos(synthetic[1])]
+    share = [sum(s["影响力等级"] == level for s in finals) / len(finals) for level in range(10)]
+    assert 0.01 <= share[0] <= 0.12 and max(share) == max(share[1:4])
+    assert 0.70 <= sum(share[1:5]) <= 0.92 and 0.04 <= sum(share[5:]) <= 0.16
+    assert all(s <= 0.08 for s in share[5:]) and share[9] <= 0.01
+
+
+def test_oracle_counts_the_files_labels_and_beats_what_the_file_shows(synthetic):
+    """The oracle walks the same draws as the file (same labels, same rated samples), and knowing more than
+    the file shows it beats simple predictors read off the file: the majority level, and the level of the
+    sample's own counts (what the level would be if nothing more came)."""
+    _, data = synthetic
+    found = oracle(400, 3)
+    videos = _videos(data)
+    assert found.levels == tuple(sum(v[0][1]["影响力等级"] == level for v in videos) for level in range(10))
+    rated = [(s, states[-1][1]["影响力等级"]) for states in videos for _, s in states[:-1]]
+    assert found.samples == len(rated)
+    majority = max(found.levels) / len(videos)
+    as_is = sum(
+        influence_level(s["平台"], s["当前点赞量"], s["当前分享量"], s["当前收藏量"], s["当前评论量"])
+        == level
+        for s, level in rated
+    ) / len(rated)
+    assert majority + 0.2 < found.latent < found.latent_and_likes
+    assert as_is < found.latent_and_likes <= 1.0

@@ -62,6 +62,8 @@ def cli_run(held_out_world, model_dir, tmp_path_factory):
         "2",
         "--chunk-size",
         "5",
+        "--content",
+        str(held_out_world.new_content),
         "--config",
         "demo",
         *overrides(held_out_world, "[3,3]"),
@@ -119,6 +121,28 @@ def test_colliding_ids_rate_as_the_samples_they_are(held_out_world, model_dir, t
     assert before["sample_id"] == [int(k) for k in held_out_world.new]
     for column in ("prompt_score", "graph_score", "answer_level"):
         assert after[column] == before[column]
+
+
+def test_new_videos_content_vectors_are_read_and_those_without_counted(
+    held_out_world, model_dir, tmp_path
+) -> None:
+    config = load_config("demo", overrides(held_out_world, "[-1,-1]"))
+    new_json = held_out_world.new_json
+    plain = predict(model_dir, new_json, tmp_path / "plain.parquet", config, 1, progress=False)
+    given = predict(
+        model_dir,
+        new_json,
+        tmp_path / "given.parquet",
+        config,
+        1,
+        progress=False,
+        content_file=str(held_out_world.new_content),
+    )
+    assert (plain["videos_without_content_vector"], given["videos_without_content_vector"]) == (1, 0)
+    # the wholly held-out video (its two states, last in the input) gained a vector: it is rated otherwise
+    before = pq.read_table(tmp_path / "plain.parquet")["graph_score"].to_pylist()
+    after = pq.read_table(tmp_path / "given.parquet")["graph_score"].to_pylist()
+    assert before[-2] != after[-2] and before[-1] != after[-1]
 
 
 def test_bad_input_names_file_sample_and_field_and_writes_nothing(

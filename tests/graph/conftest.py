@@ -37,7 +37,7 @@ def write_tables(folder: Path, videos: int = 60, topics: int = 4, authors: int =
             samples.append(
                 {
                     "sample_id": sample_id,
-                    "video_id": f"v{video:04d}",
+                    "video_id": f"example.com/v{video}",  # host/last path segment, as prepare derives it
                     "url": f"https://example.com/v{video}",
                     "platform": platform,
                     "topic": topic,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -13,18 +14,27 @@ from netgpt.data.validate import DataError
 from netgpt.graph.extend import NEW_SAMPLES_FILE, NewSamples
 from netgpt.graph.features import make_text_encoder
 from netgpt.graph.sampler import NeighborSampler
-from netgpt.graph.store import open_partition, read_meta
+from netgpt.graph.store import StoreError, open_partition, read_meta
 from netgpt.graph.types import EDGE_TYPES, NODE_TYPE_NAMES, VIDEO
 
 
-def new_samples(world, tmp_path, records: dict | None = None) -> NewSamples:
+def new_samples(world, tmp_path, records: dict | None = None, content: bool = True) -> NewSamples:
+    """The held-out samples (or `records`) against the base store, with their content vectors' file
+    (`netgpt predict --content`) unless `content` is False."""
     source = world.new_json
     if records is not None:
         source = tmp_path / "input.json"
         source.write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
     name, _ = import_new_samples(source, tmp_path / "input", world.config.data, progress=False)
     cfg = world.config
-    return NewSamples(tmp_path / "input", name, cfg.data.tables_dir, cfg.graph.store_dir, cfg.graph)
+    return NewSamples(
+        tmp_path / "input",
+        name,
+        cfg.data.tables_dir,
+        cfg.graph.store_dir,
+        cfg.graph,
+        str(world.new_content) if content else "",
+    )
 
 
 def identities(batch, meta, sample_id_of: dict[int, int]) -> tuple[dict, set]:
@@ -75,6 +85,10 @@ def test_held_out_samples_get_the_neighbourhood_the_whole_store_gives_them(held_
         assert got[1] == expected[1]
         compared += 1
     assert compared >= 4  # three videos' held-out non-final states and the two-state video's first
+    # the comparison covers content rows: the wholly held-out video's vector came from the new file only
+    held_video = new.new["video_id"].to_pylist()[-1]
+    rows = open_partition(ext, 0, ext_meta).rows("video_x", np.arange(len(new.internal_ids)))
+    assert np.array_equal(rows[-1], world.content[held_video]) and rows[-1].any()
     info = ext_meta["partitions"][0]
     assert info["texts_reused_from_store"] > 0 and info["texts_encoded"] > 0  # store rows and fresh ones
 
@@ -146,3 +160,29 @@ def test_text_rows_reused_from_the_store_are_the_encoders_rows(held_out_world, t
         assert np.array_equal(part.rows(f"x_{column}", np.arange(part.num_inner)), expected)
     topics = read_meta(ext)["topic_names"]
     assert np.array_equal(np.asarray(part["topic_x"]), encoder.encode(topics))
+
+
+def test_new_videos_without_a_content_vector_are_counted_and_get_zeros(held_out_world, tmp_path) -> None:
+    world = held_out_world
+    given = new_samples(world, tmp_path / "with")
+    new_videos = set(given.new["video_id"].to_pylist())
+    stored_videos = set(pq.read_table(world.config.graph.content_file)["video_id"].to_pylist())
+    without = new_samples(world, tmp_path / "without", content=False)
+    assert without.content["videos"] == len(new_videos) == 4
+    assert without.content["videos_without"] == len(new_videos - stored_videos) == 1  # the wholly held one
+    assert given.content["videos_without"] == 0
+    ext = without.write_store(tmp_path / "ext", num_hops=2)
+    rows = open_partition(ext, 0).rows("video_x", np.arange(len(without.internal_ids)))
+    held = [i for i, v in enumerate(without.new["video_id"].to_pylist()) if v not in stored_videos]
+    assert held and not rows[held].any() and rows[[i for i in range(len(rows)) if i not in held]].all()
+
+
+def test_content_vectors_for_a_store_built_without_them_are_refused(held_out_world, tmp_path) -> None:
+    world = held_out_world
+    name, _ = import_new_samples(world.new_json, tmp_path / "input", world.config.data, progress=False)
+    cfg = world.config
+    graph = dataclasses.replace(cfg.graph, content_file="")
+    with pytest.raises(StoreError, match="built without content vectors"):
+        NewSamples(
+            tmp_path / "input", name, cfg.data.tables_dir, cfg.graph.store_dir, graph, str(world.new_content)
+        )

@@ -10,16 +10,22 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from netgpt.config import TextEncoderConfig
+from netgpt.graph import features
 from netgpt.graph.features import (
+    ContentError,
     HashedTextEncoder,
     encode_time,
     load_content,
     log1p_scalar,
     make_text_encoder,
+    scan_content,
     text_dim,
+    write_content_file,
 )
 from netgpt.graph.types import NODE_TYPES
 
@@ -47,14 +53,81 @@ def test_time_encoding_is_periodic_and_zero_where_unknown() -> None:
     assert encode_time(np.array([0]), dim=5).shape == (1, 5)
 
 
-def test_log1p_scalars_and_content_vectors(tmp_path) -> None:
+def test_log1p_scalars() -> None:
     assert np.allclose(log1p_scalar(np.array([0, 9, -3]))[:, 0], [0, np.log(10), 0])
-    np.save(tmp_path / "v1.npy", np.arange(3, dtype=np.float64))
-    x = load_content(str(tmp_path), ["v1", "v2", "v1"], 3, {"v1"})
-    assert x.tolist() == [[0, 1, 2], [0, 0, 0], [0, 1, 2]]
-    np.save(tmp_path / "v3.npy", np.zeros(4))
-    with pytest.raises(ValueError, match=r"v3.npy: expected a content vector of shape \(3,\)"):
-        load_content(str(tmp_path), ["v3"], 3, {"v3"})
+
+
+VIDEOS = ["www.douyin.com/7440000000000000001", "www.bilibili.com/av113", "www.ixigua.com/744"]
+"""Video ids as `prepare` derives them (host/last path segment): each holds a `/`."""
+
+
+def test_content_vectors_load_by_video_id_in_batches(tmp_path, monkeypatch) -> None:
+    vectors = np.arange(9, dtype=np.float32).reshape(3, 3)
+    path = str(write_content_file(tmp_path / "content.parquet", VIDEOS, vectors))
+    monkeypatch.setattr(features, "CONTENT_BATCH_VALUES", 3)  # one row per batch
+    assert scan_content(path, 3) == set(VIDEOS)
+    x = load_content([path], [VIDEOS[2], "www.douyin.com/0", VIDEOS[0]], 3)
+    assert x.dtype == np.float32 and x.tolist() == [[6, 7, 8], [0, 0, 0], [0, 1, 2]]
+    # a variable-length list of doubles is read too
+    pq.write_table(pa.table({"video_id": VIDEOS[:1], "vector": [[0.5, 1.5, 2.5]]}), tmp_path / "list.parquet")
+    assert load_content([str(tmp_path / "list.parquet")], VIDEOS[:1], 3).tolist() == [[0.5, 1.5, 2.5]]
+
+
+def test_a_video_in_two_content_files_needs_the_same_vector(tmp_path) -> None:
+    first = str(write_content_file(tmp_path / "a.parquet", VIDEOS[:2], np.ones((2, 3))))
+    same = str(write_content_file(tmp_path / "b.parquet", VIDEOS[1:], np.ones((2, 3))))
+    assert load_content([first, same], VIDEOS, 3).tolist() == [[1, 1, 1]] * 3
+    other = str(write_content_file(tmp_path / "c.parquet", VIDEOS[1:2], np.zeros((1, 3))))
+    with pytest.raises(
+        ContentError, match=r"c.parquet: video_id 'www.bilibili.com/av113': expected the vector"
+    ):
+        load_content([first, other], VIDEOS, 3)
+
+
+@pytest.mark.parametrize(
+    ("ids", "vectors", "message"),
+    [
+        (
+            VIDEOS[:2],
+            [[1.0, 2.0, 3.0], [1.0, 2.0]],
+            r"row 1 \(video_id 'www.bilibili.com/av113'\): expected a "
+            r"vector of 3 values \(graph.content_dim\), got 2",
+        ),
+        (VIDEOS, [[0.0] * 3, [0.0] * 3, [0.0, float("nan"), 0.0]], r"row 2 .*: expected finite values"),
+        (VIDEOS[:2], [[0.0] * 3, [1.0, None, 0.0]], r"row 1 .*: expected finite values"),
+        (VIDEOS[:2], [[0.0] * 3, None], r"row 1 .*: expected a vector of 3 values .*got null"),
+        ([VIDEOS[0], None], [[0.0] * 3] * 2, r"row 1: expected a video id, got null"),
+        (
+            [VIDEOS[0], VIDEOS[1], VIDEOS[0]],
+            [[0.0] * 3] * 3,
+            r"row 2 \(video_id 'www.douyin.com/7440000000000000001'\):"
+            r" expected one vector per video, but row 0 has this video too",
+        ),
+    ],
+)
+def test_a_broken_content_file_names_the_file_the_row_and_the_rule(
+    tmp_path, monkeypatch, ids, vectors, message
+) -> None:
+    monkeypatch.setattr(features, "CONTENT_BATCH_VALUES", 3)  # rows counted across batches
+    path = tmp_path / "content.parquet"
+    pq.write_table(pa.table({"video_id": pa.array(ids, pa.string()), "vector": vectors}), path)
+    with pytest.raises(ContentError, match=f"content.parquet: {message}"):
+        scan_content(str(path), 3)
+
+
+def test_a_content_file_of_another_shape_is_refused(tmp_path) -> None:
+    path = tmp_path / "content.parquet"
+    pq.write_table(pa.table({"video": VIDEOS[:1], "vector": [[0.0] * 3]}), path)
+    with pytest.raises(ContentError, match="expected columns 'video_id' .* and 'vector'"):
+        scan_content(str(path), 3)
+    pq.write_table(pa.table({"video_id": VIDEOS[:1], "vector": [["a", "b", "c"]]}), path)
+    with pytest.raises(ContentError, match="column 'vector': expected a list of floats"):
+        scan_content(str(path), 3)
+    path.write_bytes(b"not parquet")
+    with pytest.raises(ContentError, match="not a parquet file"):
+        scan_content(str(path), 3)
+    with pytest.raises(FileNotFoundError, match="graph.content_file"):
+        scan_content(str(tmp_path / "absent.parquet"), 3)
 
 
 HIDDEN = 32

@@ -12,6 +12,7 @@ import torch
 
 from netgpt.data.schema import COMMENTS_FILE, SAMPLES_FILE
 from netgpt.graph.build import build_graph
+from netgpt.graph.features import write_content_file
 from netgpt.graph.sampler import NeighborSampler, choose_positions
 from netgpt.graph.store import open_partition, read_meta
 from netgpt.graph.topology import PAD
@@ -213,14 +214,13 @@ def test_a_seed_of_another_partition_is_an_error(stores) -> None:
 def content_stores(tables_dir: Path, tmp_path_factory, ray_cluster, graph_config) -> dict[int, Path]:
     """K = 1 and K = 4 stores with content vectors for every other video (the rest stay zeros)."""
     content = tmp_path_factory.mktemp("content")
-    videos = sorted(set(pq.read_table(tables_dir / SAMPLES_FILE)["video_id"].to_pylist()))
-    rng = np.random.default_rng(3)
-    for video in videos[::2]:
-        np.save(content / f"{video}.npy", rng.normal(size=3).astype(np.float32))
+    videos = sorted(set(pq.read_table(tables_dir / SAMPLES_FILE)["video_id"].to_pylist()))[::2]
+    vectors = np.random.default_rng(3).normal(size=(len(videos), 3))
+    content = write_content_file(content / "content.parquet", videos, vectors)
     out = {}
     for k in (1, 4):
         out[k] = tmp_path_factory.mktemp(f"content-store{k}")
-        build_graph(tables_dir, graph_config(num_partitions=k, content_dir=str(content)), out[k])
+        build_graph(tables_dir, graph_config(num_partitions=k, content_file=str(content)), out[k])
     return out
 
 

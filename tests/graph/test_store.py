@@ -9,9 +9,11 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from netgpt.cli import main
 from netgpt.config import load_config
 from netgpt.data.schema import SAMPLES_FILE
 from netgpt.graph.build import build_graph
+from netgpt.graph.features import write_content_file
 from netgpt.graph.store import META_FILE, StoreError, open_partition, partition_dir, read_meta
 
 
@@ -39,7 +41,53 @@ def test_meta_records_types_counts_dims_and_partitions(store) -> None:
     assert sum(p["num_seeds"] for p in meta["partitions"]) == sum(
         n for p in meta["partitions"] for n in p["seeds_per_split"].values()
     )
-    assert meta["build"]["missing_content_vectors"] == meta["build"]["videos"]
+    content = meta["build"]["content_vectors"]
+    assert (
+        content["files"] == [] and content["videos_without"] == content["videos"] == meta["build"]["videos"]
+    )
+
+
+def test_a_content_vector_reaches_its_videos_node_and_a_missing_one_is_counted(
+    tables_dir, tmp_path, ray_cluster, graph_config, capsys
+) -> None:
+    video_of = dict(
+        zip(
+            *pq.read_table(tables_dir / SAMPLES_FILE, columns=["sample_id", "video_id"]).to_pydict().values(),
+            strict=True,
+        )
+    )
+    videos = sorted(set(video_of.values()))
+    assert all("/" in v for v in videos)  # the ids `prepare` derives (host/last path segment)
+    given = videos[::3]
+    vectors = np.random.default_rng(5).normal(size=(len(given), 3)).astype(np.float32)
+    expected = dict(zip(given, vectors, strict=True))
+    content = write_content_file(
+        tmp_path / "content.parquet", [*given, "example.com/unknown"], np.vstack([vectors, np.ones((1, 3))])
+    )
+    overrides = ["graph.num_partitions=2", "graph.text.dim=16", "graph.time_dim=4", "graph.content_dim=3"]
+    argv = ["build-graph", "--content", str(content), *overrides]
+    argv += [f"data.tables_dir={tables_dir}", f"graph.store_dir={tmp_path / 'store'}"]
+    assert main(argv) == 0
+    printed = capsys.readouterr()
+    summary = json.loads(printed.out)["content_vectors"]
+    assert summary == {
+        "files": [str(content)],
+        "videos": len(videos),
+        "videos_with": len(given),
+        "videos_without": len(videos) - len(given),
+        "ids_naming_no_video": 1,
+    }
+    assert f"{len(videos) - len(given)} have none" in printed.err
+    assert read_meta(tmp_path / "store")["build"]["content_vectors"] == summary
+    checked = 0
+    for index in range(2):
+        part = open_partition(tmp_path / "store", index)
+        rows = part.rows("video_x", np.arange(len(part["video_sample_id"])))
+        for sample_id, x in zip(part["video_sample_id"], rows, strict=True):
+            want = expected.get(video_of[int(sample_id)], np.zeros(3, np.float32))
+            assert np.array_equal(x, want)
+            checked += int(video_of[int(sample_id)] in expected)
+    assert checked > 20
 
 
 def test_another_format_version_is_an_error(store) -> None:
