@@ -227,14 +227,14 @@ def _meta_llm(config: NetGPTConfig) -> tuple[int, int, int, int, int]:
 
 def feature_dims_of(config: NetGPTConfig, meta: Mapping[str, Any] | None) -> dict[str, int]:
     """The store's recorded input widths, else those the config would build (text width from the encoder's
-    config, or `graph.text.dim` when that folder is not here)."""
+    config, 512 for `use`, or `graph.text.dim` for `hashed` and when the transformer's folder is not here)."""
     from netgpt.graph.types import feature_dims
 
     if meta is not None:
         return {k: int(v) for k, v in meta["feature_dims"].items()}
     graph = config.graph
     width = graph.text.dim
-    if graph.text.kind == "transformer" and Path(graph.text.path).is_dir():
+    if graph.text.kind == "use" or (graph.text.kind == "transformer" and Path(graph.text.path).is_dir()):
         from netgpt.graph.features import text_dim
 
         width = text_dim(graph.text)
