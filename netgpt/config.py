@@ -222,9 +222,11 @@ class ModelConfig:
     hgt_heads: int = 4
     """Attention heads of the `hgt` encoder (a divisor of `hidden_size`)."""
     llm_path: str = ""
-    """Local folder of an HF causal LM (or of a GGUF file, see `gguf_file`); empty builds `tiny_llm`."""
-    gguf_file: str = ""
-    """GGUF file name inside `llm_path`, when the LLM ships as GGUF."""
+    """The pretrained causal LM, never from a hub: a local HF folder, a local `.gguf` file, or
+    `package:<module>/<file>.gguf` (a GGUF shipped in an installed pip package); a GGUF is converted once
+    into an HF folder under `llm_cache_dir` (`netgpt/model/pretrained.py`). Empty builds `tiny_llm`."""
+    llm_cache_dir: str = "~/.cache/netgpt/llm"
+    """Where GGUF LLMs are converted to HF folders (and chunked GGUFs assembled), reused by later runs."""
     tiny_llm: TinyLLMConfig = field(default_factory=TinyLLMConfig)
     """The LLM built from config when `llm_path` is empty."""
     prompt_language: str = "en"

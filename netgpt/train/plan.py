@@ -169,7 +169,7 @@ def projector_params(graph_hidden: int, llm_hidden: int, layers: int) -> int:
 
 
 def llm_shape(config: NetGPTConfig) -> LLMShape | None:
-    """The LLM's shape: `model.tiny_llm`, or `config.json` of `model.llm_path` (local files, no weights).
+    """The LLM's shape: `model.tiny_llm`, or the HF config of `model.llm_path` (local files, no weights).
 
     None when the LLM is not one of `DECODER_FAMILIES` (its count then comes from a `meta`-device build).
     A tiny LLM's vocabulary is `tiny_llm.vocab_size`, the most the trained tokenizer can hold."""
@@ -197,16 +197,9 @@ def llm_shape(config: NetGPTConfig) -> LLMShape | None:
 
 
 def _hf_config(config: NetGPTConfig) -> Any:
-    from transformers import AutoConfig
+    from netgpt.model.pretrained import llm_hf_config
 
-    folder = Path(config.model.llm_path)
-    kwargs = {"gguf_file": config.model.gguf_file} if config.model.gguf_file else {}
-    if not folder.is_dir():
-        raise FileNotFoundError(
-            f"model.llm_path: {folder} is not a folder; the plan reads the LLM's config.json from it "
-            "(that file alone is enough)"
-        )
-    return AutoConfig.from_pretrained(folder, local_files_only=True, **kwargs)
+    return llm_hf_config(config.model)
 
 
 def _meta_llm(config: NetGPTConfig) -> tuple[int, int, int, int, int]:
