@@ -119,13 +119,20 @@ def gguf_path(llm_path: str, cache: Path) -> Path:
 def convert_gguf(gguf: Path, folder: Path) -> None:
     """Dequantize `gguf` with transformers and save it as an HF folder (bf16 safetensors + tokenizer)."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
     partial = folder.with_name(f".{folder.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    llm = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.bfloat16)
-    # dequantized on load: the saved folder must not claim a quantization it no longer has
+    # dequantize=True: transformers keeps a GGUF's weights packed where a matmul kernel is installed
+    # (`kernels`), and packed weights neither train nor save as plain safetensors
+    llm = AutoModelForCausalLM.from_pretrained(
+        gguf.parent,
+        gguf_file=gguf.name,
+        dtype=torch.bfloat16,
+        quantization_config=GgufConfig(gguf_file=str(gguf), dequantize=True),
+    )
+    # the saved folder must not claim a quantization it no longer has
     llm.hf_quantizer = None
     llm.config.quantization_config = None
     llm.is_quantized = False

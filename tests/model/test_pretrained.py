@@ -1,5 +1,6 @@
 """Where a pretrained LLM comes from: folders, GGUF files, GGUFs in pip packages (also chunked ones), and the
-cache of converted folders. Nothing here loads weights: the real conversions run in `test_llm.py` and in
+cache of converted folders. The conversion runs here on a tiny Llama GGUF written at test time (a byte-level
+vocabulary, one layer); the shipped models are converted in `test_llm.py` and
 `tests/train/test_pretrained_presets.py`."""
 
 from __future__ import annotations
@@ -8,11 +9,95 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 from netgpt.config import ModelConfig
 from netgpt.model import pretrained
-from netgpt.model.pretrained import SOURCE_FILE, gguf_path, is_gguf_source, llm_folder
+from netgpt.model.llm import build_llm, load_tokenizer
+from netgpt.model.pretrained import SOURCE_FILE, gguf_path, is_gguf_source, llm_folder, llm_hf_config
+
+HIDDEN, FFN = 16, 32
+
+
+def write_tiny_gguf(path: Path) -> Path:
+    """A one-layer Llama in float32 GGUF, with a byte-level BPE vocabulary (256 bytes, one merge, eos)."""
+    import gguf
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    tokens = [*bytes_to_unicode().values(), "\u0120t", "<|endoftext|>"]
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_block_count(1)
+    writer.add_context_length(128)
+    writer.add_embedding_length(HIDDEN)
+    writer.add_feed_forward_length(FFN)
+    writer.add_head_count(2)
+    writer.add_head_count_kv(2)
+    writer.add_layer_norm_rms_eps(1e-5)
+    writer.add_rope_freq_base(10000.0)
+    writer.add_rope_dimension_count(HIDDEN // 2)
+    writer.add_vocab_size(len(tokens))
+    writer.add_tokenizer_model("gpt2")
+    writer.add_tokenizer_pre("default")
+    writer.add_token_list(tokens)
+    writer.add_token_types([1] * (len(tokens) - 1) + [3])
+    writer.add_token_merges(["\u0120 t"])
+    writer.add_bos_token_id(len(tokens) - 1)
+    writer.add_eos_token_id(len(tokens) - 1)
+    rng = np.random.default_rng(0)
+    shapes = {
+        "token_embd.weight": (len(tokens), HIDDEN),
+        "output_norm.weight": (HIDDEN,),
+        "output.weight": (len(tokens), HIDDEN),
+        "blk.0.attn_norm.weight": (HIDDEN,),
+        "blk.0.ffn_norm.weight": (HIDDEN,),
+        **{f"blk.0.attn_{name}.weight": (HIDDEN, HIDDEN) for name in ("q", "k", "v", "output")},
+        "blk.0.ffn_gate.weight": (FFN, HIDDEN),
+        "blk.0.ffn_up.weight": (FFN, HIDDEN),
+        "blk.0.ffn_down.weight": (HIDDEN, FFN),
+    }
+    for name, shape in shapes.items():
+        writer.add_tensor(name, (rng.standard_normal(shape) * 0.5).astype(np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+def test_a_gguf_converts_into_a_cached_folder_that_loads_as_the_gguf_does(tmp_path, monkeypatch) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = write_tiny_gguf(tmp_path / "tiny-llama.gguf")
+    cfg = ModelConfig(llm_path=str(gguf), llm_cache_dir=str(tmp_path / "cache"))
+    before = llm_hf_config(cfg)  # from the GGUF's metadata: nothing converted yet
+    assert not (tmp_path / "cache").exists() and before.hidden_size == HIDDEN
+    tokenizer = load_tokenizer(cfg)
+    folder = llm_folder(cfg)
+    assert folder.parent == tmp_path / "cache" and (folder / "model.safetensors").is_file()
+    assert not [p for p in folder.parent.iterdir() if p.name.endswith(".partial")]
+    after = llm_hf_config(cfg)
+    assert after.to_dict() == AutoModelForCausalLM.from_pretrained(folder).config.to_dict()
+    assert after.quantization_config is None and after.hidden_size == before.hidden_size
+
+    monkeypatch.setattr(pretrained, "convert_gguf", lambda *_: pytest.fail("converted twice"))
+    llm = build_llm(cfg, tokenizer)
+    assert llm.dtype == torch.bfloat16 and getattr(llm, "hf_quantizer", None) is None
+    direct = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name).eval()
+    direct_tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    text = "the winter 冬至"
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert ids == direct_tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert tokenizer.decode(ids) == text
+    with torch.no_grad():
+        logits = llm.float().eval()(input_ids=torch.tensor([ids])).logits
+        expected = direct(input_ids=torch.tensor([ids])).logits
+    assert logits.shape[-1] == len(tokenizer) == expected.shape[-1] + 3  # + the graph tokens
+    logits = logits[..., : expected.shape[-1]]
+    # the folder holds bf16 weights: equal to the GGUF's float32 ones to bf16 precision
+    assert torch.allclose(logits, expected, atol=0.05, rtol=0.05)
+    assert not torch.allclose(logits, torch.zeros_like(logits), atol=0.05)
 
 
 def test_a_folder_is_used_as_it_is_and_a_missing_one_is_named(tmp_path) -> None:
