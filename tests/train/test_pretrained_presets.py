@@ -67,6 +67,7 @@ def test_pretrained_preset_loads_and_trains_one_step(
     before = embedding.ds_tensor.detach().clone()
     losses = train_step(engine, [batch], stage, builder, StepMeter())
     assert all(math.isfinite(value) for value in losses.values())
-    # a pretrained LM reads the prompt far better than chance over its vocabulary
-    assert losses["answer_ce"] < 0.5 * math.log(len(tokenizer))
+    # a pretrained LM reads the prompt better than chance over its vocabulary (weights loaded wrongly, e.g.
+    # unpermuted attention, land far above it)
+    assert losses["answer_ce"] < math.log(len(tokenizer))
     assert not torch.equal(before, embedding.ds_tensor.detach())
