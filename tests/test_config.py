@@ -34,6 +34,8 @@ def test_wrong_type_names_the_key():
         ("data.split_date=20241220", r"data\.split_date.*YYYY-MM-DD"),
         ("train.stages.0.losses={bogus: 1.0}", r"train\.stages\[graph_pretrain\]\.losses"),
         ("model.prompt_language=fr", r"model\.prompt_language"),
+        ("graph.text.kind=bert", r"graph\.text\.kind.*'hashed', 'use' or 'transformer'"),
+        ("graph.text.batch_size=0", r"graph\.text\.batch_size"),
     ],
 )
 def test_rule_violations_name_the_key(override, message):

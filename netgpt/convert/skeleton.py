@@ -18,6 +18,7 @@ from netgpt.convert.errors import ConvertError
 from netgpt.convert.run_pieces import RunPieces
 from netgpt.model.llm import tiny_llm_config
 from netgpt.model.netgpt import NetGPT
+from netgpt.model.pretrained import llm_folder
 from netgpt.model.tokenizer import add_graph_tokens
 
 
@@ -30,15 +31,13 @@ def build_skeleton(pieces: RunPieces) -> NetGPT:
     model_cfg = pieces.config.model
     with torch.device("meta"):
         if model_cfg.llm_path:
-            folder = Path(model_cfg.llm_path)
-            kwargs = {"gguf_file": model_cfg.gguf_file} if model_cfg.gguf_file else {}
             try:
-                llm_config = AutoConfig.from_pretrained(folder, local_files_only=True, **kwargs)
+                folder = llm_folder(model_cfg)  # a GGUF's converted folder, as the trainer loaded it
+                llm_config = AutoConfig.from_pretrained(folder, local_files_only=True)
             except OSError as error:
                 raise ConvertError(
-                    f"{folder}: the LLM's config cannot be read (model.llm_path): {error}"
+                    f"{model_cfg.llm_path}: the LLM's config cannot be read (model.llm_path): {error}"
                 ) from None
-            llm_config.quantization_config = None  # a GGUF LLM was dequantized when trained
             llm = AutoModelForCausalLM.from_config(llm_config)
             if (folder / "generation_config.json").is_file():
                 llm.generation_config = GenerationConfig.from_pretrained(folder)

