@@ -34,6 +34,8 @@ def test_wrong_type_names_the_key():
         ("data.split_date=20241220", r"data\.split_date.*YYYY-MM-DD"),
         ("train.stages.0.losses={bogus: 1.0}", r"train\.stages\[graph_pretrain\]\.losses"),
         ("model.prompt_language=fr", r"model\.prompt_language"),
+        ("train.worker_resources.CPU=2", r"train\.worker_resources\.CPU.*a custom resource name"),
+        ("graph.sampler_resources.netgpt_sampler=0", r"graph\.sampler_resources\.netgpt_sampler.*> 0"),
     ],
 )
 def test_rule_violations_name_the_key(override, message):

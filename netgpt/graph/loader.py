@@ -234,7 +234,10 @@ class GraphStreams:
                 f"{self.store_dir}: built for {meta['num_hops']} hops, graph.fanouts asks for "
                 f"{len(self.graph_cfg.fanouts)}; rebuild the store"
             )
-        options = {"num_cpus": self.graph_cfg.sampler_num_cpus}
+        options = {
+            "num_cpus": self.graph_cfg.sampler_num_cpus,
+            "resources": dict(self.graph_cfg.sampler_resources),
+        }
         self.actors = [
             [
                 SamplerActor.options(**options).remote(self.store_dir, index, self.graph_cfg)

@@ -110,7 +110,7 @@ def build_trainer(
             datasets[f"test_{stage.name}"] = streams.dataset(
                 "test", stage.micro_batch_size, 1, shuffle=False, seed=train_cfg.seed
             )
-    resources = {"CPU": train_cfg.cpus_per_worker}
+    resources = {"CPU": train_cfg.cpus_per_worker, **train_cfg.worker_resources}
     if train_cfg.use_gpu:
         resources["GPU"] = 1
     trainer = TorchTrainer(
