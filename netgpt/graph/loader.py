@@ -155,6 +155,10 @@ class SamplerActor:
         """Batches this actor has sampled since it started (what a resumed stream saves shows here)."""
         return self.sampled
 
+    def node_id(self) -> str:
+        """The Ray node this actor runs on."""
+        return ray.get_runtime_context().get_node_id()
+
 
 def rank_positions(start: int, rank: int, world_size: int, rows: np.ndarray) -> np.ndarray:
     """Global positions of rows `rows` of rank `rank`'s stream begun at global position `start`."""
@@ -267,6 +271,10 @@ class GraphStreams:
         self, split: str, batch_size: int, world_size: int, multiple: int | None = None
     ) -> int:
         return num_batches_per_rank(self.store_dir, split, batch_size, world_size, multiple)
+
+    def sampler_nodes(self) -> list[str]:
+        """The Ray node of every sampler actor (partition by partition), once they have started."""
+        return ray.get([actor.node_id.remote() for replicas in self.actors for actor in replicas])
 
     def shutdown(self) -> None:
         for replicas in self.actors:

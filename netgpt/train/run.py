@@ -42,7 +42,9 @@ class TrainResult:
     metrics: dict[str, float]
     """`final_metrics.json` of rank 0: test metrics (when scored), ZeRO parameter shares, global step."""
     progress: dict[str, Any]
-    """The progress actor's last snapshot: validation summaries, worker pids, resumes."""
+    """The progress actor's last snapshot: validation summaries, worker pids and nodes, resumes."""
+    sampler_nodes: list[str]
+    """The Ray node of each sampler actor (`graph.sampler_resources` places them)."""
 
 
 def run_dir_of(config: NetGPTConfig) -> Path:
@@ -172,6 +174,7 @@ def train(
     trainer, streams = build_trainer(config, progress, evaluate_test)
     try:
         result = run_with_progress(trainer.fit, progress, show=show_progress)
+        sampler_nodes = streams.sampler_nodes()
     finally:
         streams.shutdown()
     if result.error is not None:
@@ -179,4 +182,4 @@ def train(
     snapshot = ray.get(progress.snapshot.remote())
     run_dir = run_dir_of(config)
     metrics = json.loads((run_dir / FINAL_METRICS).read_text(encoding="utf-8"))
-    return TrainResult(run_dir=run_dir, metrics=metrics, progress=snapshot)
+    return TrainResult(run_dir=run_dir, metrics=metrics, progress=snapshot, sampler_nodes=sampler_nodes)

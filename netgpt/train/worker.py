@@ -95,7 +95,7 @@ class Curriculum:
         """Each stage's first step: its stream's start-up (actors, pipeline) and ZeRO-3's first trace."""
         self.state = TrainerState()
         if self.progress is not None:
-            self.progress.worker.remote(self.rank, os.getpid())
+            self.progress.worker.remote(self.rank, os.getpid(), ray.get_runtime_context().get_node_id())
 
     def _param_shares(self) -> dict[str, float]:
         """Each rank's share of the parameters it holds (about 1/world under ZeRO-3), for logs and tests."""
