@@ -28,6 +28,7 @@ from netgpt.config import NetGPTConfig, save_config
 from netgpt.graph.loader import GraphStreams
 from netgpt.graph.store import read_meta
 from netgpt.train.checkpoint import FINAL_METRICS
+from netgpt.train.ds_config import read_ds_config
 from netgpt.train.plan import ensure_resources
 from netgpt.train.progress import ProgressActor, run_with_progress
 from netgpt.train.worker import train_loop_per_worker
@@ -78,8 +79,11 @@ def prepare_tokenizer(config: NetGPTConfig, run_dir: Path) -> Path:
 
 
 def with_absolute_paths(config: NetGPTConfig) -> NetGPTConfig:
-    """A copy whose data and store paths are absolute: workers and actors do not share the driver's cwd."""
+    """A copy whose data, store and LLM paths are absolute: workers and actors do not share the driver's cwd
+    (the DeepSpeed JSON travels to them as content, `read_ds_config`)."""
     config = copy.deepcopy(config)
+    if config.model.llm_path:
+        config.model.llm_path = str(Path(config.model.llm_path).resolve())
     config.data.tables_dir = str(Path(config.data.tables_dir).resolve())
     config.graph.store_dir = str(Path(config.graph.store_dir).resolve())
     config.train.storage_path = str(Path(config.train.storage_path).resolve())
@@ -122,6 +126,7 @@ def build_trainer(
             "run_dir": str(run_dir),
             "feature_dims": feature_dims,
             "tokenizer_dir": str(tokenizer_dir),
+            "ds_template": read_ds_config(train_cfg.ds_config),
             "progress": progress,
             "evaluate_test": evaluate_test,
             "stream_starts": streams.starts,

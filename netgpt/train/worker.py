@@ -78,7 +78,9 @@ class Curriculum:
         self.rank = context.get_world_rank()
         self.world = context.get_world_size()
         self.tokenizer = AutoTokenizer.from_pretrained(loop_config["tokenizer_dir"])
-        self.engine, self.ds_config = build_engine(self.config, self.feature_dims, self.tokenizer, self.world)
+        self.engine, self.ds_config = build_engine(
+            self.config, self.feature_dims, self.tokenizer, self.world, loop_config["ds_template"]
+        )
         self.model = self.engine.module
         self.device = self.engine.device
         self.prompt_builders = {
