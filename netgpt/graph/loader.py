@@ -51,6 +51,7 @@ import pyarrow.parquet as pq
 import ray
 import ray.data
 import ray.train
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from torch_geometric.data import HeteroData
 
 from netgpt.config import GraphConfig
@@ -249,7 +250,10 @@ class GraphStreams:
             ]
             for index in range(len(meta["partitions"]))
         ]
-        self.starts = StreamStarts.remote()
+        # On the driver's node, as Ray Train keeps its controller: the resume position must outlive the
+        # loss of any worker node.
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+        self.starts = StreamStarts.options(scheduling_strategy=here).remote()
 
     def dataset(self, split: str, batch_size: int, epochs: int, shuffle: bool, seed: int) -> ray.data.Dataset:
         """The stream of `split` for one consumer; `data_config` re-cuts it per rank for Ray Train."""

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 import ray
 from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchConfig, TorchTrainer
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from netgpt.config import NetGPTConfig, save_config
 from netgpt.graph.loader import GraphStreams
@@ -175,7 +176,9 @@ def train(
     if not ray.is_initialized():
         ray.init(**local_ray_resources(config))
     ensure_resources(config)  # fails now, naming what is missing, instead of actors waiting forever
-    progress = progress or ProgressActor.remote()
+    if progress is None:  # on the driver's node: it outlives the loss of any worker node
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+        progress = ProgressActor.options(scheduling_strategy=here).remote()
     trainer, streams = build_trainer(config, progress, evaluate_test)
     try:
         result = run_with_progress(trainer.fit, progress, show=show_progress)
