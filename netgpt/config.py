@@ -462,7 +462,8 @@ class TrainConfig:
     """Custom Ray resources each Train worker requests besides its CPUs and GPU, e.g. `{netgpt_train: 1}`:
     the workers then run only on nodes started with that resource (`ray start --resources`)."""
     ds_config: str = "ds_configs/zero3.json"
-    """DeepSpeed JSON; its "auto" values are filled from this config."""
+    """DeepSpeed JSON (relative to the driver's cwd, else to the repository root); its "auto" values are
+    filled from this config. The driver reads it and sends the workers its content."""
     bf16: str = "auto"
     """`auto` (bf16 on GPU, fp32 on CPU), `true` or `false`."""
     grad_clip: float = 1.0

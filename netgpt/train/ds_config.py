@@ -35,8 +35,8 @@ def _resolve(path: str | Path) -> Path:
 
 
 def read_ds_config(path: str | Path) -> dict[str, Any]:
-    """The DeepSpeed JSON at `path` (relative to the cwd, else to the repository's `ds_configs/`), "auto"
-    values unfilled.
+    """The DeepSpeed JSON at `path` (relative to the cwd, else to the repository root, which holds
+    `ds_configs/`), "auto" values unfilled.
 
     The driver reads it and hands the content to the Train workers: on other nodes, a relative path (or a
     file only the driver has) would not be there."""
