@@ -43,6 +43,16 @@ URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 MAX_PARTITIONS = 4096
 """More graph partitions than this is a typo: each is a sampler actor and a folder of arrays."""
 
+RAY_BUILTIN_RESOURCES = ("CPU", "GPU", "memory", "object_store_memory")
+"""Ray's own resources: each has its own setting, so a placement resource may not be one of them."""
+
+
+def _check_custom_resources(key: str, resources: dict[str, float]) -> None:
+    """Custom Ray resources (`ray start --resources`): names of Ray's own ones are refused, amounts > 0."""
+    for name, amount in resources.items():
+        _check(name not in RAY_BUILTIN_RESOURCES, f"{key}.{name}", "a custom resource name", name)
+        _check(amount > 0, f"{key}.{name}", "an amount > 0", amount)
+
 
 @dataclass
 class DataConfig:
@@ -136,6 +146,10 @@ class GraphConfig:
     """Per-relation fan-outs overriding `fanouts` for the named relations (same length as `fanouts`)."""
     sampler_num_cpus: float = 0.5
     """Logical CPUs each sampler actor reserves on the Ray cluster."""
+    sampler_resources: dict[str, float] = field(default_factory=dict)
+    """Custom Ray resources each sampler actor requests besides its CPUs, e.g. `{netgpt_sampler: 1}`: the
+    actors then run only on nodes started with that resource (`ray start --resources`), such as CPU nodes
+    with the memory for the partitions (docs/cluster.md, placement)."""
     stream_buffer_mb: float = 512.0
     """Object-store memory (MB) each rank's stream may fill with sampled batches ahead of its consumer; Ray
     Data stops sampling when it is full (backpressure). Batches are small when seeds are few (the LLM
@@ -179,6 +193,7 @@ class GraphConfig:
                 per_layer,
             )
         _check(self.sampler_num_cpus > 0, "graph.sampler_num_cpus", "a number > 0", self.sampler_num_cpus)
+        _check_custom_resources("graph.sampler_resources", self.sampler_resources)
         _check(self.stream_buffer_mb > 0, "graph.stream_buffer_mb", "a number > 0", self.stream_buffer_mb)
 
 
@@ -459,8 +474,12 @@ class TrainConfig:
     """One GPU per worker (NCCL, bf16) when true; gloo on CPU otherwise."""
     cpus_per_worker: int = 1
     """CPUs reserved for each worker."""
+    worker_resources: dict[str, float] = field(default_factory=dict)
+    """Custom Ray resources each Train worker requests besides its CPUs and GPU, e.g. `{netgpt_train: 1}`:
+    the workers then run only on nodes started with that resource (`ray start --resources`)."""
     ds_config: str = "ds_configs/zero3.json"
-    """DeepSpeed JSON; its "auto" values are filled from this config."""
+    """DeepSpeed JSON (relative to the driver's cwd, else to the repository root); its "auto" values are
+    filled from this config. The driver reads it and sends the workers its content."""
     bf16: str = "auto"
     """`auto` (bf16 on GPU, fp32 on CPU), `true` or `false`."""
     grad_clip: float = 1.0
@@ -505,6 +524,7 @@ class TrainConfig:
         _check(self.checkpoint_every >= 1, "train.checkpoint_every", "an integer >= 1", self.checkpoint_every)
         _check(self.keep_checkpoints >= 1, "train.keep_checkpoints", "an integer >= 1", self.keep_checkpoints)
         _check(self.resource_wait_s >= 0, "train.resource_wait_s", "an integer >= 0", self.resource_wait_s)
+        _check_custom_resources("train.worker_resources", self.worker_resources)
 
 
 @dataclass

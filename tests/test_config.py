@@ -36,6 +36,8 @@ def test_wrong_type_names_the_key():
         ("model.prompt_language=fr", r"model\.prompt_language"),
         ("graph.text.kind=bert", r"graph\.text\.kind.*'hashed', 'use' or 'transformer'"),
         ("graph.text.batch_size=0", r"graph\.text\.batch_size"),
+        ("train.worker_resources.CPU=2", r"train\.worker_resources\.CPU.*a custom resource name"),
+        ("graph.sampler_resources.netgpt_sampler=0", r"graph\.sampler_resources\.netgpt_sampler.*> 0"),
     ],
 )
 def test_rule_violations_name_the_key(override, message):

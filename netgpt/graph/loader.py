@@ -51,6 +51,7 @@ import pyarrow.parquet as pq
 import ray
 import ray.data
 import ray.train
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from torch_geometric.data import HeteroData
 
 from netgpt.config import GraphConfig
@@ -155,6 +156,10 @@ class SamplerActor:
         """Batches this actor has sampled since it started (what a resumed stream saves shows here)."""
         return self.sampled
 
+    def node_id(self) -> str:
+        """The Ray node this actor runs on."""
+        return ray.get_runtime_context().get_node_id()
+
 
 def rank_positions(start: int, rank: int, world_size: int, rows: np.ndarray) -> np.ndarray:
     """Global positions of rows `rows` of rank `rank`'s stream begun at global position `start`."""
@@ -234,7 +239,10 @@ class GraphStreams:
                 f"{self.store_dir}: built for {meta['num_hops']} hops, graph.fanouts asks for "
                 f"{len(self.graph_cfg.fanouts)}; rebuild the store"
             )
-        options = {"num_cpus": self.graph_cfg.sampler_num_cpus}
+        options = {
+            "num_cpus": self.graph_cfg.sampler_num_cpus,
+            "resources": dict(self.graph_cfg.sampler_resources),
+        }
         self.actors = [
             [
                 SamplerActor.options(**options).remote(self.store_dir, index, self.graph_cfg)
@@ -242,7 +250,10 @@ class GraphStreams:
             ]
             for index in range(len(meta["partitions"]))
         ]
-        self.starts = StreamStarts.remote()
+        # On the driver's node, as Ray Train keeps its controller: the resume position must outlive the
+        # loss of any worker node.
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+        self.starts = StreamStarts.options(scheduling_strategy=here).remote()
 
     def dataset(self, split: str, batch_size: int, epochs: int, shuffle: bool, seed: int) -> ray.data.Dataset:
         """The stream of `split` for one consumer; `data_config` re-cuts it per rank for Ray Train."""
@@ -264,6 +275,10 @@ class GraphStreams:
         self, split: str, batch_size: int, world_size: int, multiple: int | None = None
     ) -> int:
         return num_batches_per_rank(self.store_dir, split, batch_size, world_size, multiple)
+
+    def sampler_nodes(self) -> list[str]:
+        """The Ray node of every sampler actor (partition by partition), once they have started."""
+        return ray.get([actor.node_id.remote() for replicas in self.actors for actor in replicas])
 
     def shutdown(self) -> None:
         for replicas in self.actors:

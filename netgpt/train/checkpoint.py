@@ -52,6 +52,7 @@ CONVERSION_WAIT_S = 6 * 3600
 MAY_CHANGE = (
     "train.num_workers",
     "train.cpus_per_worker",
+    "train.worker_resources.",
     "train.checkpoint_every",
     "train.keep_checkpoints",
     "train.max_failures",
@@ -68,6 +69,7 @@ MAY_CHANGE = (
     "graph.store_dir",
     "graph.samplers_per_partition",
     "graph.sampler_num_cpus",
+    "graph.sampler_resources.",
     "graph.stream_buffer_mb",
     "evaluate.",
 )

@@ -8,6 +8,7 @@ the first stage: the trainer sets each stage's learning rate, weight decay and a
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -33,13 +34,26 @@ def _resolve(path: str | Path) -> Path:
     raise ConfigError(f"config key 'train.ds_config': DeepSpeed JSON {str(path)!r} not found")
 
 
-def build_ds_config(train: TrainConfig, world_size: int, llm_hidden_size: int) -> dict[str, Any]:
-    """Read `train.ds_config` and replace every "auto" with its value; an unknown "auto" is an error."""
-    path = _resolve(train.ds_config)
+def read_ds_config(path: str | Path) -> dict[str, Any]:
+    """The DeepSpeed JSON at `path` (relative to the cwd, else to the repository root, which holds
+    `ds_configs/`), "auto" values unfilled.
+
+    The driver reads it and hands the content to the Train workers: on other nodes, a relative path (or a
+    file only the driver has) would not be there."""
+    resolved = _resolve(path)
     try:
-        config = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(resolved.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
-        raise ConfigError(f"{path}: not valid JSON ({error})") from None
+        raise ConfigError(f"{resolved}: not valid JSON ({error})") from None
+
+
+def build_ds_config(
+    train: TrainConfig, world_size: int, llm_hidden_size: int, template: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """`template` (default: `train.ds_config` read here) with every "auto" replaced by its value; an unknown
+    "auto" is an error."""
+    path = train.ds_config
+    config = copy.deepcopy(template) if template is not None else read_ds_config(path)
     first = train.stages[0]
     hidden = llm_hidden_size
     values: dict[str, Any] = {

@@ -26,14 +26,21 @@ def seed_everything(seed: int) -> None:
 
 
 def build_engine(
-    config: NetGPTConfig, feature_dims: dict[str, int], tokenizer, world_size: int
+    config: NetGPTConfig,
+    feature_dims: dict[str, int],
+    tokenizer,
+    world_size: int,
+    ds_template: dict[str, Any] | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     """NetGPT on a DeepSpeed engine: under ZeRO-3 the LLM is built straight into shards.
 
     `HfDeepSpeedConfig` makes transformers build (or load) the LLM inside `deepspeed.zero.Init` with its own
     weight initialisation; it is unset right after, because left alive it made a later rank-0-only HF export
     hang. The graph encoder, projector and heads are plain torch modules built outside `zero.Init` (PyG layers
-    built inside it were seen uninitialised); `deepspeed.initialize` partitions them."""
+    built inside it were seen uninitialised); `deepspeed.initialize` partitions them.
+
+    `ds_template`: the DeepSpeed JSON as the driver read it (`read_ds_config`); None reads `train.ds_config`
+    here."""
     import deepspeed
     import torch._dynamo  # noqa: F401  (imported before zero.Init: see ENVIRONMENT.md)
     import transformers.generation.utils  # noqa: F401
@@ -44,7 +51,7 @@ def build_engine(
     # DeepSpeed's comm layer must wrap Ray's process group before zero.Init, or zero.Init sees world size 1.
     deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo")
     llm_hidden = _llm_hidden_size(config)
-    ds_config = build_ds_config(config.train, world_size, llm_hidden)
+    ds_config = build_ds_config(config.train, world_size, llm_hidden, ds_template)
     seed_everything(config.train.seed)
     if zero_stage(ds_config) == 3:
         keep_alive = HfDeepSpeedConfig(ds_config)

@@ -11,6 +11,8 @@ What the plan counts:
   Ray Data's read tasks, where sampler actors = partitions × `graph.samplers_per_partition` (partitions
   from the store's `meta.json` when it exists, else `graph.num_partitions`).
 * GPU: one per Train worker when `train.use_gpu`.
+* Custom resources (placement): `train.worker_resources` per Train worker, `graph.sampler_resources` per
+  sampler actor; a name no node was started with is a shortfall like any other.
 * Per GPU (or per worker on CPU), bytes for P parameters of encoder + projector + LLM + heads at b bytes
   each (b = 2 under bf16, 4 in fp32), N = world size (`train.num_workers`):
   parameters P·b, gradients P·b, optimizer states 12·P (DeepSpeed's fp32 master copy plus AdamW's two
@@ -289,6 +291,10 @@ class ResourcePlan:
     tokens: int
     """Micro-batch × `model.max_prompt_tokens`, the most of the LLM stages (0 when no stage runs the LLM)."""
     stream_buffer_bytes: int
+    worker_resources: dict[str, float] = field(default_factory=dict)
+    """Custom Ray resources per Train worker (`train.worker_resources`)."""
+    sampler_resources: dict[str, float] = field(default_factory=dict)
+    """Custom Ray resources per sampler actor (`graph.sampler_resources`)."""
     notes: list[str] = field(default_factory=list)
 
     @classmethod
@@ -348,6 +354,8 @@ class ResourcePlan:
             llm_vocab=vocab,
             tokens=tokens,
             stream_buffer_bytes=int(graph.stream_buffer_mb * 1e6),
+            worker_resources=dict(train.worker_resources),
+            sampler_resources=dict(graph.sampler_resources),
             notes=notes,
         )
 
@@ -360,6 +368,21 @@ class ResourcePlan:
     @property
     def gpus(self) -> int:
         return self.num_workers if self.use_gpu else 0
+
+    def custom_resources(self) -> dict[str, tuple[float, str]]:
+        """Each custom (placement) resource: (amount needed, what it is made of)."""
+        needs: dict[str, tuple[float, str]] = {}
+        for name in sorted({*self.worker_resources, *self.sampler_resources}):
+            parts, total = [], 0.0
+            for count, who, per in (
+                (self.num_workers, "Train workers", self.worker_resources.get(name, 0.0)),
+                (self.num_samplers, "sampler actors", self.sampler_resources.get(name, 0.0)),
+            ):
+                if per:
+                    parts.append(f"{count} {who} × {per:g} {name}")
+                    total += count * per
+            needs[name] = (total, " + ".join(parts))
+        return needs
 
     # --- memory ---------------------------------------------------------------------------------------------
     @property
@@ -439,7 +462,8 @@ class ResourcePlan:
 
     # --- the check ------------------------------------------------------------------------------------------
     def check(self, cluster_resources: Mapping[str, float]) -> list[Shortfall]:
-        """What `cluster_resources` (`ray.cluster_resources()`: CPU, GPU, memory, object store) lacks."""
+        """What `cluster_resources` (`ray.cluster_resources()`: CPU, GPU, custom resources, memory, object
+        store) lacks."""
         workers = f"{self.num_workers} Train workers"
         samplers = f"{self.num_samplers} sampler actors"
         sampler_memory = (
@@ -455,6 +479,7 @@ class ResourcePlan:
                 f"+ {DATA_READ_CPUS} CPU for Ray Data's read tasks",
             ),
             ("GPU", self.gpus, f"{workers} × 1 GPU"),
+            *((name, need, why) for name, (need, why) in self.custom_resources().items()),
             (
                 "memory",
                 self.memory,
@@ -492,6 +517,7 @@ class ResourcePlan:
                 f"{DATA_READ_CPUS} free for Ray Data's read tasks",
             ),
             ("GPU", f"{self.gpus}", "1 per Train worker" if self.use_gpu else "train.use_gpu is false"),
+            *((name, f"{need:g}", why) for name, (need, why) in self.custom_resources().items()),
             (
                 "parameters",
                 _count(p.total),

@@ -4,7 +4,8 @@ log of `ray job submit`, followed with `ray job logs -f`), a bar's carriage retu
 unreadable line, so the driver prints a plain progress line every `LINE_EVERY_S` seconds instead.
 
 Ray Train's own `report` is a barrier across ranks; a fire-and-forget actor call costs the hot loop nothing.
-The actor also records the workers' process ids and the run's restarts (the worker-kill test reads them),
+The actor also records the workers' process ids and nodes, and the run's restarts (the worker-kill and
+multi-node tests read them),
 and, when made with `record_seeds=True`, the seeds every rank trained on at every step (tests check with them
 that a resumed run, also on another worker count, sees every seed of an epoch once and in the same steps).
 """
@@ -69,6 +70,7 @@ class ProgressActor:
         self.stage: dict[str, Any] = {}
         self.summaries: list[str] = []
         self.pids: dict[int, int] = {}
+        self.workers: list[dict[str, Any]] = []
         self.resumed_from: list[int] = []
         self.record_seeds = record_seeds
         self.seen: list[dict[str, Any]] = []
@@ -88,8 +90,10 @@ class ProgressActor:
     def summary(self, line: str) -> None:
         self.summaries.append(line)
 
-    def worker(self, rank: int, pid: int) -> None:
+    def worker(self, rank: int, pid: int, node_id: str) -> None:
+        """A Train worker (re)started: its rank, process id and Ray node id."""
         self.pids[rank] = pid
+        self.workers.append({"rank": rank, "pid": pid, "node_id": node_id})
 
     def resumed(self, global_step: int) -> None:
         self.resumed_from.append(global_step)
@@ -99,6 +103,7 @@ class ProgressActor:
             "stage": dict(self.stage),
             "summaries": list(self.summaries),
             "pids": dict(self.pids),
+            "workers": list(self.workers),
             "resumed_from": list(self.resumed_from),
             "seen": list(self.seen),
         }

@@ -23,11 +23,13 @@ import pyarrow.parquet as pq
 import ray
 from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchConfig, TorchTrainer
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from netgpt.config import NetGPTConfig, save_config
 from netgpt.graph.loader import GraphStreams
 from netgpt.graph.store import read_meta
 from netgpt.train.checkpoint import FINAL_METRICS
+from netgpt.train.ds_config import read_ds_config
 from netgpt.train.plan import ensure_resources
 from netgpt.train.progress import ProgressActor, run_with_progress
 from netgpt.train.worker import train_loop_per_worker
@@ -42,7 +44,9 @@ class TrainResult:
     metrics: dict[str, float]
     """`final_metrics.json` of rank 0: test metrics (when scored), ZeRO parameter shares, global step."""
     progress: dict[str, Any]
-    """The progress actor's last snapshot: validation summaries, worker pids, resumes."""
+    """The progress actor's last snapshot: validation summaries, worker pids and nodes, resumes."""
+    sampler_nodes: list[str]
+    """The Ray node of each sampler actor (`graph.sampler_resources` places them)."""
 
 
 def run_dir_of(config: NetGPTConfig) -> Path:
@@ -76,8 +80,11 @@ def prepare_tokenizer(config: NetGPTConfig, run_dir: Path) -> Path:
 
 
 def with_absolute_paths(config: NetGPTConfig) -> NetGPTConfig:
-    """A copy whose data and store paths are absolute: workers and actors do not share the driver's cwd."""
+    """A copy whose data, store and LLM paths are absolute: workers and actors do not share the driver's cwd
+    (the DeepSpeed JSON travels to them as content, `read_ds_config`)."""
     config = copy.deepcopy(config)
+    if config.model.llm_path:
+        config.model.llm_path = str(Path(config.model.llm_path).resolve())
     config.data.tables_dir = str(Path(config.data.tables_dir).resolve())
     config.graph.store_dir = str(Path(config.graph.store_dir).resolve())
     config.train.storage_path = str(Path(config.train.storage_path).resolve())
@@ -110,7 +117,7 @@ def build_trainer(
             datasets[f"test_{stage.name}"] = streams.dataset(
                 "test", stage.micro_batch_size, 1, shuffle=False, seed=train_cfg.seed
             )
-    resources = {"CPU": train_cfg.cpus_per_worker}
+    resources = {"CPU": train_cfg.cpus_per_worker, **train_cfg.worker_resources}
     if train_cfg.use_gpu:
         resources["GPU"] = 1
     trainer = TorchTrainer(
@@ -120,6 +127,7 @@ def build_trainer(
             "run_dir": str(run_dir),
             "feature_dims": feature_dims,
             "tokenizer_dir": str(tokenizer_dir),
+            "ds_template": read_ds_config(train_cfg.ds_config),
             "progress": progress,
             "evaluate_test": evaluate_test,
             "stream_starts": streams.starts,
@@ -168,10 +176,13 @@ def train(
     if not ray.is_initialized():
         ray.init(**local_ray_resources(config))
     ensure_resources(config)  # fails now, naming what is missing, instead of actors waiting forever
-    progress = progress or ProgressActor.remote()
+    if progress is None:  # on the driver's node: it outlives the loss of any worker node
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+        progress = ProgressActor.options(scheduling_strategy=here).remote()
     trainer, streams = build_trainer(config, progress, evaluate_test)
     try:
         result = run_with_progress(trainer.fit, progress, show=show_progress)
+        sampler_nodes = streams.sampler_nodes()
     finally:
         streams.shutdown()
     if result.error is not None:
@@ -179,4 +190,4 @@ def train(
     snapshot = ray.get(progress.snapshot.remote())
     run_dir = run_dir_of(config)
     metrics = json.loads((run_dir / FINAL_METRICS).read_text(encoding="utf-8"))
-    return TrainResult(run_dir=run_dir, metrics=metrics, progress=snapshot)
+    return TrainResult(run_dir=run_dir, metrics=metrics, progress=snapshot, sampler_nodes=sampler_nodes)

@@ -78,7 +78,9 @@ class Curriculum:
         self.rank = context.get_world_rank()
         self.world = context.get_world_size()
         self.tokenizer = AutoTokenizer.from_pretrained(loop_config["tokenizer_dir"])
-        self.engine, self.ds_config = build_engine(self.config, self.feature_dims, self.tokenizer, self.world)
+        self.engine, self.ds_config = build_engine(
+            self.config, self.feature_dims, self.tokenizer, self.world, loop_config["ds_template"]
+        )
         self.model = self.engine.module
         self.device = self.engine.device
         self.prompt_builders = {
@@ -94,7 +96,7 @@ class Curriculum:
         """Each stage's first step: its stream's start-up (actors, pipeline) and ZeRO-3's first trace."""
         self.state = TrainerState()
         if self.progress is not None:
-            self.progress.worker.remote(self.rank, os.getpid())
+            self.progress.worker.remote(self.rank, os.getpid(), ray.get_runtime_context().get_node_id())
 
     def _param_shares(self) -> dict[str, float]:
         """Each rank's share of the parameters it holds (about 1/world under ZeRO-3), for logs and tests."""

@@ -205,6 +205,27 @@ def test_shortfalls_name_each_missing_resource(tmp_path):
     assert plan.check(BIG) == []
 
 
+def test_custom_placement_resources_are_planned_and_checked(tmp_path):
+    config = _short_config(
+        tmp_path,
+        "train.worker_resources.netgpt_train=1",
+        "graph.sampler_resources.netgpt_sampler=0.5",
+        "graph.sampler_resources.netgpt_train=0.25",
+    )
+    plan = ResourcePlan.of(config)
+    assert [s.message() for s in plan.check(BIG)] == [
+        "needs 4 netgpt_sampler, the cluster has 0 netgpt_sampler: 8 sampler actors × 0.5 netgpt_sampler",
+        "needs 6 netgpt_train, the cluster has 0 netgpt_train: 4 Train workers × 1 netgpt_train + 8 sampler "
+        "actors × 0.25 netgpt_train",
+    ]
+    assert plan.check({**BIG, "netgpt_sampler": 4, "netgpt_train": 6}) == []
+    assert (
+        "netgpt_train",
+        "6",
+        "4 Train workers × 1 netgpt_train + 8 sampler actors × 0.25 netgpt_train",
+    ) in (plan.rows())
+
+
 def test_sampler_memory_comes_from_the_store_partition_sizes(tmp_path):
     config = _short_config(tmp_path, "graph.samplers_per_partition=2")
     plan = ResourcePlan.of(config, meta=_meta([GIB, 2 * GIB]))

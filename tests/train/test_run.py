@@ -40,9 +40,11 @@ def test_missing_tables_are_named(tmp_path):
         prepare_tokenizer(config, tmp_path)
 
 
-def test_paths_become_absolute_and_local_ray_has_room(monkeypatch):
-    config = with_absolute_paths(load_config("demo", ["train.num_workers=2"]))
+def test_paths_become_absolute_and_local_ray_has_room(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    config = with_absolute_paths(load_config("demo", ["train.num_workers=2", "model.llm_path=models/llm"]))
     assert config.graph.store_dir.startswith("/") and config.train.storage_path.startswith("/")
+    assert config.model.llm_path == str(tmp_path / "models" / "llm")
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     assert local_ray_resources(config)["num_cpus"] >= 2 + config.graph.num_partitions
     monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")

@@ -7,7 +7,7 @@ import torch
 
 from netgpt.config import ConfigError, StageConfig
 from netgpt.graph.types import feature_dims
-from netgpt.train.ds_config import build_ds_config
+from netgpt.train.ds_config import build_ds_config, read_ds_config
 from netgpt.train.engine import avoid_jit_builds, build_engine
 from netgpt.train.monitor import StepMeter
 from netgpt.train.stages import (
@@ -49,6 +49,22 @@ def test_ds_config_auto_values_come_from_the_train_config(tiny_config, tmp_path)
     tiny_config.train.ds_config = str(bad)
     with pytest.raises(ConfigError, match="sub_group_size"):
         build_ds_config(tiny_config.train, world_size=1, llm_hidden_size=32)
+
+
+def test_ds_config_read_once_is_filled_from_its_content(tiny_config, tmp_path, monkeypatch):
+    """The driver reads the JSON (relative to its cwd); the workers fill what it sent and need no file."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mine.json").write_text(
+        json.dumps({"zero_optimization": {"stage": 2}, "gradient_clipping": "auto"})
+    )
+    tiny_config.train.ds_config = "mine.json"
+    template = read_ds_config(tiny_config.train.ds_config)
+    tiny_config.train.ds_config = "gone.json"  # where a worker's cwd has no such file
+    cfg = build_ds_config(tiny_config.train, world_size=2, llm_hidden_size=32, template=template)
+    assert cfg["zero_optimization"]["stage"] == 2 and cfg["gradient_clipping"] == tiny_config.train.grad_clip
+    assert template["gradient_clipping"] == "auto"  # filled on a copy
+    with pytest.raises(ConfigError, match="gone.json.*not found"):
+        read_ds_config(tiny_config.train.ds_config)
 
 
 def _snapshot(model, part):
