@@ -31,7 +31,8 @@ def rate_batch(
     synced_gpus: bool = False,
 ) -> dict[str, list]:
     """Per seed of `batch`: `sample_id`, `platform`, `level` (None when the seed has none) and each of
-    `predictions` (`graph`, `regression`, `answer`; an unparsable answer is None).
+    `predictions` (`graph`, `regression`, `answer`). The answer is generated constrained to the ten
+    levels' answers, so it is always a level; an unparsable one (None) would still be counted, not hidden.
 
     The prompts hold graph tokens when `prompt_builder` makes them (`model.prompt_builder(graph_tokens=False)`
     rates the LLM alone). `model` is a NetGPT or, in training, the DeepSpeed engine holding one (its forward
@@ -62,7 +63,11 @@ def rate_batch(
             rows["regression"] = out.prompt_pred.float().cpu().tolist()
         if "answer" in predictions:
             rows["answer"] = model.generate_levels(
-                batch, prompts, synced_gpus=synced_gpus, graph_tokens=with_graph
+                batch,
+                prompts,
+                synced_gpus=synced_gpus,
+                graph_tokens=with_graph,
+                answers=[prompt_builder.answer_ids(level) for level in range(10)],
             )
     return rows
 

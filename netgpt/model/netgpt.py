@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -196,20 +197,30 @@ class NetGPT(nn.Module):
 
     @torch.no_grad()
     def generate_levels(
-        self, batch: HeteroData, prompts: PromptBatch, synced_gpus: bool, graph_tokens: bool = True
+        self,
+        batch: HeteroData,
+        prompts: PromptBatch,
+        synced_gpus: bool,
+        graph_tokens: bool = True,
+        answers: Sequence[Sequence[int]] | None = None,
     ) -> list[float | None]:
         """Greedy answers to prompts encoded without answers, parsed as numbers (None when unparsable).
 
+        `answers`: the token ids of every answer the model may write (`PromptBuilder.answer_ids` of each
+        level); generation is then constrained to them (transformers' `prefix_allowed_tokens_fn`), so an
+        answer is always a level: the most likely one token by token. None leaves generation free.
         `synced_gpus=True` under ZeRO-3: every rank keeps stepping until all ranks are done."""
         prompts = prompts.to(self.llm.get_input_embeddings().weight.device)
+        allowed = None if answers is None else _allowed_next_tokens(answers, self.tokenizer)
         generated = self.llm.generate(
             inputs_embeds=self._embed(self.encoder(batch).tokens if graph_tokens else None, prompts),
             attention_mask=prompts.attention_mask,
-            max_new_tokens=MAX_ANSWER_TOKENS,
+            max_new_tokens=MAX_ANSWER_TOKENS if answers is None else max(len(ids) for ids in answers),
             do_sample=False,
             synced_gpus=synced_gpus,
             pad_token_id=self.tokenizer.pad_token_id,
             eos_token_id=self.tokenizer.eos_token_id,
+            prefix_allowed_tokens_fn=allowed,
         )
         texts = self.tokenizer.batch_decode(generated, skip_special_tokens=True)
         return [parse_level(text) for text in texts]
@@ -307,3 +318,22 @@ def read_training_record(folder: str | os.PathLike[str]) -> dict:
         )
     recorded = json.loads(config_path.read_text(encoding="utf-8")).get("training", {})
     return {"stage": None, "predictions": list(PREDICTIONS), "graph_tokens": True, **recorded}
+
+
+def _allowed_next_tokens(
+    answers: Sequence[Sequence[int]], tokenizer
+) -> Callable[[int, torch.Tensor], list[int]]:
+    """`prefix_allowed_tokens_fn` for `generate`: after the tokens generated so far (the prompt came as
+    embeddings, so `generated` holds only new tokens), the tokens that continue one of `answers`; a finished
+    answer (or a row already padded) may only be followed by eos or padding."""
+    prefixes: dict[tuple[int, ...], set[int]] = {}
+    for ids in answers:
+        for end in range(len(ids)):
+            prefixes.setdefault(tuple(ids[:end]), set()).add(int(ids[end]))
+    stop = sorted({tokenizer.eos_token_id, tokenizer.pad_token_id} - {None})
+    table = {prefix: sorted(tokens) for prefix, tokens in prefixes.items()}
+
+    def allowed(_row: int, generated: torch.Tensor) -> list[int]:
+        return table.get(tuple(generated.tolist()), stop)
+
+    return allowed

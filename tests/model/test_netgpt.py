@@ -209,3 +209,17 @@ def test_without_graph_tokens_the_llm_sees_the_text_alone(model, make_batch):
     with_graph = model.prompt_builder().encode(batch.seed_fields, with_answer=False)
     with pytest.raises(ValueError, match="expected none"):
         model(batch, with_graph, {}, graph_tokens=False)
+
+
+def test_constrained_answers_are_always_levels(model, make_batch):
+    # An untrained tiny LLM writes anything when free; constrained to the ten answers it writes a level.
+    batch = make_batch()
+    model.eval()
+    builder = model.prompt_builder()
+    prompts = builder.encode(batch.seed_fields, with_answer=False)
+    answers = [builder.answer_ids(level) for level in range(10)]
+    levels = model.generate_levels(batch, prompts, synced_gpus=False, answers=answers)
+    assert all(level in range(10) for level in levels)
+    # Constrained to one answer, the model writes that one.
+    only = model.generate_levels(batch, prompts, synced_gpus=False, answers=[builder.answer_ids(7)])
+    assert only == [7.0, 7.0]
