@@ -22,7 +22,7 @@ from netgpt.train.run import train
 
 
 def main(preset: str, outcome: str) -> None:
-    ray.init(log_to_driver=False, _node_ip_address="127.0.0.1")  # the test's nodes are all on loopback
+    ray.init(log_to_driver=False)
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
     progress = ProgressActor.options(scheduling_strategy=here).remote(record_seeds=True)
     result = train(load_config(preset), show_progress=False, progress=progress)

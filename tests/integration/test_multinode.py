@@ -29,8 +29,6 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 DRIVER = Path(__file__).with_name("multinode_driver.py")
 TRAIN_RESOURCE, SAMPLER_RESOURCE = "netgpt_train", "netgpt_sampler"
-LOOPBACK = "127.0.0.1"
-"""Every node and the driver on loopback: tests here use no other address."""
 PLACEMENT = [
     f"train.worker_resources.{TRAIN_RESOURCE}=1",
     f"graph.sampler_resources.{SAMPLER_RESOURCE}=1",
@@ -54,7 +52,6 @@ def cluster(tmp_path, monkeypatch):
             "num_cpus": 0,
             "include_dashboard": False,
             "temp_dir": temp_dir,
-            "node_ip_address": LOOPBACK,
         },
     )
     try:
@@ -66,7 +63,7 @@ def cluster(tmp_path, monkeypatch):
 
 def _add_train_node(cluster):
     """Room for the 2 Train workers (1 CPU each) and nothing else."""
-    return cluster.add_node(num_cpus=2, resources={TRAIN_RESOURCE: 2}, node_ip_address=LOOPBACK)
+    return cluster.add_node(num_cpus=2, resources={TRAIN_RESOURCE: 2})
 
 
 def _registered_state(run_dir: Path) -> dict | None:
@@ -98,7 +95,7 @@ def _planned_seeds(config, index: int, steps: int) -> list[int]:
 def test_curriculum_across_nodes_survives_losing_the_train_node(cluster, data_dir, make_config, tmp_path):
     train_node = _add_train_node(cluster)
     # the sampler actors (0.5 CPU each), the CPU the plan keeps free for Ray Data's read tasks, and one spare
-    sampler_node = cluster.add_node(num_cpus=3, resources={SAMPLER_RESOURCE: 2}, node_ip_address=LOOPBACK)
+    sampler_node = cluster.add_node(num_cpus=3, resources={SAMPLER_RESOURCE: 2})
 
     driver_cwd = tmp_path / "driver_cwd"
     driver_cwd.mkdir()
