@@ -32,6 +32,8 @@ def test_active_parts_are_trainable_and_reached_by_a_loss(tiny_config):
     graph, alignment, finetune = tiny_config.train.stages
     assert graph.active_parts() == ["encoder", "graph_head"]
     assert alignment.active_parts() == ["projector", "llm"]
+    assert finetune.active_parts() == ["encoder", "projector", "llm", "graph_head", "prompt_head"]
+    finetune.losses = {"answer_ce": 1.0, "prompt_regression": 1.0}  # the graph head trainable, unreached
     assert finetune.active_parts() == ["encoder", "projector", "llm", "prompt_head"]
     finetune.graph_tokens = False  # the LLM-alone baseline: its losses do not reach the graph path
     assert finetune.active_parts() == ["llm", "prompt_head"]
