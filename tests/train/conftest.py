@@ -6,42 +6,23 @@ import os
 import socket
 
 import pytest
-import torch
 import torch.distributed as dist
 from torch_geometric.data import HeteroData
 
 from netgpt.config import load_config
-from netgpt.graph.types import EDGE_TYPES, NODE_TYPE_NAMES, VIDEO, feature_dims
+from netgpt.graph.example_batch import example_batch
+from netgpt.graph.types import feature_dims
 from netgpt.model.tokenizer import train_tokenizer
 
 FEATURE_DIMS = feature_dims(text_dim=6, time_dim=4, content_dim=5)
-PLATFORMS = ("抖音", "快手")
 
 
 def make_batch(num_seeds: int = 2, seed: int = 0) -> HeteroData:
-    """`num_seeds` seeds plus as many earlier video states; one node of every attribute type per video."""
-    generator = torch.Generator().manual_seed(seed)
-    videos = 2 * num_seeds
-    batch = HeteroData()
-    counts = {nt: videos for nt in NODE_TYPE_NAMES} | {"topic": 1, "platform": 1}
-    for nt in NODE_TYPE_NAMES:
-        batch[nt].x = torch.randn(counts[nt], FEATURE_DIMS[nt], generator=generator)
-    for src, rel, dst in EDGE_TYPES:
-        if src == VIDEO:
-            pairs = [(num_seeds + s, s) for s in range(num_seeds)]
-        elif counts[src] == 1:
-            pairs = [(0, v) for v in range(videos)]
-        else:
-            pairs = [(v, v) for v in range(videos)]
-        batch[src, rel, dst].edge_index = torch.tensor(pairs, dtype=torch.long).t().contiguous()
-    levels = torch.randint(0, 10, (num_seeds,), generator=generator)
-    batch[VIDEO].batch_size = num_seeds
-    batch[VIDEO].y = levels.float()
-    batch[VIDEO].sample_id = torch.arange(seed * 100, seed * 100 + videos)
+    """`example_batch` with every field a prompt reads."""
+    batch = example_batch(num_seeds, FEATURE_DIMS, seed)
     batch.seed_fields = [
         {
-            "sample_id": seed * 100 + i,
-            "platform": PLATFORMS[i % 2],
+            **fields,
             "topic": "winter food",
             "title": f"video {seed}-{i} dumplings #food",
             "description": "made at home",
@@ -54,10 +35,9 @@ def make_batch(num_seeds: int = 2, seed: int = 0) -> HeteroData:
             "shares": 1,
             "collects": 2,
             "comment_count": 3,
-            "level": int(levels[i]),
             "split": "train",
         }
-        for i in range(num_seeds)
+        for i, fields in enumerate(batch.seed_fields)
     ]
     return batch
 
