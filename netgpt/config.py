@@ -56,7 +56,7 @@ def _check_custom_resources(key: str, resources: dict[str, float]) -> None:
 
 @dataclass
 class DataConfig:
-    """Where the XS-Video tables come from and how they are split (SPEC §2)."""
+    """Where the XS-Video tables come from and how they are split (docs/data.md#the-split)."""
 
     raw_path: str = ""
     """The released XS-Video JSON file (or a synthetic one in the same format) that `prepare` imports."""
@@ -117,7 +117,7 @@ class TextEncoderConfig:
 
 @dataclass
 class GraphConfig:
-    """The propagation graph (SPEC §3), its partitioned store, and the neighbourhood sampler."""
+    """The propagation graph (docs/graph.md), its partitioned store, and the neighbourhood sampler."""
 
     store_dir: str = "runs/demo/graph"
     """Folder of the partitioned graph store (`meta.json` + one folder per partition)."""
@@ -226,7 +226,7 @@ class TinyLLMConfig:
 
 @dataclass
 class ModelConfig:
-    """NetGPT: graph encoder + projector + causal LLM + heads (SPEC §4)."""
+    """NetGPT: graph encoder + projector + causal LLM + heads (docs/model.md)."""
 
     encoder: str = "rgcn"
     """Heterogeneous graph encoder: `rgcn` (the paper's) or `hgt`."""
@@ -326,7 +326,8 @@ GRAPH_PATH = ("encoder", "projector")
 
 @dataclass
 class StageConfig:
-    """One stage of the curriculum (SPEC §5), as data: what trains, on which losses, for how long."""
+    """One stage of the curriculum (docs/model.md#the-curriculum), as data: what trains, on which losses,
+    for how long."""
 
     name: str = "stage"
     """Name used in logs, TensorBoard tags and checkpoint folders."""
@@ -420,7 +421,8 @@ class StageConfig:
 
 
 def _default_stages() -> list[StageConfig]:
-    """Our column of SPEC §5: graph pretraining, then joint full-parameter alignment and fine-tuning.
+    """Our column of the curriculum (docs/model.md#the-curriculum): graph pretraining, then joint
+    full-parameter alignment and fine-tuning.
 
     Batch sizes are per worker: with the default 2 workers, stage 1 sees the paper's 512 seeds a step and
     the LLM stages 2 × 32 × 2 = 128 prompts a step."""

@@ -1,4 +1,4 @@
-"""The SPEC §2 split, on whole videos so that no video straddles two splits.
+"""The split (docs/data.md#the-split), on whole videos so that no video straddles two splits.
 
 - `final`: each video's final state (its latest crawl; on a tie, the highest sample id). It reveals the label,
   so it is in no split, but it stays in the graph.

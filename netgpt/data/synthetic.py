@@ -26,10 +26,10 @@ The generative process (log10 units; every draw comes from one `numpy.random.def
    level 2). The other counts are fractions of M (never above it); Douyin shows views 0, Xigua shares and
    collects are 0 in 90% of videos, Bilibili comment counts 0 in 90% of videos.
 5. Label: `netgpt.data.levels.influence_level` of the final state's counts. z's spread and tail are set so
-   that the levels follow the released labels' skew (SPEC §2, a fragment: L0 5%, L1 26%, L2 14%, L3 27%, L4
-   16%, L5-8 at most 5% each, L9 rare). Measured, 3,000 videos (seed 0): L0 3.8%, L1 23.0, L2 20.1, L3 27.2,
-   L4 15.3, L5 6.0, L6 2.3, L7 1.3, L8 0.8, L9 0.1; L2 runs high because no Bilibili video can be level 1 (its
-   cuts skip it) and Bilibili's share is assumed, not known.
+   that the levels follow the released labels' skew (docs/data.md#the-level-rule; in a fragment of the
+   release: L0 5%, L1 26%, L2 14%, L3 27%, L4 16%, L5-8 at most 5% each, L9 rare). Measured, 3,000 videos
+   (seed 0): L0 3.8%, L1 23.0, L2 20.1, L3 27.2, L4 15.3, L5 6.0, L6 2.3, L7 1.3, L8 0.8, L9 0.1; L2 runs high
+   because no Bilibili video can be level 1 (its cuts skip it) and Bilibili's share is assumed, not known.
 6. States: 2-5 crawls (p .28 .30 .25 .17), 1-11 days apart, the last 14-16 days after posting. A count at
    crawl day d is the final count times the growth curve g(d) = (1 - e^-(d+.5)/τ) / (1 - e^-(D+.5)/τ), τ ~
    U(1.5, 5) days per video (D = last crawl day), so counts are cumulative; 2% of videos with 3+ states get
@@ -76,7 +76,7 @@ HOT_WORDS = ("震撼", "独家", "揭秘", "泪目", "爆笑", "重磅")
 COLD_WORDS = ("日常", "随手拍", "记录", "打卡", "碎碎念", "分享")
 FULL_SCALE_VIDEOS = 117_720
 FULL_SCALE_TOPICS = 535
-"""XS-Video's videos and topics (SPEC §2): the generator keeps their ratio."""
+"""XS-Video's videos and topics (docs/data.md#the-release): the generator keeps their ratio."""
 MIN_TOPICS = 30
 GOLDEN_STEP = (5**0.5 - 1) / 2
 WORD_EFFECT = 0.35
@@ -97,8 +97,8 @@ INDENT = 3
 COMMENT_BASE = 2.15
 MAX_COMMENTS = 12
 COMMENTS_PER_SAMPLE = 923_000 / 381_926
-"""XS-Video's comments per sample (SPEC §2: ~923k comments over 381,926 samples), which the Poisson rate of
-step 7 is set to give."""
+"""XS-Video's comments per sample (docs/data.md#the-release: ~923k comments over 381,926 samples), which
+the Poisson rate of step 7 is set to give."""
 TAU_RANGE = (1.5, 5.0)
 """Each video's growth time constant τ is uniform over this range (days), step 6 of the process."""
 

@@ -1,4 +1,4 @@
-"""Build the partitioned graph store from the parquet tables (SPEC §3).
+"""Build the partitioned graph store from the parquet tables (docs/graph.md, docs/store.md).
 
 The driver reads only the video-level structure (`topology.py`: a few int arrays per sample), assigns
 partitions and plans each partition's local index space (its seeds plus the L-hop halo). Features are
@@ -69,7 +69,7 @@ SEED_FIELDS = (
     "level",
     "split",
 )
-"""The seeds' prompt fields (contracts §1), stored per partition in `seeds.parquet`."""
+"""The seeds' prompt fields (docs/graph.md#the-seeds-fields), stored per partition in `seeds.parquet`."""
 
 
 def build_graph(

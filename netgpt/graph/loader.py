@@ -1,4 +1,4 @@
-"""Streaming sampled subgraphs to Ray Train workers (contracts §2).
+"""Streaming sampled subgraphs to Ray Train workers (docs/graph.md#streaming-batches-to-the-workers).
 
 Driver side, before `TorchTrainer`:
 

@@ -153,7 +153,8 @@ class NeighborSampler:
         return local
 
     def sample(self, sample_ids: Sequence[int] | np.ndarray, rng: np.random.Generator) -> HeteroData:
-        """The sampled subgraph of contracts §1, seeds (in the given order) first among video nodes."""
+        """The sampled subgraph (docs/graph.md#a-sampled-batch), seeds (in the given order) first among video
+        nodes."""
         seeds = self.local_seeds(sample_ids)
         if len(np.unique(seeds)) != len(seeds):
             raise ValueError("seed sample ids of one batch must be distinct")

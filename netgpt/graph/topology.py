@@ -4,11 +4,12 @@ Sample `i` is row `i` of the samples table sorted by `sample_id`; every per-samp
 title, fans, ...) has node `i` for it. The structure is small (a few int arrays per sample), so one process
 holds it at full scale; features are computed per partition (see `build.py`).
 
-Group relations (same topic, same author) are kept as groups, never as edge lists: at full scale they would
-be ~1.7 billion edges (SPEC §3). A group's members are sorted by (crawl day, sample id); the in-neighbours
-of sample `s` are the group's prefix of samples crawled on or before `s`'s day (causality: nothing from a
-later crawl), *minus the states of `s`'s own video* (`s` itself and its earlier states: the explicit
-`is_history_of` relation already carries those, so the group relations carry only cross-video signal).
+Group relations (same topic, same author) are kept as groups, never as edge lists: at full scale they would be
+~1.7 billion edges (docs/graph.md#groups). A group's members are sorted by (crawl day, sample id); the
+in-neighbours of sample `s` are the group's prefix of samples crawled on or before `s`'s day (causality:
+nothing from a later crawl), *minus the states of `s`'s own video* (`s` itself and its earlier states: the
+explicit `is_history_of` relation already carries those, so the group relations carry only cross-video
+signal).
 """
 
 from __future__ import annotations

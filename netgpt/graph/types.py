@@ -1,4 +1,4 @@
-"""The propagation graph's node types, relations and feature specs (SPEC §3), declared once as data.
+"""The propagation graph's node types, relations and feature specs (docs/graph.md), declared once as data.
 
 Everything that builds, stores, samples or encodes the graph walks these tuples; the model reads only this
 module of the graph package (plus the feature dimensions a store records in its `meta.json`).
@@ -37,7 +37,7 @@ class Relation:
 
     `group_key` names the samples-table column whose equal values define a group relation (same topic,
     same author): such relations are stored as time-ordered groups, never as edge lists, because
-    materialising them would take ~1.7 billion edges at full scale (SPEC §3).
+    materialising them would take ~1.7 billion edges at full scale (docs/graph.md#groups).
     """
 
     src: str

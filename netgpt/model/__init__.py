@@ -1,4 +1,4 @@
-"""NetGPT: graph encoder, projector, prompts, causal LLM and heads (SPEC §4)."""
+"""NetGPT: graph encoder, projector, prompts, causal LLM and heads (docs/model.md)."""
 
 from netgpt.model.netgpt import NetGPT, NetGPTOutput
 from netgpt.model.prompt import PromptBatch, PromptBuilder

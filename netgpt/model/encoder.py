@@ -1,4 +1,5 @@
-"""Heterogeneous graph encoders (SPEC §4): per-type input projection, message passing, graph tokens.
+"""Heterogeneous graph encoders (docs/model.md#the-graph-encoder): per-type input projection, message
+passing, graph tokens.
 
 Every module runs on every batch, whatever node types or relations a batch happens to lack rows or edges of:
 under ZeRO-3 each forward gathers parameters collectively, so ranks that skipped a layer would hang.
@@ -100,7 +101,8 @@ class GraphEncoder(nn.Module):
 
 
 class RGCNLayer(nn.Module):
-    """One relational layer of SPEC §4, for the video nodes (the only ones that receive messages):
+    """One relational layer (docs/model.md#the-graph-encoder), for the video nodes (the only ones that
+    receive messages):
     relu(sum over relations r of W_r · mean of the in-neighbours along r, + W_self · h + b).
 
     PyG's `HeteroConv` of per-relation mean convolutions (`SAGEConv` without root weight or bias: W_r after

@@ -1,4 +1,5 @@
-"""Regression heads and loss terms (SPEC §4): levels as 9·sigmoid(Linear(h)), SmoothL1 or MSE."""
+"""Regression heads and loss terms (docs/model.md#heads-and-losses): levels as 9·sigmoid(Linear(h)),
+SmoothL1 or MSE."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""NetGPT (SPEC §4): graph encoder + projector + causal LLM + regression heads, and its folder format.
+"""NetGPT (docs/model.md): graph encoder + projector + causal LLM + regression heads, and its folder format.
 
 tokenizer = train_tokenizer(texts, cfg.tiny_llm.vocab_size)     # or load_tokenizer(cfg) for llm_path
 model = NetGPT.build(cfg, feature_dims, tokenizer)

@@ -1,4 +1,5 @@
-"""The projector (SPEC §4): an MLP from the encoder's hidden size to the LLM's, one output per graph token."""
+"""The projector (docs/model.md#the-projector): an MLP from the encoder's hidden size to the LLM's, one
+output per graph token."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ class Projector(nn.Module):
     """`layers` Linear layers with GELU between them, applied to each of the k graph tokens.
 
     PyTorch's default Linear initialisation is kept on purpose: soft tokens that start at exactly zero get
-    zero gradient through these LLMs (ENVIRONMENT.md), so the output must not be initialised to zero.
+    zero gradient through these LLMs (seen with Qwen2 and SmolLM2), so the output must not be initialised
+    to zero.
     """
 
     def __init__(self, in_size: int, out_size: int, layers: int, dropout: float) -> None:

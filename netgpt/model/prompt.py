@@ -6,8 +6,9 @@ the answer is the level as text followed by eos. With k = 0 (the LLM-alone basel
 left out and the prompt is otherwise the same.
 
 Choices made here:
-- A count that is zero on a platform that hides it (SPEC §2: Douyin shows no views, Xigua rarely shares or
-  collects, Bilibili rarely comment counts) is written "not shown" (未显示): zero there means unknown.
+- A count that is zero on a platform that hides it (docs/data.md#the-keys-of-a-record: Douyin shows no views,
+  Xigua rarely shares or collects, Bilibili rarely comment counts) is written "not shown" (未显示): zero there
+  means unknown.
 - Pieces of the template and each field are tokenized separately and concatenated, so a long field can be cut
   to an exact token count and the graph token ids are placed exactly; training and generation use the same
   ids because the answer's tokens are always reserved in the budget.
@@ -56,7 +57,8 @@ TEMPLATES = {
         "答案："
     ),
 }
-"""`{graph}` is where the graph tokens go; the other placeholders are seed-field keys (contracts §1)."""
+"""`{graph}` is where the graph tokens go; the other placeholders are seed-field keys
+(docs/graph.md#the-seeds-fields)."""
 
 TRUNCATABLE = ("topic", "title", "description")
 """Long free-text fields, cut (fair share of the budget each) when a prompt would exceed its token budget."""
@@ -125,7 +127,7 @@ def parse_level(text: str) -> float | None:
 
 
 class PromptBuilder:
-    """Renders seed fields (contracts §1) into padded token tensors for the LLM."""
+    """Renders seed fields (docs/graph.md#the-seeds-fields) into padded token tensors for the LLM."""
 
     def __init__(
         self, tokenizer: PreTrainedTokenizerBase, language: str, max_tokens: int, num_graph_tokens: int

@@ -42,7 +42,7 @@ def build_engine(
     `ds_template`: the DeepSpeed JSON as the driver read it (`read_ds_config`); None reads `train.ds_config`
     here."""
     import deepspeed
-    import torch._dynamo  # noqa: F401  (imported before zero.Init: see ENVIRONMENT.md)
+    import torch._dynamo  # noqa: F401  (first imported inside zero.Init, transformers 5 models fail: TypeError: Signature mismatch)
     import transformers.generation.utils  # noqa: F401
     from transformers.integrations import HfDeepSpeedConfig, unset_hf_deepspeed_config
 

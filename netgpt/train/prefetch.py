@@ -2,7 +2,8 @@
 current step (torch releases the GIL in its kernels).
 
 Ray Data prefetches blocks for `iter_batches(prefetch_batches=...)`, but the loader's row stream
-(`iter_graph_batches`, contracts §2) hands over one unpickled batch at a time, on the consumer's thread.
+(`iter_graph_batches`, docs/graph.md#streaming-batches-to-the-workers) hands over one unpickled batch at a
+time, on the consumer's thread.
 """
 
 from __future__ import annotations

@@ -333,8 +333,8 @@ class Curriculum:
     def test(self, stage: StageConfig) -> dict[str, float]:
         """Score the model at the end of `stage` on the test split, with every source the stage trains.
 
-        Each stage's scores are SPEC §6's baselines in turn: the RGCN alone after graph pretraining, the
-        aligned LLM's answers, then NetGPT after joint fine-tuning."""
+        Each stage's scores are the baselines (docs/evaluate.md#the-baselines) in turn: the RGCN alone after
+        graph pretraining, the aligned LLM's answers, then NetGPT after joint fine-tuning."""
         multiple = self.per_step(stage)
         shard = graph_dataset_shard(self.stream_starts, f"test_{stage.name}", 0, multiple)
         store = self.config.graph.store_dir

@@ -9,7 +9,7 @@ FIXTURE = Path(__file__).parent / "fixtures" / "xs_video_example.json"
 
 @pytest.fixture
 def example_path() -> Path:
-    """The fixture file in the released shape (a copy of ../shared/xs_video_example.json)."""
+    """The fixture file in the released shape (invented values, every key of a released record)."""
     return FIXTURE
 
 

@@ -22,7 +22,7 @@ ATTRIBUTE = {r.name: r.src for r in RELATIONS if r.src not in (VIDEO, "topic", "
 
 
 class WholeGraph:
-    """The propagation graph of SPEC §3 straight from the tables, one Python object per node."""
+    """The propagation graph (docs/graph.md) straight from the tables, one Python object per node."""
 
     def __init__(self, tables: Path) -> None:
         self.rows = {r["sample_id"]: r for r in pq.read_table(tables / SAMPLES_FILE).to_pylist()}

@@ -1,4 +1,5 @@
-"""Hand-made sampled batches that follow contracts §1, a tokenizer trained at test time, a tiny config."""
+"""Hand-made sampled batches that follow docs/graph.md#a-sampled-batch, a tokenizer trained at test time,
+a tiny config."""
 
 from __future__ import annotations
 

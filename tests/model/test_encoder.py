@@ -1,4 +1,5 @@
-"""The graph encoders: the RGCN rule of SPEC §4, every layer on every batch, graph tokens."""
+"""The graph encoders: the RGCN rule (docs/model.md#the-graph-encoder), every layer on every batch, graph
+tokens."""
 
 from __future__ import annotations
 

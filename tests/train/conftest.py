@@ -1,4 +1,5 @@
-"""Contract-shaped sampled batches (contracts §1) and a tiny config for single-process engine tests."""
+"""Contract-shaped sampled batches (docs/graph.md#a-sampled-batch) and a tiny config for single-process
+engine tests."""
 
 from __future__ import annotations
 

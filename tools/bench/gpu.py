@@ -312,7 +312,7 @@ def init_process_group(device: torch.device, gpu_backend: str) -> None:
 
 def offload_json(folder: Path, adam: str) -> Path:
     """`ds_configs/zero3_offload.json`, with torch's AdamW on the CPU unless `adam == "deepspeed"` (whose
-    CPU Adam is JIT-compiled on first use, 75-90 s, see ENVIRONMENT.md)."""
+    CPU Adam is JIT-compiled on first use: 75-90 s on a 2-core machine)."""
     source = REPO / "ds_configs" / "zero3_offload.json"
     if adam == "deepspeed":
         return source

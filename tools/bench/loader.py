@@ -7,10 +7,11 @@ Memory is given as built (the bench's small feature widths) and recomputed from 
 paper's widths (768-d text, 3,584-d content), where per-video features dominate: once as stored (one row
 per distinct per-video value) and once as if every node kept its own row.
 
-Baseline: PyG's `NeighborLoader` when `torch_sparse` imports from `--deps` (install the prebuilt wheels
-there, never into the project venv: `pip install --no-deps --target .bench-deps ../shared/wheels/*.whl
-scipy`); it runs in a subprocess with that folder on PYTHONPATH, on a `HeteroData` with the same features
-and the group relations materialised as edges. Otherwise a plain per-seed Python sampler.
+Baseline: PyG's `NeighborLoader` when `torch_sparse` imports from `--deps` (install the prebuilt wheels there,
+never into the project venv: `pip install --no-deps --target .bench-deps torch_sparse-*.whl
+torch_scatter-*.whl scipy`, wheels built for the installed torch); it runs in a subprocess with that folder on
+PYTHONPATH, on a `HeteroData` with the same features and the group relations materialised as edges. Otherwise
+a plain per-seed Python sampler.
 
     python tools/bench/loader.py --videos 11800          # ~38k samples: 1/10 of XS-Video
 """
@@ -98,7 +99,8 @@ def _time_ours(store: Path, fanouts: list[int], batches: list[np.ndarray]) -> di
 
 
 PAPER_WIDTHS = {"text_dim": 768, "time_dim": 16, "content_dim": 3584}
-"""The paper's feature widths (SPEC §3-5: a 768-d sentence encoder, 3,584-d video content vectors)."""
+"""The paper's feature widths (docs/graph.md#node-types: a 768-d sentence encoder, 3,584-d video content
+vectors)."""
 
 
 def _feature_type(file_name: str) -> str | None:
