@@ -1,14 +1,24 @@
-"""Writing an output folder so that nothing is lost: built under a temporary name, renamed into place, and
-never put in place of a folder netgpt did not write.
+"""Writing outputs so that nothing is lost: built under a temporary name beside the target, renamed into
+place, and (for output folders) never put in place of a folder netgpt did not write. The one home of
+write-to-a-temporary-name-then-rename in netgpt.
 
     with atomic_directory(out_dir, "tables") as folder:     # a fresh, empty temporary folder beside out_dir
         write_everything_into(folder)
     # out_dir now holds it (an older netgpt output there was replaced); a failure left out_dir as it was
 
+    write_text_atomic(path, text)                            # a small text file
+    with atomic_path(path) as tmp:                           # any writer that takes a path
+        pyarrow.parquet.write_table(table, tmp)
+    replace_directory(finished_folder, target)               # a folder built by other means
+
+Permissions: temporary files and folders are created as any file is (0666 / 0777 less the umask: 0644 /
+0755 under the usual 022), never with `tempfile`'s 0600 / 0700, which would lock other users of a shared
+volume out of the output once it is renamed into place.
+
 Why the refusal: `prepare --out precious/` used to replace a folder of unrelated files, and a store pointed at
-a run folder deleted its checkpoints. Every folder written here carries a marker file (`MARKER`) naming what
-it holds; a folder is replaced only when it is empty, carries the marker, or (written by a netgpt without the
-marker) holds nothing but what that kind of output holds (`recognised`).
+a run folder deleted its checkpoints. Every folder written by `atomic_directory` carries a marker file
+(`MARKER`) naming what it holds; a folder is replaced only when it is empty, carries the marker, or (written
+by a netgpt without the marker) holds nothing but what that kind of output holds (`recognised`).
 """
 
 from __future__ import annotations
@@ -16,7 +26,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -66,16 +75,25 @@ def atomic_directory(
     target = Path(target).absolute()
     check_replaceable(target, kind, recognised)
     target.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
-    work.chmod(0o755)  # mkdtemp's 0700 would hide the output from other users of a shared volume
+    work = _temporary_name(target)
+    work.mkdir()
     try:
         yield work
         (work / MARKER).write_text(json.dumps({"kind": kind}) + "\n", encoding="utf-8")
+        replace_directory(work, target)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
+
+
+def replace_directory(work: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
+    """Rename the finished folder `work` to `target`. Whatever is at `target` is moved aside first and deleted
+    only once `work` is in place (POSIX cannot rename a folder over a non-empty one); if the rename fails, it
+    is put back. Checks nothing about `target`: callers that must not replace a stranger's folder use
+    `atomic_directory`."""
+    work, target = Path(work), Path(target)
     previous = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
-    had_previous = target.exists()
+    had_previous = target.exists() or target.is_symlink()
     if had_previous:
         os.replace(target, previous)
     try:
@@ -83,7 +101,38 @@ def atomic_directory(
     except BaseException:
         if had_previous:
             os.replace(previous, target)
-        shutil.rmtree(work, ignore_errors=True)
         raise
-    if had_previous:
+    if not had_previous:
+        return
+    if previous.is_dir() and not previous.is_symlink():
         shutil.rmtree(previous, ignore_errors=True)
+    else:
+        previous.unlink()
+
+
+@contextmanager
+def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
+    """A temporary path beside `target` (its folder created if needed) for the caller to write one file at;
+    renamed to `target` when the block succeeds, deleted when it fails. The caller creates the file, so it
+    gets the usual permissions (0666 less the umask)."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temporary_name(target)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(target: str | os.PathLike[str], text: str) -> Path:
+    """Write `text` (UTF-8) to `target` through a temporary file, so a reader never sees half of it."""
+    with atomic_path(target) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(target)
+
+
+def _temporary_name(target: Path) -> Path:
+    """A fresh hidden name beside `target`, unique per call (several processes may write the same target)."""
+    return target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:12]}"

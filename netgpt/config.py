@@ -13,7 +13,6 @@ from __future__ import annotations
 import copy
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from importlib import resources
 from pathlib import Path
@@ -21,6 +20,8 @@ from typing import Any
 
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
+
+from netgpt.atomic import write_text_atomic
 
 
 class ConfigError(ValueError):
@@ -656,12 +657,4 @@ CONFIG_FILE = "config.yaml"
 
 def save_config(config: NetGPTConfig, folder: str | os.PathLike[str], name: str = CONFIG_FILE) -> Path:
     """Write the resolved config into `folder` atomically (temporary name, then rename)."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / name
-    with tempfile.NamedTemporaryFile(
-        "w", dir=folder, prefix=f".{name}.", delete=False, encoding="utf-8"
-    ) as tmp:
-        tmp.write(to_yaml(config))
-    os.replace(tmp.name, target)
-    return target
+    return write_text_atomic(Path(folder) / name, to_yaml(config))

@@ -1,24 +1,100 @@
-"""Output folders: written under a temporary name, renamed into place, never put in place of a folder netgpt
-did not write."""
+"""Outputs written under a temporary name and renamed into place, with the permissions any file gets; output
+folders never put in place of a folder netgpt did not write."""
 
 import json
+import os
 
 import pytest
 
-from netgpt.atomic import MARKER, OutputError, atomic_directory
+from netgpt.atomic import (
+    MARKER,
+    OutputError,
+    atomic_directory,
+    atomic_path,
+    replace_directory,
+    write_text_atomic,
+)
+
+
+@pytest.fixture
+def umask():
+    """Run under a chosen umask (the process's is put back after)."""
+    previous = os.umask(0o022)
+    try:
+        yield os.umask
+    finally:
+        os.umask(previous)
+
+
+def _mode(path):
+    return path.stat().st_mode & 0o777
 
 
 def _write(folder, name="a.txt", text="new"):
     (folder / name).write_text(text)
 
 
-def test_a_new_output_carries_the_marker_and_is_readable_by_others(tmp_path):
+def test_a_new_output_carries_the_marker_and_is_readable_by_others(tmp_path, umask):
     with atomic_directory(tmp_path / "out", "tables") as folder:
         _write(folder)
     out = tmp_path / "out"
     assert json.loads((out / MARKER).read_text()) == {"kind": "tables"}
-    assert (out.stat().st_mode & 0o777) == 0o755
+    assert _mode(out) == 0o755
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+@pytest.mark.parametrize(("mask", "folder_mode", "file_mode"), [(0o022, 0o755, 0o644), (0o077, 0o700, 0o600)])
+def test_outputs_get_the_permissions_the_umask_gives(tmp_path, umask, mask, folder_mode, file_mode):
+    """Not tempfile's 0700 / 0600, which would lock other users of a shared volume out; a user who asks for
+    privacy with a umask gets it."""
+    umask(mask)
+    with atomic_directory(tmp_path / "out", "tables") as folder:
+        _write(folder)
+    with atomic_path(tmp_path / "table.parquet") as tmp:
+        tmp.write_bytes(b"rows")
+    write_text_atomic(tmp_path / "sub" / "config.yaml", "a: 1\n")
+    assert _mode(tmp_path / "out") == folder_mode
+    assert _mode(tmp_path / "table.parquet") == file_mode
+    assert _mode(tmp_path / "sub" / "config.yaml") == file_mode
+    assert (tmp_path / "sub" / "config.yaml").read_text() == "a: 1\n"
+
+
+def test_a_file_written_atomically_replaces_the_old_one_only_when_complete(tmp_path):
+    target = tmp_path / "report.json"
+    write_text_atomic(target, "old")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("disk full")
+    assert target.read_text() == "old"
+    write_text_atomic(target, "new")
+    assert target.read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json"]
+
+
+@pytest.mark.parametrize("old", [None, "folder", "file"])
+def test_replace_directory_puts_a_finished_folder_in_place_of_whatever_was_there(tmp_path, old):
+    target = tmp_path / "model"
+    if old == "folder":
+        target.mkdir()
+        _write(target, "stale.txt")
+    elif old == "file":
+        target.write_text("stale")
+    work = tmp_path / ".model.partial"
+    work.mkdir()
+    _write(work)
+    replace_directory(work, target)
+    assert sorted(p.name for p in target.iterdir()) == ["a.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_replace_directory_keeps_the_old_folder_when_the_rename_fails(tmp_path):
+    target = tmp_path / "model"
+    target.mkdir()
+    _write(target, text="old")
+    with pytest.raises(FileNotFoundError):
+        replace_directory(tmp_path / "never-written", target)
+    assert (target / "a.txt").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
 
 
 def test_its_own_output_is_replaced_whole(tmp_path):

@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import pytest
@@ -57,6 +58,15 @@ def test_saved_config_round_trips(tmp_path: Path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left behind
     again = load_config(path)
     assert OmegaConf.structured(again) == OmegaConf.structured(config)
+
+
+def test_saved_config_is_readable_by_other_users_of_a_shared_volume(tmp_path: Path):
+    previous = os.umask(0o022)
+    try:
+        path = save_config(load_config("demo"), tmp_path)
+    finally:
+        os.umask(previous)
+    assert path.stat().st_mode & 0o777 == 0o644  # tempfile would have made it 0600
 
 
 def test_llm_alone_variant_keeps_the_llm_stages_without_graph_tokens():

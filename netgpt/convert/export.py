@@ -12,6 +12,7 @@ import os
 import shutil
 from pathlib import Path
 
+from netgpt.atomic import replace_directory
 from netgpt.config import ConfigError, load_config
 from netgpt.convert.card import model_card, read_state, trained_record
 from netgpt.convert.errors import ConvertError
@@ -67,23 +68,11 @@ def convert(
         write_folder(tmp, skeleton, weights, torch_dtype, max_shard_size, training)
         (tmp / CARD_FILE).write_text(model_card(source, state, skeleton, stages, dtype), encoding="utf-8")
         verify_folder(tmp, skeleton, weights, torch_dtype)
-        _publish(tmp, out)
+        replace_directory(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
-
-
-def _publish(tmp: Path, out: Path) -> None:
-    """Rename `tmp` to `out`; an old `out` is moved aside first and deleted only after."""
-    old = out.parent / f".{out.name}.replaced-{os.getpid()}"
-    if out.exists() or out.is_symlink():
-        os.replace(out, old)
-    os.replace(tmp, out)
-    if old.is_dir() and not old.is_symlink():
-        shutil.rmtree(old, ignore_errors=True)
-    elif old.exists() or old.is_symlink():
-        old.unlink()
 
 
 def export_source(run_dir: str | os.PathLike[str]) -> Path:

@@ -59,13 +59,13 @@ import bisect
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 
+from netgpt.atomic import atomic_path
 from netgpt.data.levels import CUT_SCALE, DOUYIN_CUTS, PLATFORM_CUTS, influence_level
 from netgpt.data.schema import PLATFORMS, SENTIMENTS
 
@@ -420,23 +420,15 @@ def write_synthetic(
     generator = _Generator(videos, seed, home_topic_share)
     encoder = json.JSONEncoder(ensure_ascii=False, indent=INDENT)
     pad = " " * INDENT
-    with tempfile.NamedTemporaryFile(
-        "w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False, encoding="utf-8"
-    ) as tmp:
-        try:
-            tmp.write("{")
-            sample_id = 0
-            for v in range(videos):
-                for state in generator.video_states(v, sample_id):
-                    body = encoder.encode(state).replace("\n", "\n" + pad)
-                    tmp.write(f'{"," if sample_id else ""}\n{pad}"{sample_id}": {body}')
-                    sample_id += 1
-            tmp.write("\n}")
-        except BaseException:
-            os.unlink(tmp.name)
-            raise
-    os.chmod(tmp.name, 0o644)  # NamedTemporaryFile creates 0600
-    os.replace(tmp.name, path)
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as file:
+        file.write("{")
+        sample_id = 0
+        for v in range(videos):
+            for state in generator.video_states(v, sample_id):
+                body = encoder.encode(state).replace("\n", "\n" + pad)
+                file.write(f'{"," if sample_id else ""}\n{pad}"{sample_id}": {body}')
+                sample_id += 1
+        file.write("\n}")
     return path
 
 

@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 import torch
 from tqdm import tqdm
 
+from netgpt.atomic import atomic_path
 from netgpt.config import NetGPTConfig
 from netgpt.data.importer import import_new_samples
 from netgpt.evaluate.rate import rate_batch, to_level
@@ -131,9 +132,8 @@ def predict(
                         rated.setdefault(key, []).extend(values)
                     bar.update(1)
         table = _output_table(new, rated)
-        tmp = out_path.parent / f".{out_path.name}.tmp-{os.getpid()}"
-        pq.write_table(table, tmp)
-        os.replace(tmp, out_path)
+        with atomic_path(out_path) as tmp:
+            pq.write_table(table, tmp)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     summary = _summary(table, out_path, predictions)

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from netgpt.atomic import write_text_atomic
 from netgpt.config import PREDICTIONS, NetGPTConfig
 from netgpt.evaluate.baselines import majority_baseline
 from netgpt.evaluate.rate import rate_batch
@@ -179,9 +180,4 @@ def _plain(value: Any) -> Any:
 
 def write_report(report: EvaluationReport, path: str | os.PathLike[str]) -> Path:
     """The report as JSON at `path` (a temporary name, then renamed)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(report.to_json(), indent=2, ensure_ascii=False), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(path, json.dumps(report.to_json(), indent=2, ensure_ascii=False))

@@ -17,7 +17,6 @@ missing file is an error naming it, not a wrong sample.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
-from netgpt.atomic import atomic_directory
+from netgpt.atomic import atomic_directory, write_text_atomic
 from netgpt.config import CONFIG_FILE
 
 FORMAT_VERSION = 2
@@ -95,10 +94,7 @@ def write_store_atomically(store_dir: str | Path, fill: Any) -> None:
 
 
 def write_meta(folder: Path, meta: dict[str, Any]) -> None:
-    path = folder / META_FILE
-    tmp = folder / f".{META_FILE}.tmp"
-    tmp.write_text(json.dumps(meta, indent=1, ensure_ascii=False), encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(folder / META_FILE, json.dumps(meta, indent=1, ensure_ascii=False))
 
 
 @dataclass

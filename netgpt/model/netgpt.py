@@ -23,6 +23,7 @@ from torch import nn
 from torch_geometric.data import HeteroData
 from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
 
+from netgpt.atomic import replace_directory
 from netgpt.config import LOSS_TERMS, PREDICTIONS, ModelConfig, TinyLLMConfig
 from netgpt.graph.types import VIDEO
 from netgpt.model.encoder import build_encoder
@@ -268,11 +269,7 @@ class NetGPT(nn.Module):
         (tmp / CONFIG_FILE).write_text(
             json.dumps(self.folder_config(training), indent=2, ensure_ascii=False), encoding="utf-8"
         )
-        old = folder.parent / f".{folder.name}.old-{os.getpid()}"
-        if folder.exists():
-            folder.rename(old)
-        tmp.rename(folder)
-        shutil.rmtree(old, ignore_errors=True)
+        replace_directory(tmp, folder)
         return folder
 
     @classmethod

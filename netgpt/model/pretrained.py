@@ -28,6 +28,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from netgpt.atomic import replace_directory
 from netgpt.config import ModelConfig
 
 PACKAGE_PREFIX = "package:"
@@ -139,8 +140,7 @@ def convert_gguf(gguf: Path, folder: Path) -> None:
     llm.save_pretrained(partial)
     tokenizer.save_pretrained(partial)
     (partial / SOURCE_FILE).write_text(json.dumps({"gguf": str(gguf), "sha256": _sha256(gguf)}) + "\n")
-    shutil.rmtree(folder, ignore_errors=True)
-    partial.rename(folder)
+    replace_directory(partial, folder)
 
 
 def _sha256(path: Path) -> str:

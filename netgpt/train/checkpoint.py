@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import random
 import shutil
 import tempfile
@@ -41,6 +40,8 @@ import numpy as np
 import ray.train
 import torch
 import torch.distributed as dist
+
+from netgpt.atomic import replace_directory, write_text_atomic
 
 DS_TAG = "ds"
 STATE_FILE = "trainer_state.json"
@@ -315,7 +316,7 @@ def _load_resharded(
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)
         universal_checkpoint(folder / DS_TAG, partial / DS_TAG)
-        os.replace(partial, final)
+        replace_directory(partial, final)
     deadline = time.monotonic() + CONVERSION_WAIT_S
     while not final.is_dir():  # only ranks other than 0 wait here (shared storage, see module doc)
         if time.monotonic() > deadline:
@@ -372,12 +373,7 @@ def save_best(engine, run_dir: Path, stage_name: str, state: TrainerState, rank:
     _write_shard(engine, partial, state, rank)
     dist.barrier()
     if rank == 0:
-        old = best_root / f".{stage_name}.old"
-        shutil.rmtree(old, ignore_errors=True)
-        if final.exists():
-            os.replace(final, old)
-        os.replace(partial, final)
-        shutil.rmtree(old, ignore_errors=True)
+        replace_directory(partial, final)
     dist.barrier()
     return final
 
@@ -404,6 +400,4 @@ def restore_best(engine, run_dir: Path, stage_name: str, rank: int = 0) -> None:
 
 
 def write_json_atomically(path: Path, payload: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False), encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(payload, indent=2, ensure_ascii=False))

@@ -25,6 +25,7 @@ from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchConfig, TorchTrainer
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from netgpt.atomic import replace_directory
 from netgpt.config import NetGPTConfig, save_config
 from netgpt.graph.loader import GraphStreams
 from netgpt.graph.store import read_meta
@@ -75,7 +76,7 @@ def prepare_tokenizer(config: NetGPTConfig, run_dir: Path) -> Path:
         tokenizer = train_tokenizer(texts, config.model.tiny_llm.vocab_size)
     partial = run_dir / ".tokenizer.partial"
     tokenizer.save_pretrained(partial)
-    partial.rename(folder)
+    replace_directory(partial, folder)
     return folder
 
 

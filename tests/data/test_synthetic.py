@@ -31,6 +31,7 @@ def synthetic(tmp_path_factory) -> tuple[bytes, dict]:
 def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path, synthetic):
     again = write_synthetic(tmp_path / "again.json", videos=400, seed=3).read_bytes()
     assert again == synthetic[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["again.json"]  # no temporary file left
     assert write_synthetic(tmp_path / "other.json", videos=400, seed=4).read_bytes() != synthetic[0]
 
 
