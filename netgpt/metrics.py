@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-NUM_LEVELS = 10
-MAX_LEVEL = NUM_LEVELS - 1
+from netgpt.data.schema import MAX_LEVEL, NUM_LEVELS
 
 
 @dataclass

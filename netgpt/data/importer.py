@@ -42,6 +42,7 @@ from netgpt.data.schema import (
     PLATFORMS,
     SAMPLES_FILE,
     SAMPLES_SCHEMA,
+    SECONDS_PER_DAY,
     SPLITS,
     SUMMARY_FILE,
 )
@@ -53,7 +54,6 @@ from netgpt.data.validate import Anomalies, DataError, SampleParser, check_state
 ROWS_PER_GROUP = 4096
 """Samples per parquet row group (and per buffer while streaming)."""
 _STAGING_FILE = ".samples.staging.parquet"
-_SECONDS_PER_DAY = 86_400
 
 
 class _CountingReader:
@@ -232,7 +232,7 @@ def _finish(
     )
 
     is_final = final_states(video_codes, crawl_days, sample_ids)
-    post_days = video_post_days(video_codes, post_s // _SECONDS_PER_DAY)
+    post_days = video_post_days(video_codes, post_s // SECONDS_PER_DAY)
     split = assign_splits(post_days, is_final, data_cfg.split_date, data_cfg.val_days)
 
     n_videos = len(video_names)

@@ -22,7 +22,12 @@ SPLITS = ("train", "val", "test", "final")
 """`final` marks each video's last state: in no split (it reveals the label) but kept in the graph."""
 
 NUM_LEVELS = 10
-"""Influence levels 0..9."""
+"""The influence level scale, declared once: levels 0..9 (labels, heads, answers and metrics all use it)."""
+MAX_LEVEL = NUM_LEVELS - 1
+"""The highest level, 9."""
+
+SECONDS_PER_DAY = 86_400
+"""Between the tables' timestamps (`post_time`, seconds) and dates (`crawl_date`, days since 1970-01-01)."""
 
 SAMPLES_SCHEMA = pa.schema(
     [

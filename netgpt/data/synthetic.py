@@ -67,7 +67,7 @@ import numpy as np
 
 from netgpt.atomic import atomic_path
 from netgpt.data.levels import CUT_SCALE, DOUYIN_CUTS, PLATFORM_CUTS, influence_level
-from netgpt.data.schema import PLATFORMS, SENTIMENTS
+from netgpt.data.schema import PLATFORMS, SECONDS_PER_DAY, SENTIMENTS
 
 POST_START = datetime(2024, 11, 25)
 POST_END = datetime(2025, 1, 2, 23, 59, 59)
@@ -290,7 +290,9 @@ class _Generator:
         post_day = np.clip(
             topic_centre[self.topic] + rng.normal(0, topic_spread[self.topic]), 0, window_days - 1e-6
         )
-        self.post_s = (np.floor(post_day) * 86_400 + rng.integers(0, 86_400, videos)).astype(np.int64)
+        self.post_s = (
+            np.floor(post_day) * SECONDS_PER_DAY + rng.integers(0, SECONDS_PER_DAY, videos)
+        ).astype(np.int64)
         self.word_effect = np.zeros(videos)
         self.effect_words: list[list[str]] = []
         for v in range(videos):

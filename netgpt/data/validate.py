@@ -45,17 +45,16 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from netgpt.data.schema import NUM_LEVELS, PLATFORMS, SENTIMENTS
+from netgpt.data.schema import COUNT_COLUMNS, NUM_LEVELS, PLATFORMS, SECONDS_PER_DAY, SENTIMENTS
 
-COUNT_FIELDS = {
-    "当前粉丝量": "fans",
-    "当前点赞量": "likes",
-    "当前播放量": "views",
-    "当前分享量": "shares",
-    "当前收藏量": "collects",
-    "当前评论量": "comment_count",
-}
-"""Released count key -> samples column, in the order of `schema.COUNT_COLUMNS`."""
+COUNT_FIELDS = dict(
+    zip(
+        ("当前粉丝量", "当前点赞量", "当前播放量", "当前分享量", "当前收藏量", "当前评论量"),
+        COUNT_COLUMNS,
+        strict=True,
+    )
+)
+"""Released count key -> samples column (fans, likes, views, shares, collects, comment count)."""
 
 TEXT_FIELDS = {
     "url": "url",
@@ -81,7 +80,7 @@ MAX_SAMPLE_ID = (1 << 63) - 1
 """Sample ids are int64 in the tables."""
 YEARS = (2000, 2100)
 """Post times and crawl dates outside these years are typos or corrupt (short-video platforms are younger)."""
-MAX_DURATION_S = 10 * 86_400
+MAX_DURATION_S = 10 * SECONDS_PER_DAY
 """The longest video duration accepted: ten days (short videos last seconds to minutes)."""
 EXAMPLES_KEPT = 5
 """Sample ids kept per anomaly kind, so a reader can look at a few."""
@@ -258,7 +257,7 @@ class SampleParser:
                 key,
                 "当前时间",
             )
-        if crawl < post // 86_400:
+        if crawl < post // SECONDS_PER_DAY:
             raise self.error(
                 f"crawl date {raw['当前时间']} is before the post time 发布时间 {raw['发布时间']}",
                 key,

@@ -7,8 +7,9 @@ import os
 import numpy as np
 import pyarrow.compute as pc
 
+from netgpt.data.schema import NUM_LEVELS
 from netgpt.data.tables import read_samples
-from netgpt.metrics import NUM_LEVELS, Metrics, compute_metrics
+from netgpt.metrics import Metrics, compute_metrics
 
 
 def majority_level(tables_dir: str | os.PathLike[str]) -> int:

@@ -17,6 +17,7 @@ import torch
 from torch_geometric.data import HeteroData
 
 from netgpt.config import PREDICTIONS
+from netgpt.data.schema import MAX_LEVEL, NUM_LEVELS
 from netgpt.model.netgpt import NetGPT
 from netgpt.model.prompt import PromptBuilder
 
@@ -67,7 +68,7 @@ def rate_batch(
                 prompts,
                 synced_gpus=synced_gpus,
                 graph_tokens=with_graph,
-                answers=[prompt_builder.answer_ids(level) for level in range(10)],
+                answers=[prompt_builder.answer_ids(level) for level in range(NUM_LEVELS)],
             )
     return rows
 
@@ -77,4 +78,4 @@ def to_level(score: float | None) -> int | None:
     unparsable answer, or NaN) stays None."""
     if score is None or math.isnan(score):
         return None
-    return round(min(max(score, 0.0), 9.0))
+    return round(min(max(score, 0.0), float(MAX_LEVEL)))

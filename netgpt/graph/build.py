@@ -21,9 +21,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from netgpt.config import GraphConfig, NetGPTConfig, save_config
-from netgpt.data.schema import COMMENTS_FILE, SAMPLES_FILE
+from netgpt.data.schema import COMMENTS_FILE, SAMPLES_FILE, SECONDS_PER_DAY
 from netgpt.graph.features import (
-    SECONDS_PER_DAY,
     TextEncoder,
     encode_time,
     load_content,

@@ -17,8 +17,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from netgpt.config import TextEncoderConfig
+from netgpt.data.schema import SECONDS_PER_DAY
 
-SECONDS_PER_DAY = 86_400
 HASHED_MAX_CHARS = 256
 """The hashed encoder reads at most this many characters of a text (titles and comments are far shorter)."""
 _CHUNK = 4096

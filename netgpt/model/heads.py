@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-MAX_LEVEL = 9.0
+from netgpt.data.schema import MAX_LEVEL
 
 
 class LevelHead(nn.Module):

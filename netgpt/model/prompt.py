@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from netgpt.data.schema import COUNT_COLUMNS, NUM_LEVELS
 from netgpt.model.tokenizer import GRAPH_END, GRAPH_PAD, GRAPH_START, add_graph_tokens
 
 TEMPLATES = {
@@ -76,7 +77,6 @@ HIDDEN_WHEN_ZERO = {"抖音": ("views",), "西瓜": ("shares", "collects"), "哔
 
 NOT_SHOWN = {"en": "not shown", "zh": "未显示"}
 
-COUNT_FIELDS = ("fans", "likes", "views", "shares", "collects", "comment_count")
 REQUIRED_FIELDS = (
     "sample_id",
     "platform",
@@ -84,7 +84,7 @@ REQUIRED_FIELDS = (
     "crawl_date",
     "duration_s",
     *TRUNCATABLE,
-    *COUNT_FIELDS,
+    *COUNT_COLUMNS,
 )
 
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
@@ -169,7 +169,7 @@ class PromptBuilder:
             elif name is not None and name not in TRUNCATABLE:
                 fixed += len(self._ids(values[name]))
         # The longest answer is reserved whether or not it is appended, so the prompt is the same in both.
-        budget = self.max_tokens - fixed - max(len(self.answer_ids(level)) for level in range(10))
+        budget = self.max_tokens - fixed - max(len(self.answer_ids(level)) for level in range(NUM_LEVELS))
         if budget < 0:
             raise ValueError(
                 f"sample {fields['sample_id']}: the prompt needs {self.max_tokens - budget} tokens without "
@@ -214,7 +214,7 @@ class PromptBuilder:
         values["crawl_date"] = str(_field(fields, "crawl_date"))
         values["duration_s"] = f"{float(_field(fields, 'duration_s')):.0f}"
         hidden = HIDDEN_WHEN_ZERO.get(platform, ())
-        for name in COUNT_FIELDS:
+        for name in COUNT_COLUMNS:
             count = int(_field(fields, name))
             values[name] = NOT_SHOWN[self.language] if count == 0 and name in hidden else str(count)
         return {name: (" " + text if name in self._spaced else text) for name, text in values.items()}
