@@ -18,6 +18,7 @@ from torch_geometric.data import HeteroData
 
 from netgpt.config import PREDICTIONS
 from netgpt.data.schema import MAX_LEVEL, NUM_LEVELS
+from netgpt.graph.seeds import SeedFields
 from netgpt.model.netgpt import NetGPT
 from netgpt.model.prompt import PromptBuilder
 
@@ -44,7 +45,7 @@ def rate_batch(
     if unknown:
         raise ValueError(f"predictions: unknown {unknown}; expected among {list(PREDICTIONS)}")
     batch = batch.to(device)
-    fields = batch.seed_fields
+    fields: list[SeedFields] = batch.seed_fields
     rows: dict[str, list] = {
         "sample_id": [int(f["sample_id"]) for f in fields],
         "platform": [f["platform"] for f in fields],

@@ -32,6 +32,7 @@ from netgpt.graph.features import (
     text_dim,
 )
 from netgpt.graph.partition import assign_partitions
+from netgpt.graph.seeds import SEED_FIELDS, TIME_LAYOUTS
 from netgpt.graph.store import (
     BOOK_FILE,
     FORMAT_VERSION,
@@ -49,26 +50,6 @@ ATTRIBUTE_TYPES = tuple(n for n in NODE_TYPES if n.per_sample and n.feature in (
 
 _PLAN_ONLY = ("order", "sample_ids", "comment_rows")
 """Plan entries the partition task uses but does not store as arrays of their own."""
-
-SEED_FIELDS = (
-    "sample_id",
-    "platform",
-    "topic",
-    "title",
-    "description",
-    "post_time",
-    "crawl_date",
-    "duration_s",
-    "fans",
-    "likes",
-    "views",
-    "shares",
-    "collects",
-    "comment_count",
-    "level",
-    "split",
-)
-"""The seeds' prompt fields (docs/graph.md#the-seeds-fields), stored per partition in `seeds.parquet`."""
 
 
 def build_graph(
@@ -325,7 +306,7 @@ def write_partition(
     arrays.update({k: v for k, v in plan.items() if k not in _PLAN_ONLY and isinstance(v, np.ndarray)})
 
     seeds = table.slice(0, num_seeds).select(list(SEED_FIELDS))
-    for column, layout in (("post_time", "%Y-%m-%d %H:%M:%S"), ("crawl_date", "%Y-%m-%d")):
+    for column, layout in TIME_LAYOUTS.items():
         text = pa.array([value.strftime(layout) for value in seeds[column].to_pylist()], pa.string())
         seeds = seeds.set_column(seeds.schema.get_field_index(column), column, text)
     pq.write_table(seeds, out / SEEDS_FILE)

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch_geometric.data import HeteroData
 
+from netgpt.graph.seeds import SEED_FIELDS, SeedFields
 from netgpt.graph.store import Partition, StoreError
 from netgpt.graph.topology import PAD, _ranges
 from netgpt.graph.types import NODE_TYPES, RELATIONS, VIDEO, Relation
@@ -126,6 +127,11 @@ class NeighborSampler:
         self.fanouts = {r.name: list((relation_fanouts or {}).get(r.name, fanouts)) for r in RELATIONS}
         self.num_hops = len(fanouts)
         self._seed_fields = partition.read_seed_fields()
+        if tuple(self._seed_fields.column_names) != SEED_FIELDS:
+            raise StoreError(
+                f"{partition.seeds_path}: columns {self._seed_fields.column_names}, expected the seed fields "
+                f"{list(SEED_FIELDS)}; rebuild the store with `netgpt build-graph`"
+            )
         self._levels = self._seed_fields["level"].to_numpy().astype(np.float32)
         self._seed_ids = np.asarray(partition["video_sample_id"][: partition.num_seeds])
         self._seed_order = np.argsort(self._seed_ids)
@@ -252,7 +258,8 @@ class NeighborSampler:
         batch[VIDEO].batch_size = len(seeds)
         batch[VIDEO].y = torch.from_numpy(self._levels[seeds])
         batch[VIDEO].sample_id = torch.from_numpy(sample_ids)
-        batch.seed_fields = self._seed_fields.take(seeds).to_pylist()
+        seed_fields: list[SeedFields] = self._seed_fields.take(seeds).to_pylist()
+        batch.seed_fields = seed_fields
         return batch
 
 

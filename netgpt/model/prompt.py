@@ -30,6 +30,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from netgpt.data.schema import COUNT_COLUMNS, NUM_LEVELS
+from netgpt.graph.seeds import SeedFields
 from netgpt.model.tokenizer import GRAPH_END, GRAPH_PAD, GRAPH_START, add_graph_tokens
 
 TEMPLATES = {
@@ -77,16 +78,6 @@ HIDDEN_WHEN_ZERO = {"抖音": ("views",), "西瓜": ("shares", "collects"), "哔
 
 NOT_SHOWN = {"en": "not shown", "zh": "未显示"}
 
-REQUIRED_FIELDS = (
-    "sample_id",
-    "platform",
-    "post_time",
-    "crawl_date",
-    "duration_s",
-    *TRUNCATABLE,
-    *COUNT_COLUMNS,
-)
-
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 
 
@@ -127,7 +118,7 @@ def parse_level(text: str) -> float | None:
 
 
 class PromptBuilder:
-    """Renders seed fields (docs/graph.md#the-seeds-fields) into padded token tensors for the LLM."""
+    """Renders seed fields (`SeedFields`, docs/graph.md#the-seeds-fields) into padded token tensors."""
 
     def __init__(
         self, tokenizer: PreTrainedTokenizerBase, language: str, max_tokens: int, num_graph_tokens: int
@@ -158,7 +149,7 @@ class PromptBuilder:
     def answer_ids(self, level: float | int) -> list[int]:
         return [*self._ids(self._answer_prefix + answer_text(level)), self.tokenizer.eos_token_id]
 
-    def prompt_ids(self, fields: dict) -> list[int]:
+    def prompt_ids(self, fields: SeedFields) -> list[int]:
         """The prompt of one seed (without answer), cut to the budget that leaves room for the answer."""
         values = self._values(fields)
         field_ids = {name: self._ids(values[name]) for name in TRUNCATABLE}
@@ -187,7 +178,7 @@ class PromptBuilder:
                 ids += self._ids(values[name])
         return ids
 
-    def encode(self, seed_fields: list[dict], with_answer: bool) -> PromptBatch:
+    def encode(self, seed_fields: list[SeedFields], with_answer: bool) -> PromptBatch:
         rows, label_rows, last = [], [], []
         for fields in seed_fields:
             prompt = self.prompt_ids(fields)
@@ -205,7 +196,7 @@ class PromptBuilder:
         )
         return PromptBatch(input_ids, mask, labels, last_index)
 
-    def _values(self, fields: dict) -> dict[str, str]:
+    def _values(self, fields: SeedFields) -> dict[str, str]:
         """Every template field as display text; trailing spaces of a literal move into the next field."""
         values = {name: str(_field(fields, name)) for name in TRUNCATABLE}
         platform = str(_field(fields, "platform"))
@@ -220,7 +211,7 @@ class PromptBuilder:
         return {name: (" " + text if name in self._spaced else text) for name, text in values.items()}
 
 
-def _field(fields: dict, name: str):
+def _field(fields: SeedFields, name: str):
     if name not in fields:
         raise KeyError(f"seed fields of sample {fields.get('sample_id', '?')}: missing field {name!r}")
     return fields[name]

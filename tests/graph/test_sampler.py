@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,8 @@ from netgpt.data.schema import COMMENTS_FILE, SAMPLES_FILE
 from netgpt.graph.build import build_graph
 from netgpt.graph.features import write_content_file
 from netgpt.graph.sampler import NeighborSampler, choose_positions
-from netgpt.graph.store import open_partition, read_meta
+from netgpt.graph.seeds import SEED_FIELDS
+from netgpt.graph.store import StoreError, open_partition, read_meta
 from netgpt.graph.topology import PAD
 from netgpt.graph.types import EDGE_TYPES, NODE_TYPE_NAMES, NODE_TYPES, RELATIONS, VIDEO
 
@@ -142,7 +144,8 @@ def test_batch_layout_matches_the_contract(stores) -> None:
     assert batch[VIDEO].sample_id[:3].tolist() == chosen.tolist()
     assert [f["sample_id"] for f in batch.seed_fields] == chosen.tolist()
     assert batch[VIDEO].y.tolist() == [float(f["level"]) for f in batch.seed_fields]
-    assert set(batch.seed_fields[0]) == {
+    assert tuple(batch.seed_fields[0]) == SEED_FIELDS
+    assert set(SEED_FIELDS) == {
         "sample_id", "platform", "topic", "title", "description", "post_time", "crawl_date", "duration_s",
         "fans", "likes", "views", "shares", "collects", "comment_count", "level", "split",
     }  # fmt: skip
@@ -208,6 +211,14 @@ def test_a_seed_of_another_partition_is_an_error(stores) -> None:
         first.sample(second.seed_sample_ids[:1], np.random.default_rng(0))
     with pytest.raises(Exception, match="halo for 2 hops"):
         NeighborSampler(open_partition(stores[2], 0, meta), [-1, -1, -1], num_hops=2)
+
+
+def test_seed_fields_of_another_shape_are_refused(stores, tmp_path) -> None:
+    partition = open_partition(stores[2], 0)
+    other = tmp_path / "seeds.parquet"
+    pq.write_table(partition.read_seed_fields().drop_columns(["title"]), other)
+    with pytest.raises(StoreError, match=r"seeds.parquet: columns .* expected the seed fields"):
+        NeighborSampler(replace(partition, seeds_path=other), [-1, -1], num_hops=2)
 
 
 @pytest.fixture(scope="module")

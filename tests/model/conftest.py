@@ -8,6 +8,7 @@ import torch
 from torch_geometric.data import HeteroData
 
 from netgpt.config import ModelConfig, TinyLLMConfig
+from netgpt.graph.seeds import SeedFields
 from netgpt.graph.types import EDGE_TYPES, NODE_TYPE_NAMES, VIDEO, feature_dims
 from netgpt.model.prompt import TEMPLATES
 from netgpt.model.tokenizer import train_tokenizer
@@ -15,8 +16,8 @@ from netgpt.model.tokenizer import train_tokenizer
 FEATURE_DIMS = feature_dims(text_dim=6, time_dim=4, content_dim=5)
 
 
-def seed_fields(sample_id: int, level: int, **changes) -> dict:
-    fields = {
+def seed_fields(sample_id: int, level: int, **changes) -> SeedFields:
+    fields: SeedFields = {
         "sample_id": sample_id,
         "platform": "抖音",
         "topic": "冬至吃饺子",

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import string
+
 import pytest
 import torch
 
-from netgpt.model.prompt import PromptBuilder, parse_level
+from netgpt.data.schema import COUNT_COLUMNS
+from netgpt.graph.seeds import SEED_FIELDS
+from netgpt.model.prompt import TEMPLATES, PromptBuilder, parse_level
 from netgpt.model.tokenizer import GRAPH_PAD
 
 GOLDEN_EN = (
@@ -115,6 +119,13 @@ def test_zero_is_shown_where_the_platform_shows_the_count(tokenizer, make_batch)
     fields[0].update(platform="快手", views=0, shares=0)
     text = rendered(tokenizer, PromptBuilder(tokenizer, "en", 400, 1).encode(fields, False), 0)
     assert "Short video on Kuaishou." in text and "views 0, shares 0" in text
+
+
+@pytest.mark.parametrize("language", sorted(TEMPLATES))
+def test_every_placeholder_but_the_graph_is_a_seed_field(language):
+    placeholders = {name for _, name, _, _ in string.Formatter().parse(TEMPLATES[language]) if name}
+    assert placeholders - {"graph"} <= set(SEED_FIELDS)
+    assert set(COUNT_COLUMNS) <= placeholders
 
 
 def test_parse_level():
