@@ -1,4 +1,9 @@
-"""Read the imported tables back, checking that they are what `netgpt.data.importer` writes."""
+"""Read the imported tables back, checking that they are what `netgpt.data.importer` writes: the one reader of
+each table (every part of netgpt reads `samples.parquet` and `comments.parquet` through it).
+
+    read_samples(tables_dir, ["sample_id", "split"])                       # columns
+    read_samples(tables_dir, filters=pc.field("sample_id").isin(ids))       # rows too (read by row group)
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,16 @@ import os
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from netgpt.data.schema import COMMENTS_FILE, COMMENTS_SCHEMA, SAMPLES_FILE, SAMPLES_SCHEMA
+from netgpt.data.schema import (
+    COMMENTS_FILE,
+    COMMENTS_SCHEMA,
+    NEW_SAMPLES_SCHEMA,
+    SAMPLES_FILE,
+    SAMPLES_SCHEMA,
+)
 
 
 class TableSchemaError(ValueError):
@@ -24,7 +36,9 @@ def _same_type(stored: pa.DataType, expected: pa.DataType) -> bool:
     return stored == expected
 
 
-def _read(path: Path, schema: pa.Schema, columns: list[str] | None) -> pa.Table:
+def _read(
+    path: Path, schema: pa.Schema, columns: list[str] | None, filters: pc.Expression | None
+) -> pa.Table:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such table (run `netgpt prepare` first)")
     found = pq.read_schema(path)
@@ -46,15 +60,31 @@ def _read(path: Path, schema: pa.Schema, columns: list[str] | None) -> pa.Table:
     for name in wanted:
         if name not in schema.names:
             raise KeyError(f"{path}: no column {name!r} to read (columns: {schema.names})")
-    table = pq.read_table(path, columns=wanted)
-    return table.cast(pa.schema([schema.field(name) for name in wanted]))
+    table = pq.read_table(path, columns=wanted, filters=filters)
+    try:
+        return table.cast(pa.schema([schema.field(name) for name in wanted]))
+    except (ValueError, pa.ArrowInvalid) as error:
+        raise TableSchemaError(f"{path}: {error}") from None
 
 
-def read_samples(tables_dir: str | os.PathLike[str], columns: list[str] | None = None) -> pa.Table:
-    """The `samples` table (all columns, or `columns`), after checking its schema."""
-    return _read(Path(tables_dir) / SAMPLES_FILE, SAMPLES_SCHEMA, columns)
+def read_samples(
+    tables_dir: str | os.PathLike[str],
+    columns: list[str] | None = None,
+    filters: pc.Expression | None = None,
+    labels_optional: bool = False,
+) -> pa.Table:
+    """The `samples` table (all columns, or `columns`; the rows `filters` keeps), after checking its schema.
+
+    `labels_optional`: a table of new samples to rate (`NEW_SAMPLES_SCHEMA`: the level may be null), as
+    `netgpt predict` imports them."""
+    schema = NEW_SAMPLES_SCHEMA if labels_optional else SAMPLES_SCHEMA
+    return _read(Path(tables_dir) / SAMPLES_FILE, schema, columns, filters)
 
 
-def read_comments(tables_dir: str | os.PathLike[str], columns: list[str] | None = None) -> pa.Table:
-    """The `comments` table (all columns, or `columns`), after checking its schema."""
-    return _read(Path(tables_dir) / COMMENTS_FILE, COMMENTS_SCHEMA, columns)
+def read_comments(
+    tables_dir: str | os.PathLike[str],
+    columns: list[str] | None = None,
+    filters: pc.Expression | None = None,
+) -> pa.Table:
+    """The `comments` table (all columns, or `columns`; the rows `filters` keeps), its schema checked."""
+    return _read(Path(tables_dir) / COMMENTS_FILE, COMMENTS_SCHEMA, columns, filters)

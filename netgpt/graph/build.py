@@ -21,7 +21,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from netgpt.config import GraphConfig, NetGPTConfig, save_config
-from netgpt.data.schema import COMMENTS_FILE, SAMPLES_FILE, SECONDS_PER_DAY
+from netgpt.data.schema import COMMENTS_FILE, SECONDS_PER_DAY
+from netgpt.data.tables import read_comments, read_samples
 from netgpt.graph.features import (
     TextEncoder,
     encode_time,
@@ -234,10 +235,6 @@ def plan_partition(topology: Topology, part: np.ndarray, index: int, num_hops: i
     return plan
 
 
-def _read_rows(path: Path, columns: list[str], sample_ids: np.ndarray) -> pa.Table:
-    return pq.read_table(path, columns=columns, filters=pc.field("sample_id").isin(pa.array(sample_ids)))
-
-
 def write_partition(
     tables_dir: str,
     cfg: GraphConfig,
@@ -246,19 +243,20 @@ def write_partition(
     shared: dict[str, list[str]],
     encoder: TextEncoder | None = None,
     extra_content: tuple[str, ...] = (),
+    labels_optional: bool = False,
 ) -> dict[str, Any]:
     """Ray task: compute and write one partition's features and structure; returns its meta entry.
 
     `encoder` replaces the configured text encoder (`netgpt.graph.extend` passes one that reuses the rows a
     store already holds); `extra_content` are content files read after `graph.content_file` (the new
-    videos' vectors `netgpt predict` is given)."""
+    videos' vectors `netgpt predict` is given); `labels_optional`: the tables hold new samples whose level
+    may be null (`netgpt.data.tables.read_samples`)."""
     started = time.perf_counter()
     out = Path(folder)
     out.mkdir(parents=True)
-    samples_path = Path(tables_dir) / SAMPLES_FILE
     order, num_inner, num_seeds = plan["order"], plan["num_inner"], plan["num_seeds"]
     wanted = plan["sample_ids"]
-    table = pq.read_table(samples_path, filters=pc.field("sample_id").isin(pa.array(wanted)))
+    table = read_samples(tables_dir, filters=_sample_ids_in(wanted), labels_optional=labels_optional)
     table = table.sort_by("sample_id")
     table = table.take(pa.array(np.searchsorted(table["sample_id"].to_numpy(), wanted)))
     encoder = encoder if encoder is not None else make_text_encoder(cfg.text)
@@ -282,7 +280,9 @@ def write_partition(
     arrays["topic_x"] = encoder.encode(shared["topic_names"])
     arrays["platform_x"] = encoder.encode(shared["platform_names"])
 
-    comments = _read_rows(Path(tables_dir) / COMMENTS_FILE, ["sample_id", "text", "time"], wanted[:num_inner])
+    comments = read_comments(
+        tables_dir, ["sample_id", "text", "time"], filters=_sample_ids_in(wanted[:num_inner])
+    )
     owner_local = np.searchsorted(np.sort(wanted[:num_inner]), comments["sample_id"].to_numpy())
     owner_local = np.argsort(wanted[:num_inner])[owner_local]
     by_owner = np.argsort(owner_local, kind="stable")
@@ -321,6 +321,11 @@ def write_partition(
         "seconds": round(time.perf_counter() - started, 3),
         "files": files,
     }
+
+
+def _sample_ids_in(sample_ids: np.ndarray) -> pc.Expression:
+    """The row filter that keeps the given samples (parquet reads only the row groups that may hold them)."""
+    return pc.field("sample_id").isin(pa.array(sample_ids))
 
 
 def _codes(column: pa.ChunkedArray) -> np.ndarray:

@@ -56,6 +56,7 @@ import pyarrow.parquet as pq
 
 from netgpt.config import GraphConfig, load_config
 from netgpt.data.schema import COMMENTS_FILE, COMMENTS_SCHEMA, NEW_SAMPLES_SCHEMA, SAMPLES_FILE
+from netgpt.data.tables import read_comments, read_samples
 from netgpt.data.validate import DataError
 from netgpt.graph.build import (
     content_counts,
@@ -154,7 +155,7 @@ class NewSamples:
         self.extra_content = (content_file,) if content_file else ()
         self.content_files = content_files(graph_cfg, self.extra_content)
         self.content_ids = content_ids(self.content_files, graph_cfg.content_dim)
-        base = pq.read_table(self.tables_dir / SAMPLES_FILE, columns=[*TOPOLOGY_COLUMNS, "history_ids"])
+        base = read_samples(self.tables_dir, [*TOPOLOGY_COLUMNS, "history_ids"])
         base = base.cast(_STRUCTURE_SCHEMA).sort_by("sample_id")
         base_ids = base["sample_id"].to_numpy()
         book_ids = np.sort(
@@ -167,7 +168,7 @@ class NewSamples:
             )
         self.base_max = int(base_ids.max()) if len(base_ids) else -1
 
-        new = pq.read_table(Path(new_dir) / SAMPLES_FILE).cast(NEW_SAMPLES_SCHEMA)
+        new = read_samples(new_dir, labels_optional=True)
         self.input_ids = new["sample_id"].to_numpy()
         self.internal_ids = self.base_max + 1 + np.arange(len(new), dtype=np.int64)
         history = self._resolve_history(new, base)
@@ -186,8 +187,8 @@ class NewSamples:
             zero_copy_only=False
         )
 
-        base_comments = pq.read_table(self.tables_dir / COMMENTS_FILE, columns=["sample_id"])["sample_id"]
-        self.new_comments = pq.read_table(Path(new_dir) / COMMENTS_FILE).cast(COMMENTS_SCHEMA)
+        base_comments = read_comments(self.tables_dir, ["sample_id"])["sample_id"]
+        self.new_comments = read_comments(new_dir)
         owners = self.new_comments["sample_id"].to_numpy()
         order = np.argsort(self.input_ids, kind="stable")
         internal_owner = self.internal_ids[order[np.searchsorted(self.input_ids, owners, sorter=order)]]
@@ -259,7 +260,14 @@ class NewSamples:
             encoder = StoredTextEncoder(make_text_encoder(cfg.text), self._stored_texts(base, comments))
             shared = {"topic_names": topology.topic_names, "platform_names": topology.platform_names}
             info = write_partition(
-                str(tables), cfg, str(partition_dir(folder, 0)), plan, shared, encoder, self.extra_content
+                str(tables),
+                cfg,
+                str(partition_dir(folder, 0)),
+                plan,
+                shared,
+                encoder,
+                self.extra_content,
+                labels_optional=True,
             )
             shutil.rmtree(tables)
             info["seeds_per_split"] = {NEW_SPLIT: int(plan["num_seeds"])}
@@ -292,11 +300,10 @@ class NewSamples:
         in the shape `write_partition` reads; returns the stored samples' rows and their comments."""
         folder.mkdir(parents=True)
         stored = pa.array(wanted[wanted <= self.base_max])
-        base = pq.read_table(self.tables_dir / SAMPLES_FILE, filters=pc.field("sample_id").isin(stored))
-        base = base.cast(NEW_SAMPLES_SCHEMA)
+        base = read_samples(self.tables_dir, filters=pc.field("sample_id").isin(stored), labels_optional=True)
         new = self.new.filter(pc.is_in(self.new["sample_id"], value_set=pa.array(wanted)))
         pq.write_table(pa.concat_tables([base, new]), folder / SAMPLES_FILE)
-        comments = pq.read_table(self.tables_dir / COMMENTS_FILE, filters=pc.field("sample_id").isin(stored))
+        comments = read_comments(self.tables_dir, filters=pc.field("sample_id").isin(stored))
         new_comments = self.new_comments.filter(
             pc.is_in(self.new_comments["sample_id"], value_set=pa.array(wanted))
         )

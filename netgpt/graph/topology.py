@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from netgpt.data.schema import COMMENTS_FILE, SAMPLES_FILE
+from netgpt.data.tables import read_comments, read_samples
 from netgpt.graph.types import RELATIONS
 
 PAD = np.iinfo(np.int64).max
@@ -120,14 +120,11 @@ def _factorize(values: pa.ChunkedArray) -> tuple[np.ndarray, list[str]]:
 
 def read_topology(tables_dir: str | Path) -> Topology:
     """Read the samples and comments tables into the graph's video-level structure, checking its rules."""
-    samples_path = Path(tables_dir) / SAMPLES_FILE
-    comments_path = Path(tables_dir) / COMMENTS_FILE
-    for path in (samples_path, comments_path):
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: missing; run `netgpt prepare` to write the tables")
-    table = pq.read_table(samples_path, columns=[*TOPOLOGY_COLUMNS, "history_ids"])
-    comment_sid = pq.read_table(comments_path, columns=["sample_id"])["sample_id"].to_numpy()
-    return make_topology(table, comment_sid, str(samples_path), str(comments_path))
+    table = read_samples(tables_dir, [*TOPOLOGY_COLUMNS, "history_ids"])
+    comment_sid = read_comments(tables_dir, ["sample_id"])["sample_id"].to_numpy()
+    return make_topology(
+        table, comment_sid, str(Path(tables_dir) / SAMPLES_FILE), str(Path(tables_dir) / COMMENTS_FILE)
+    )
 
 
 def make_topology(

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import ray
 from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchConfig, TorchTrainer
@@ -27,6 +26,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from netgpt.atomic import replace_directory
 from netgpt.config import NetGPTConfig, save_config
+from netgpt.data.tables import read_samples
 from netgpt.graph.loader import GraphStreams
 from netgpt.graph.store import read_meta
 from netgpt.train.checkpoint import FINAL_METRICS
@@ -67,11 +67,9 @@ def prepare_tokenizer(config: NetGPTConfig, run_dir: Path) -> Path:
     if config.model.llm_path:
         tokenizer = load_tokenizer(config.model)
     else:
-        samples = Path(config.data.tables_dir) / "samples.parquet"
-        if not samples.is_file():
-            raise FileNotFoundError(f"{samples}: missing; run `netgpt prepare` first (data.tables_dir)")
-        table = pq.read_table(samples, columns=[*TOKENIZER_TEXT_COLUMNS, "split"])
-        table = table.filter(pc.equal(table["split"], "train"))
+        table = read_samples(
+            config.data.tables_dir, [*TOKENIZER_TEXT_COLUMNS, "split"], filters=pc.field("split") == "train"
+        )
         texts = (text for column in TOKENIZER_TEXT_COLUMNS for text in table[column].to_pylist())
         tokenizer = train_tokenizer(texts, config.model.tiny_llm.vocab_size)
     partial = run_dir / ".tokenizer.partial"

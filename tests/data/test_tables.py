@@ -1,10 +1,11 @@
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
 from netgpt.config import DataConfig
 from netgpt.data.importer import import_json
-from netgpt.data.schema import COMMENTS_SCHEMA, SAMPLES_FILE, SAMPLES_SCHEMA
+from netgpt.data.schema import COMMENTS_SCHEMA, NEW_SAMPLES_SCHEMA, SAMPLES_FILE, SAMPLES_SCHEMA
 from netgpt.data.tables import TableSchemaError, read_comments, read_samples
 
 
@@ -42,3 +43,26 @@ def test_unknown_column_requested_and_missing_table(tables, tmp_path):
         read_samples(tables, ["likez"])
     with pytest.raises(FileNotFoundError, match="netgpt prepare"):
         read_comments(tmp_path / "nowhere")
+
+
+def test_rows_are_filtered_on_read(tables):
+    every = read_samples(tables, ["sample_id", "split"])
+    train = read_samples(tables, ["sample_id", "split"], filters=pc.field("split") == "train")
+    assert 0 < train.num_rows < every.num_rows
+    assert set(train["split"].to_pylist()) == {"train"}
+    wanted = every["sample_id"].to_pylist()[:2]
+    comments = read_comments(tables, filters=pc.field("sample_id").isin(wanted))
+    assert set(comments["sample_id"].to_pylist()) <= set(wanted)
+    assert comments.schema == COMMENTS_SCHEMA
+
+
+def test_a_null_level_is_read_only_as_new_samples(tables):
+    table = read_samples(tables, labels_optional=True)
+    levels = pa.array([None] * table.num_rows, pa.int8())
+    pq.write_table(
+        table.set_column(table.schema.get_field_index("level"), "level", levels), tables / SAMPLES_FILE
+    )
+    with pytest.raises(TableSchemaError, match=r"samples\.parquet: .*'level' with null values"):
+        read_samples(tables)
+    new = read_samples(tables, labels_optional=True)
+    assert new.schema == NEW_SAMPLES_SCHEMA and new["level"].null_count == new.num_rows
