@@ -3,15 +3,17 @@
 Driver side, before `TorchTrainer`:
 
     streams = GraphStreams(cfg.graph, store_dir)            # one sampler actor per partition
-    datasets = {"train": streams.dataset("train", 16, epochs=3, shuffle=True, seed=0)}
+    name = stream_name("train", stage_name)                    # `train_<stage>`: the one naming rule
+    datasets = {name: streams.dataset("train", 16, epochs=3, shuffle=True, seed=0)}
+    shapes = {name: streams.shape("train", 16)}               # lets workers count batches without the store
     trainer = TorchTrainer(..., datasets=datasets, dataset_config=streams.data_config(list(datasets)))
 
-Worker side (`streams.starts` travels to the workers, e.g. in `train_loop_config`):
+Worker side (`streams.starts` and the shapes travel to the workers in `train_loop_config`):
 
-    shard = graph_dataset_shard(starts, "train", start, multiple)   # every rank, same start and multiple
+    shard = graph_dataset_shard(starts, name, start, multiple)   # every rank, same start and multiple
     for epoch, position, batch in iter_graph_batches(shard, start + rank, stride=world_size):
         ...
-    num_batches_per_rank(store_dir, "train", 16, world_size, multiple)   # for schedulers and progress bars
+    shapes[name].batches_per_epoch(multiple)                  # for schedulers and progress bars
 
 How a stream works. The seeds of a split are read from the store's partition book. Each epoch is planned
 deterministically from `seed + epoch`: every partition's seeds are shuffled and cut into near-equal batches
@@ -39,7 +41,7 @@ from __future__ import annotations
 
 import pickle
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
@@ -78,6 +80,44 @@ def _read_split_seeds(store_dir: str, split: str, _version: int) -> tuple[np.nda
     return tuple(np.sort(sample_ids[partition == p]) for p in range(len(meta["partitions"])))
 
 
+def stream_name(split: str, stage: str) -> str:
+    """The Train dataset name of `stage`'s stream of `split` (`train_<stage>`, `val_<stage>`,
+    `test_<stage>`): the driver names the datasets and the workers ask for them with it."""
+    return f"{split}_{stage}"
+
+
+def cut_batches(seeds_per_partition: Sequence[int], batch_size: int, multiple: int, what: str) -> np.ndarray:
+    """Batches cut from each partition's seeds per epoch (at most `batch_size` seeds each); their sum is a
+    multiple of `multiple`. `what` names the seeds in errors."""
+    sizes = np.asarray(seeds_per_partition, dtype=np.int64)
+    if sizes.sum() < multiple:
+        raise ValueError(
+            f"{what} has {int(sizes.sum())} seeds, fewer than the {multiple} batches of one step over all "
+            "workers (each needs a batch)"
+        )
+    counts = -(-sizes // batch_size)
+    for _ in range(int(-counts.sum() % multiple)):
+        # One more (smaller) batch where batches are fullest; a loop over at most multiple - 1 steps.
+        fullness = np.where(sizes > counts, sizes / np.maximum(counts, 1), -1.0)
+        counts[int(np.argmax(fullness))] += 1
+    return counts
+
+
+@dataclass(frozen=True)
+class StreamShape:
+    """What a worker needs to count a stream's batches without reading the store, handed over by the driver:
+    its split, batch size and the split's seeds in each partition."""
+
+    split: str
+    batch_size: int
+    seeds_per_partition: tuple[int, ...]
+
+    def batches_per_epoch(self, multiple: int) -> int:
+        """Batches of one epoch over all ranks in the plan cut for `multiple` (as the stream cuts it)."""
+        what = f"split {self.split!r}"
+        return int(cut_batches(self.seeds_per_partition, self.batch_size, multiple, what).sum())
+
+
 @dataclass(frozen=True)
 class EpochPlan:
     """Which seeds form which batch, and which rank gets it, for every epoch of one stream."""
@@ -94,18 +134,8 @@ class EpochPlan:
 
     def batches_per_partition(self) -> np.ndarray:
         """Batches cut from each partition's seeds per epoch; their sum is a multiple of `multiple`."""
-        sizes = np.array([len(s) for s in _split_seeds(self.store_dir, self.split)], dtype=np.int64)
-        if sizes.sum() < self.multiple:
-            raise ValueError(
-                f"split {self.split!r} of {self.store_dir} has {int(sizes.sum())} seeds, fewer than the "
-                f"{self.multiple} batches of one step over all workers (each needs a batch)"
-            )
-        counts = -(-sizes // self.batch_size)
-        for _ in range(int(-counts.sum() % self.multiple)):
-            # One more (smaller) batch where batches are fullest; a loop over at most multiple - 1 steps.
-            fullness = np.where(sizes > counts, sizes / np.maximum(counts, 1), -1.0)
-            counts[int(np.argmax(fullness))] += 1
-        return counts
+        sizes = [len(s) for s in _split_seeds(self.store_dir, self.split)]
+        return cut_batches(sizes, self.batch_size, self.multiple, f"split {self.split!r} of {self.store_dir}")
 
     def batches_per_epoch(self) -> int:
         return int(self.batches_per_partition().sum())
@@ -276,6 +306,11 @@ class GraphStreams:
     ) -> int:
         return num_batches_per_rank(self.store_dir, split, batch_size, world_size, multiple)
 
+    def shape(self, split: str, batch_size: int) -> StreamShape:
+        """The shape of a stream of `split` in batches of `batch_size`, for workers to count its batches."""
+        seeds = _split_seeds(self.store_dir, split)
+        return StreamShape(split, batch_size, tuple(len(s) for s in seeds))
+
     def sampler_nodes(self) -> list[str]:
         """The Ray node of every sampler actor (partition by partition), once they have started."""
         return ray.get([actor.node_id.remote() for replicas in self.actors for actor in replicas])
@@ -356,11 +391,6 @@ class GraphDataConfig(ray.train.DataConfig):
 def split_size(store_dir: str | Path, split: str) -> int:
     """Seed samples of `split` in the store."""
     return sum(len(seeds) for seeds in _split_seeds(str(store_dir), split))
-
-
-def num_batches_per_epoch(store_dir: str | Path, split: str, batch_size: int, multiple: int) -> int:
-    """Batches of one epoch over all ranks (a multiple of `multiple`)."""
-    return EpochPlan(str(store_dir), split, batch_size, 1, False, 0, multiple).batches_per_epoch()
 
 
 def num_batches_per_rank(

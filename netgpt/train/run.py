@@ -27,7 +27,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from netgpt.atomic import replace_directory
 from netgpt.config import NetGPTConfig, save_config
 from netgpt.data.tables import read_samples
-from netgpt.graph.loader import GraphStreams
+from netgpt.graph.loader import GraphStreams, split_size, stream_name
 from netgpt.graph.store import read_meta
 from netgpt.train.checkpoint import FINAL_METRICS
 from netgpt.train.ds_config import read_ds_config
@@ -103,19 +103,16 @@ def build_trainer(
     feature_dims = read_meta(store_dir)["feature_dims"]
     tokenizer_dir = prepare_tokenizer(config, run_dir)
     streams = GraphStreams(config.graph, store_dir)
-    datasets = {}
+    datasets, shapes = {}, {}
     for index, stage in enumerate(train_cfg.stages):
         seed = train_cfg.seed + 1000 * index
-        datasets[f"train_{stage.name}"] = streams.dataset(
-            "train", stage.micro_batch_size, stage.epochs, shuffle=True, seed=seed
-        )
-        datasets[f"val_{stage.name}"] = streams.dataset(
-            "val", stage.micro_batch_size, stage.epochs, shuffle=False, seed=seed
-        )
+        splits = [("train", stage.epochs, True, seed), ("val", stage.epochs, False, seed)]
         if evaluate_test:
-            datasets[f"test_{stage.name}"] = streams.dataset(
-                "test", stage.micro_batch_size, 1, shuffle=False, seed=train_cfg.seed
-            )
+            splits.append(("test", 1, False, train_cfg.seed))
+        for split, epochs, shuffle, split_seed in splits:
+            name = stream_name(split, stage.name)
+            datasets[name] = streams.dataset(split, stage.micro_batch_size, epochs, shuffle, split_seed)
+            shapes[name] = streams.shape(split, stage.micro_batch_size)
     resources = {"CPU": train_cfg.cpus_per_worker, **train_cfg.worker_resources}
     if train_cfg.use_gpu:
         resources["GPU"] = 1
@@ -130,6 +127,8 @@ def build_trainer(
             "progress": progress,
             "evaluate_test": evaluate_test,
             "stream_starts": streams.starts,
+            "stream_shapes": shapes,
+            "split_sizes": {split: split_size(store_dir, split) for split in ("train", "val", "test")},
         },
         # gloo beside NCCL on GPUs: object collectives (validation rows) and any CPU tensor have a backend
         torch_config=TorchConfig(

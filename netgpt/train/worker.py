@@ -23,7 +23,7 @@ import torch.distributed as dist
 from netgpt.config import NetGPTConfig, StageConfig
 from netgpt.evaluate.rate import rate_batch
 from netgpt.evaluate.scoring import as_rows, score_rows
-from netgpt.graph.loader import graph_dataset_shard, iter_graph_batches, num_batches_per_epoch, split_size
+from netgpt.graph.loader import StreamShape, graph_dataset_shard, iter_graph_batches, stream_name
 from netgpt.metrics import Metrics
 from netgpt.train.checkpoint import (
     FINAL_METRICS,
@@ -73,6 +73,9 @@ class Curriculum:
         self.feature_dims: dict[str, int] = loop_config["feature_dims"]
         self.progress = loop_config.get("progress")
         self.stream_starts = loop_config["stream_starts"]
+        self.stream_shapes: dict[str, StreamShape] = loop_config["stream_shapes"]
+        """Each stream's shape by name (`stream_name`), from the driver: batch counts without the store."""
+        self.split_sizes: dict[str, int] = loop_config["split_sizes"]
         self.evaluate_test: bool = loop_config.get("evaluate_test", True)
         context = ray.train.get_context()
         self.rank = context.get_world_rank()
@@ -126,8 +129,7 @@ class Curriculum:
 
         The settings of `resume_settings` are recorded in the state and must match on a resume; the run's
         first world size fixes every stage's global batch (`TrainerState.batch_world_size`)."""
-        store = self.config.graph.store_dir
-        settings = resume_settings(self.config, {s: split_size(store, s) for s in ("train", "val", "test")})
+        settings = resume_settings(self.config, self.split_sizes)
         stages = self.config.train.stages
         checkpoint = ray.train.get_checkpoint()
         if checkpoint is None:
@@ -190,13 +192,14 @@ class Curriculum:
     def streams(self, stage: StageConfig) -> StageStreams:
         """The stage's streams, begun where the state stands (every rank holds the same state), in plans cut
         for the stage's global step (`per_step`), which any world size dividing it shares in lock step."""
-        store, size, multiple = self.config.graph.store_dir, stage.micro_batch_size, self.per_step(stage)
-        val_batches = num_batches_per_epoch(store, "val", size, multiple)
+        train, val = stream_name("train", stage.name), stream_name("val", stage.name)
+        multiple = self.per_step(stage)
+        val_batches = self.stream_shapes[val].batches_per_epoch(multiple)
         train_start, val_start = self.state.position, self.state.validations * val_batches
         return StageStreams(
-            train=graph_dataset_shard(self.stream_starts, f"train_{stage.name}", train_start, multiple),
-            val=graph_dataset_shard(self.stream_starts, f"val_{stage.name}", val_start, multiple),
-            train_batches=num_batches_per_epoch(store, "train", size, multiple),
+            train=graph_dataset_shard(self.stream_starts, train, train_start, multiple),
+            val=graph_dataset_shard(self.stream_starts, val, val_start, multiple),
+            train_batches=self.stream_shapes[train].batches_per_epoch(multiple),
             val_batches=val_batches,
             train_start=train_start,
             val_start=val_start,
@@ -336,9 +339,9 @@ class Curriculum:
         Each stage's scores are the baselines (docs/evaluate.md#the-baselines) in turn: the RGCN alone after
         graph pretraining, the aligned LLM's answers, then NetGPT after joint fine-tuning."""
         multiple = self.per_step(stage)
-        shard = graph_dataset_shard(self.stream_starts, f"test_{stage.name}", 0, multiple)
-        store = self.config.graph.store_dir
-        count = num_batches_per_epoch(store, "test", stage.micro_batch_size, multiple) // self.world
+        name = stream_name("test", stage.name)
+        shard = graph_dataset_shard(self.stream_starts, name, 0, multiple)
+        count = self.stream_shapes[name].batches_per_epoch(multiple) // self.world
         results, _ = self.evaluate(stage, iter_graph_batches(shard, self.rank, self.world), count)
         scalars: dict[str, float] = {}
         for source, metrics in results.items():

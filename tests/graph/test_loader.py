@@ -19,6 +19,8 @@ from netgpt.graph.loader import (
     iter_graph_batches,
     num_batches_per_rank,
     rank_positions,
+    split_size,
+    stream_name,
 )
 
 
@@ -152,6 +154,27 @@ def test_the_plan_cuts_a_multiple_of_its_multiple_without_losing_a_seed(streams)
             plan.batches_per_rank(len(batches) + 1)
     with pytest.raises(ValueError, match="fewer than the 10000 batches"):
         EpochPlan(streams.store_dir, "train", 8, 1, True, 0, 10_000).batches_per_epoch()
+
+
+@pytest.mark.parametrize("multiple", [1, 2, 3, 8])
+def test_a_stream_shape_counts_the_batches_its_stream_cuts_without_the_store(streams, multiple) -> None:
+    """Workers count batches from the shape the driver hands them; it must agree with the stream's plan."""
+    for split, batch_size in (("train", 8), ("val", 3), ("test", 5)):
+        shape = streams.shape(split, batch_size)
+        assert sum(shape.seeds_per_partition) == split_size(streams.store_dir, split)
+        plan = EpochPlan(streams.store_dir, split, batch_size, 1, False, 0, multiple)
+        assert shape.batches_per_epoch(multiple) == plan.batches_per_epoch()
+        assert shape.batches_per_epoch(multiple) % multiple == 0
+    with pytest.raises(ValueError, match="split 'train' has .* fewer than the 10000 batches"):
+        streams.shape("train", 8).batches_per_epoch(10_000)
+
+
+def test_stream_names_follow_one_rule() -> None:
+    assert [stream_name(split, "alignment") for split in ("train", "val", "test")] == [
+        "train_alignment",
+        "val_alignment",
+        "test_alignment",
+    ]
 
 
 @pytest.mark.parametrize("first, second", [(2, 1), (1, 2), (4, 2), (2, 4)])
