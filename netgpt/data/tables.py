@@ -41,7 +41,10 @@ def _read(
 ) -> pa.Table:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such table (run `netgpt prepare` first)")
-    found = pq.read_schema(path)
+    try:
+        found = pq.read_schema(path)
+    except (pa.ArrowException, OSError) as error:
+        raise TableSchemaError(f"{path}: not a readable parquet table ({error})") from None
     for expected in schema:
         if expected.name not in found.names:
             raise TableSchemaError(
@@ -60,7 +63,10 @@ def _read(
     for name in wanted:
         if name not in schema.names:
             raise KeyError(f"{path}: no column {name!r} to read (columns: {schema.names})")
-    table = pq.read_table(path, columns=wanted, filters=filters)
+    try:
+        table = pq.read_table(path, columns=wanted, filters=filters)
+    except (pa.ArrowException, OSError) as error:
+        raise TableSchemaError(f"{path}: damaged, cannot be read ({error})") from None
     try:
         return table.cast(pa.schema([schema.field(name) for name in wanted]))
     except (ValueError, pa.ArrowInvalid) as error:

@@ -38,6 +38,12 @@ def test_a_table_written_by_something_else_is_named(tables):
         read_samples(tables)
 
 
+def test_a_file_that_is_not_parquet_is_named(tables):
+    (tables / SAMPLES_FILE).write_bytes(b"not parquet")
+    with pytest.raises(TableSchemaError, match=r"samples\.parquet: not a readable parquet table"):
+        read_samples(tables)
+
+
 def test_unknown_column_requested_and_missing_table(tables, tmp_path):
     with pytest.raises(KeyError, match="no column 'likez'"):
         read_samples(tables, ["likez"])
