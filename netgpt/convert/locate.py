@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from netgpt.convert.errors import ConvertError
+from netgpt.train.best_swap import find_best
 from netgpt.train.checkpoint import DS_TAG, STATE_FILE
 
 REGISTRY_FILE = "checkpoint_manager_snapshot.json"
@@ -78,6 +79,7 @@ def latest_registered(run_dir: Path) -> Path:
 
 
 def best_of_stage(run_dir: Path, stage: str) -> Path | None:
-    """`run_dir/best/<stage>` when the run wrote one (`save_best` publishes it only once complete)."""
-    folder = run_dir / BEST_DIR / stage
-    return folder if is_checkpoint(folder) else None
+    """The stage's complete best checkpoint when the run wrote one: `run_dir/best/<stage>`, or after a crash
+    while it was replaced, the folder the recovery rule of `netgpt.train.best_swap` names (read only)."""
+    folder = find_best(run_dir / BEST_DIR / stage)
+    return folder if folder is not None and is_checkpoint(folder) else None
