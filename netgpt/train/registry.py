@@ -65,6 +65,12 @@ def _say(message: str) -> None:
     print(f"netgpt train: {message}", file=sys.stderr)
 
 
+def _parse(data: object) -> _CheckpointManagerState:
+    """Ray's model of the registry from parsed JSON (pydantic 2's `model_validate`, or 1's `parse_obj`)."""
+    parse = getattr(_CheckpointManagerState, "model_validate", None) or _CheckpointManagerState.parse_obj
+    return parse(data)
+
+
 def _scan(run_dir: Path) -> list[str]:
     """The run's checkpoint folders by name, oldest first (for a registry that cannot be read)."""
     found = []
@@ -95,7 +101,7 @@ def prepare_resume(
         return ResumeChoice(None)
     text = path.read_text(encoding="utf-8", errors="replace")
     try:
-        snapshot = _CheckpointManagerState.parse_obj(json.loads(text))
+        snapshot = _parse(json.loads(text))
     except Exception as error:  # truncated or garbled: JSON and pydantic errors alike
         snapshot = None
         say(f"{path}: unreadable ({type(error).__name__}); looking for checkpoints in {run_dir} instead")
@@ -171,5 +177,6 @@ def _write_registry(
         failed_validation_checkpoint_dir_names=[],
     )
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(state.json(), encoding="utf-8")
+    dump = getattr(state, "model_dump_json", None) or state.json  # pydantic 2, or 1 (Ray's compat layer)
+    tmp.write_text(dump(), encoding="utf-8")
     os.replace(tmp, path)
