@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -160,3 +161,20 @@ def test_a_partition_missing_an_array_from_meta_is_a_store_error(store) -> None:
     _edit_meta(store, lambda m: m["partitions"][0]["files"].pop("history_idx.npy"))
     with pytest.raises(StoreError, match=r"part-00000/history_idx.npy: missing from meta.json's files"):
         open_partition(store, 0)
+
+
+@pytest.mark.parametrize("where", ["run folder", "/"])
+def test_a_store_is_never_written_over_a_run_folder_or_the_root(tmp_path, where) -> None:
+    from netgpt.atomic import OutputError
+    from netgpt.graph.store import write_store_atomically
+
+    if where == "/":
+        target = Path("/")
+    else:
+        target = tmp_path / "run"
+        (target / "step-00000004-r0").mkdir(parents=True)
+        (target / "checkpoint_manager_snapshot.json").write_text("{}")
+    before = sorted(p.name for p in target.iterdir())
+    with pytest.raises(OutputError, match="refusing to replace a folder that netgpt did not write"):
+        write_store_atomically(target, lambda folder: pytest.fail("nothing may be built there"))
+    assert sorted(p.name for p in target.iterdir()) == before
