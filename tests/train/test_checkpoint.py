@@ -218,7 +218,12 @@ def test_a_best_checkpoint_of_another_world_size_is_restored_through_a_universal
     engine, config = engine
     stage = config.train.stages[0]
     set_stage_hparams(engine.optimizer, stage, stage.active_parts(), factor=1.0)
-    save_best(engine, tmp_path, stage.name, TrainerState(global_step=4, best_step=4, world_size=2), rank=0)
+    folder = save_best(
+        engine, tmp_path, stage.name, TrainerState(global_step=4, best_step=4, world_size=1), rank=0
+    )
+    # as if 2 workers had written it (one process cannot write the shards of two)
+    recorded = TrainerState(global_step=4, best_step=4, world_size=2)
+    (folder / checkpoint.STATE_FILE).write_text(recorded.to_json(), encoding="utf-8")
     best = _weights(engine)
     train_step(engine, [batch_maker(2, seed=9)], stage, engine.module.prompt_builder(), StepMeter())
     assert any(not torch.equal(a, b) for a, b in zip(best, _weights(engine), strict=True))
