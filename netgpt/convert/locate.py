@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from netgpt.convert.errors import ConvertError
-from netgpt.train.best_swap import find_best
+from netgpt.train.best_swap import find_best, stage_of
 from netgpt.train.checkpoint import DS_TAG, STATE_FILE
 
 REGISTRY_FILE = "checkpoint_manager_snapshot.json"
@@ -33,7 +33,7 @@ class CheckpointSource:
     @property
     def best_stage(self) -> str | None:
         """The stage whose best checkpoint this is, None for a step checkpoint."""
-        return self.folder.name if self.folder.parent.name == BEST_DIR else None
+        return stage_of(self.folder) if self.folder.parent.name == BEST_DIR else None
 
 
 def is_checkpoint(folder: Path) -> bool:

@@ -110,6 +110,9 @@ def check_layout(value: Any, layout: Any, field: str = "") -> None:
 def check_meta(meta: Any) -> None:
     """`meta.json`'s structure: the fields of `META`, and shape and dtype for every `.npy` file."""
     check_layout(meta, META)
+    for name in meta["node_types"]:
+        if name not in meta["feature_dims"]:
+            raise MetaStructureError(f"feature_dims[{name!r}]", "a width for every node type", "nothing")
     for index, partition in enumerate(meta["partitions"]):
         for name, spec in partition["files"].items():
             if name.endswith(".npy"):

@@ -33,6 +33,14 @@ def old_of(final: Path) -> Path:
     return final.parent / f".{final.name}.old"
 
 
+def stage_of(folder: Path) -> str:
+    """The stage a best folder belongs to: `finetune` for `finetune`, `.finetune.partial`, `.finetune.old`."""
+    for suffix in (".partial", ".old"):
+        if folder.name.startswith(".") and folder.name.endswith(suffix):
+            return folder.name[1 : -len(suffix)]
+    return folder.name
+
+
 def find_best(final: Path) -> Path | None:
     """The complete best checkpoint that the recovery rule (module doc) names, or None."""
     if final.is_dir():

@@ -122,6 +122,10 @@ MALFORMED = [
         r"field partitions\[0\].files\['x_title.npy'\].shape: expected the field to be present",
     ),
     (lambda m: m["feature_dims"].update(title=None), r"field feature_dims\['title'\]: expected a non-neg"),
+    (
+        lambda m: m["feature_dims"].pop("fans"),
+        r"field feature_dims\['fans'\]: expected a width for every node",
+    ),
 ]
 
 

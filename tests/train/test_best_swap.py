@@ -7,7 +7,7 @@ import json
 import pytest
 
 from netgpt.train import best_swap
-from netgpt.train.best_swap import find_best, old_of, partial_of, publish_best, recover_best
+from netgpt.train.best_swap import find_best, old_of, partial_of, publish_best, recover_best, stage_of
 from netgpt.train.manifest import checkpoint_problems
 
 
@@ -70,3 +70,8 @@ def test_an_incomplete_partial_is_never_taken(fake_checkpoint, tmp_path):
     assert find_best(final) == old_of(final)
     assert recover_best(final) == final and _step_of(final) == 4
     assert not partial.exists()
+
+
+def test_the_stage_of_every_name_a_best_can_have(tmp_path):
+    final = tmp_path / "best" / "finetune"
+    assert {stage_of(folder) for folder in (final, partial_of(final), old_of(final))} == {"finetune"}
