@@ -113,6 +113,15 @@ def check_meta(meta: Any) -> None:
     for name in meta["node_types"]:
         if name not in meta["feature_dims"]:
             raise MetaStructureError(f"feature_dims[{name!r}]", "a width for every node type", "nothing")
+    named = [("files", name) for name in meta["files"]]
+    named += [
+        (f"partitions[{i}].files", name)
+        for i, part in enumerate(meta["partitions"])
+        for name in part["files"]
+    ]
+    for field, name in named:
+        if "/" in name or "\\" in name or name in ("", ".", ".."):
+            raise MetaStructureError(f"{field}[{name!r}]", "a file name inside the store's folder", name)
     for index, partition in enumerate(meta["partitions"]):
         for name, spec in partition["files"].items():
             if name.endswith(".npy"):

@@ -126,6 +126,10 @@ MALFORMED = [
         lambda m: m["feature_dims"].pop("fans"),
         r"field feature_dims\['fans'\]: expected a width for every node",
     ),
+    (
+        lambda m: m["files"].update({"../../etc/passwd": {"bytes": 1, "sha256": ""}}),
+        r"field files\['../../etc/passwd'\]: expected a file name inside the store's folder",
+    ),
 ]
 
 
