@@ -48,6 +48,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_config_args(build_graph)
 
+    check_store = commands.add_parser(
+        "check-store", help="verify every file of a graph store against the sha256 its meta.json records"
+    )
+    check_store.add_argument("--store", help="the store folder (default: graph.store_dir of the config)")
+    _add_config_args(check_store)
+
     train = commands.add_parser("train", help="run (or resume) the three-stage curriculum on Ray + DeepSpeed")
     _add_config_args(train)
 
@@ -178,6 +184,8 @@ def _run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 0
+    if args.command == "check-store":
+        return _check_store(args.store or config.graph.store_dir)
     if args.command == "train":
         import json
 
@@ -230,6 +238,19 @@ def _run(args: argparse.Namespace) -> int:
         run_demo(config)
         return 0
     raise AssertionError(f"unhandled command {args.command}")
+
+
+def _check_store(store_dir: str) -> int:
+    """`netgpt check-store`: exit status 0 and a summary when every file matches, else 1 and the files."""
+    from netgpt.graph.store import StoreError, verify_store
+
+    try:
+        checked = verify_store(store_dir)
+    except StoreError as error:
+        print(f"netgpt check-store: {error}", file=sys.stderr)
+        return 1
+    print(f"{store_dir}: {checked['files']} files, {checked['bytes']} bytes: every sha256 matches meta.json")
+    return 0
 
 
 def _plan(args: argparse.Namespace, config) -> int:  # noqa: ANN001

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from netgpt.convert.errors import ConvertError
+from netgpt.train.best_swap import find_best, stage_of
 from netgpt.train.checkpoint import DS_TAG, STATE_FILE
 
 REGISTRY_FILE = "checkpoint_manager_snapshot.json"
@@ -32,7 +33,7 @@ class CheckpointSource:
     @property
     def best_stage(self) -> str | None:
         """The stage whose best checkpoint this is, None for a step checkpoint."""
-        return self.folder.name if self.folder.parent.name == BEST_DIR else None
+        return stage_of(self.folder) if self.folder.parent.name == BEST_DIR else None
 
 
 def is_checkpoint(folder: Path) -> bool:
@@ -78,6 +79,7 @@ def latest_registered(run_dir: Path) -> Path:
 
 
 def best_of_stage(run_dir: Path, stage: str) -> Path | None:
-    """`run_dir/best/<stage>` when the run wrote one (`save_best` publishes it only once complete)."""
-    folder = run_dir / BEST_DIR / stage
-    return folder if is_checkpoint(folder) else None
+    """The stage's complete best checkpoint when the run wrote one: `run_dir/best/<stage>`, or after a crash
+    while it was replaced, the folder the recovery rule of `netgpt.train.best_swap` names (read only)."""
+    folder = find_best(run_dir / BEST_DIR / stage)
+    return folder if folder is not None and is_checkpoint(folder) else None

@@ -47,8 +47,11 @@ def inspect(checkpoint: Path, tag: str) -> ZeroFiles:
     if not first.is_file():
         raise ConvertError(f"{first}: missing; expected DeepSpeed ZeRO model states of rank 0 in {tag_dir}")
     try:
-        # mmap: the model-states file of ZeRO-3 holds only placeholders and shapes, never read in full
-        header = torch.load(first, map_location="cpu", mmap=True, weights_only=False)
+        # mmap: the model-states file of ZeRO-3 holds only placeholders and shapes, never read in full.
+        # weights_only: torch's restricted unpickler, so a hostile file cannot run code; it builds tensors,
+        # containers and the classes allowed here, nothing else (`deepspeed_safe_globals`).
+        with torch.serialization.safe_globals(deepspeed_safe_globals()):
+            header = torch.load(first, map_location="cpu", mmap=True, weights_only=True)
         world = int(header["dp_world_size"])
         mp_world = int(header.get("mp_world_size", 1))
         stage = int(header.get("ds_config", {}).get("zero_optimization", {}).get("stage", 3))
@@ -69,6 +72,18 @@ def inspect(checkpoint: Path, tag: str) -> ZeroFiles:
     if mp_world != 1:
         raise ConvertError(f"{first}: model-parallel world size {mp_world}; only 1 is supported")
     return ZeroFiles(tag_dir=tag_dir, world_size=world, zero_stage=stage)
+
+
+def deepspeed_safe_globals() -> list[Any]:
+    """The classes (beyond tensors and plain containers) that DeepSpeed 0.19.8 pickles into its ZeRO-3
+    checkpoint files, and nothing more: the loss scaler and the ZeRO stage enum, found in the optimizer
+    shards by `torch.serialization.get_unsafe_globals_in_checkpoint` (the model-states file read here
+    needed none in the checkpoints of this project's runs; they are allowed for it too, since DeepSpeed may
+    put its client state there)."""
+    from deepspeed.runtime.fp16.loss_scaler import LossScaler
+    from deepspeed.runtime.zero.config import ZeroStageEnum
+
+    return [LossScaler, ZeroStageEnum]
 
 
 def _ranks(pattern: re.Pattern[str], names: list[str]) -> set[tuple[int, int]]:

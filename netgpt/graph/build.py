@@ -93,9 +93,9 @@ def build_graph(
                 topology.split[plans[p]["order"][: plans[p]["num_seeds"]]], return_counts=True
             )
             info["seeds_per_split"] = {str(s): int(c) for s, c in zip(splits, counts, strict=True)}
-        write_meta(folder, store_meta(topology, graph_cfg, dims, num_hops, infos, content, started))
         if config is not None:
             save_config(config, folder)
+        write_meta(folder, store_meta(topology, graph_cfg, dims, num_hops, infos, content, started))
 
     write_store_atomically(store_dir, fill)
     return _summary(store_dir)

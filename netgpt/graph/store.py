@@ -9,9 +9,16 @@ Inside a partition, video node `i` is a local index: the partition's own seeds f
 then the rest of the halo whose in-edges L-hop sampling may need ("inner" nodes, `num_inner` in all), then
 the outermost halo (features only). Per-sample attribute arrays have one row per inner node. A feature
 that many nodes share a value of (per-video values, comments re-shown by a later crawl) is stored as its
-distinct rows plus `<name>_row`, the row of each node: read features with `Partition.rows`. Every file's
-shape, dtype and size are recorded in `meta.json` and checked when a partition is opened, so a damaged or
-missing file is an error naming it, not a wrong sample.
+distinct rows plus `<name>_row`, the row of each node: read features with `Partition.rows`.
+
+Integrity, in three depths, each a `StoreError` naming the file and what was expected:
+- every open (`read_meta`): `meta.json`'s structure (`meta_check.py`) and the size of every top-level file;
+- every partition opened (`open_partition`): each file's size, shape and dtype as `meta.json` records them,
+  and every index array within the bounds of what it indexes (`index_check.py`), a few reads of the
+  integer arrays;
+- `verify_store` (`netgpt check-store`, and the driver once before a training run): the sha256 of every
+  file (`netgpt.digest`), recorded in `meta.json` when the store was built, which also catches same-size
+  garbage inside a feature file.
 """
 
 from __future__ import annotations
@@ -24,10 +31,14 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
-from netgpt.atomic import atomic_directory, write_text_atomic
+from netgpt.atomic import MARKER, atomic_directory, write_text_atomic
 from netgpt.config import CONFIG_FILE
+from netgpt.digest import file_sha256
+from netgpt.graph.index_check import IndexArrayError, check_index_arrays
+from netgpt.graph.meta_check import MetaStructureError, check_meta
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+"""3: `meta.json` records each file's sha256, and the top-level files under `files`."""
 META_FILE = "meta.json"
 BOOK_FILE = "partition_book.parquet"
 SEEDS_FILE = "seeds.parquet"
@@ -37,26 +48,43 @@ class StoreError(RuntimeError):
     """A store that cannot be used: missing, damaged, or written by another format version."""
 
 
+REBUILD = "rebuild the store with `netgpt build-graph`"
+
+
 def partition_dir(store_dir: str | Path, index: int) -> Path:
     return Path(store_dir) / f"part-{index:05d}"
 
 
 def read_meta(store_dir: str | Path) -> dict[str, Any]:
-    """The store's `meta.json`, checked for this code's format version."""
+    """The store's `meta.json`, checked for this code's format version, its structure, and the sizes of the
+    top-level files it records (cheap: one `stat` each)."""
     path = Path(store_dir) / META_FILE
     if not path.is_file():
         raise StoreError(f"{path}: missing; build the store with `netgpt build-graph`")
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise StoreError(f"{path}: damaged, not valid JSON ({error})") from None
-    version = meta.get("format_version")
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
+        raise StoreError(f"{path}: damaged, not valid JSON ({error}); {REBUILD}") from None
+    version = meta.get("format_version") if isinstance(meta, dict) else None
     if version != FORMAT_VERSION:
         raise StoreError(
-            f"{path}: store format version {version!r}, this code reads version {FORMAT_VERSION}; "
-            "rebuild the store with `netgpt build-graph`"
+            f"{path}: store format version {version!r}, this code reads version {FORMAT_VERSION}; {REBUILD}"
         )
+    try:
+        check_meta(meta)
+    except MetaStructureError as error:
+        raise StoreError(f"{path}: damaged: {error}; {REBUILD}") from None
+    for name, spec in meta["files"].items():
+        _check_size(Path(store_dir) / name, spec["bytes"])
     return meta
+
+
+def _check_size(path: Path, recorded: int) -> None:
+    if not path.is_file():
+        raise StoreError(f"{path}: missing store file; {REBUILD}")
+    size = path.stat().st_size
+    if size != recorded:
+        raise StoreError(f"{path}: damaged store file: {size} bytes, meta.json records {recorded}")
 
 
 def save_arrays(folder: Path, arrays: dict[str, np.ndarray]) -> dict[str, dict[str, Any]]:
@@ -69,10 +97,15 @@ def save_arrays(folder: Path, arrays: dict[str, np.ndarray]) -> dict[str, dict[s
         files[f"{name}.npy"] = {
             "shape": list(array.shape),
             "dtype": array.dtype.str,
-            "bytes": path.stat().st_size,
+            **file_record(path),
         }
-    files[SEEDS_FILE] = {"bytes": (folder / SEEDS_FILE).stat().st_size}
+    files[SEEDS_FILE] = file_record(folder / SEEDS_FILE)
     return files
+
+
+def file_record(path: Path) -> dict[str, Any]:
+    """What `meta.json` records of every file: its size and sha256."""
+    return {"bytes": path.stat().st_size, "sha256": file_sha256(path)}
 
 
 STORE_KIND = "graph store"
@@ -94,6 +127,16 @@ def write_store_atomically(store_dir: str | Path, fill: Any) -> None:
 
 
 def write_meta(folder: Path, meta: dict[str, Any]) -> None:
+    """Write `meta.json`, recording every top-level file already in `folder` under `files` (so it is
+    written last, after the book and the config)."""
+    meta = {
+        **meta,
+        "files": {
+            child.name: file_record(child)
+            for child in sorted(folder.iterdir())
+            if child.is_file() and child.name not in (META_FILE, MARKER) and not child.name.startswith(".")
+        },
+    }
     write_text_atomic(folder / META_FILE, json.dumps(meta, indent=1, ensure_ascii=False))
 
 
@@ -109,12 +152,14 @@ class Partition:
     num_seeds: int
 
     def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self.arrays:
+            raise StoreError(f"{self.folder / (name + '.npy')}: missing from meta.json's files; {REBUILD}")
         return self.arrays[name]
 
     def rows(self, name: str, nodes: np.ndarray) -> np.ndarray:
         """Feature rows of `nodes` (local indices), through `<name>_row` where the store deduplicated them."""
         index = self.arrays.get(f"{name}_row")
-        return self.arrays[name][nodes if index is None else index[nodes]]
+        return self[name][nodes if index is None else index[nodes]]
 
     def read_seed_fields(self) -> Any:
         """The seeds' prompt fields as a pyarrow table, row `i` = local seed `i`."""
@@ -136,7 +181,7 @@ def open_partition(store_dir: str | Path, index: int, meta: dict[str, Any] | Non
     for name, spec in info["files"].items():
         path = folder / name
         if not path.is_file():
-            raise StoreError(f"{path}: missing partition file; rebuild the store with `netgpt build-graph`")
+            raise StoreError(f"{path}: missing partition file; {REBUILD}")
         size = path.stat().st_size
         if size != spec["bytes"]:
             raise StoreError(
@@ -154,11 +199,37 @@ def open_partition(store_dir: str | Path, index: int, meta: dict[str, Any] | Non
                 f"meta.json records shape {spec['shape']} dtype {spec['dtype']}"
             )
         arrays[name[: -len(".npy")]] = array
+    try:
+        check_index_arrays(arrays, info["num_seeds"], info["num_inner"])
+    except IndexArrayError as error:
+        raise StoreError(f"{folder / (error.name + '.npy')}: {error}; {REBUILD}") from None
     return Partition(
         index=index,
         folder=folder,
         arrays=arrays,
         seeds_path=folder / SEEDS_FILE,
-        num_inner=int(info["num_inner"]),
-        num_seeds=int(info["num_seeds"]),
+        num_inner=info["num_inner"],
+        num_seeds=info["num_seeds"],
     )
+
+
+def verify_store(store_dir: str | Path) -> dict[str, int]:
+    """Check every file of the store against the sha256 `meta.json` recorded (reads all of it); raise
+    `StoreError` naming each file that differs. Returns the files and bytes checked."""
+    store_dir = Path(store_dir)
+    meta = read_meta(store_dir)
+    recorded = {store_dir / name: spec for name, spec in meta["files"].items()}
+    for index, info in enumerate(meta["partitions"]):
+        folder = partition_dir(store_dir, index)
+        recorded.update({folder / name: spec for name, spec in info["files"].items()})
+    damaged = []
+    for path, spec in recorded.items():
+        if not path.is_file():
+            damaged.append(f"{path}: missing")
+        elif path.stat().st_size != spec["bytes"]:
+            damaged.append(f"{path}: {path.stat().st_size} bytes, meta.json records {spec['bytes']}")
+        elif file_sha256(path) != spec["sha256"]:
+            damaged.append(f"{path}: sha256 differs from the one meta.json records (contents damaged)")
+    if damaged:
+        raise StoreError(f"{store_dir}: damaged store files ({REBUILD}): " + "; ".join(damaged))
+    return {"files": len(recorded), "bytes": sum(spec["bytes"] for spec in recorded.values())}

@@ -1,15 +1,17 @@
 """Sharded checkpoints: every rank writes its DeepSpeed shard; Ray registers it once all have.
 
 A checkpoint folder holds DeepSpeed's files under the tag `ds` (each rank's ZeRO partitions of weights and
-optimizer state), `rng/rank{r}.pt` (each rank's RNG states) and `trainer_state.json` (the curriculum's
-position).
+optimizer state), `rng/rank{r}.safetensors` (each rank's RNG states, no pickle: `rng_state.py`),
+`trainer_state.json` (the curriculum's position, JSON) and `manifest/rank{r}.json` (the files each rank
+wrote, with sizes and sha256: `manifest.py`, which tells a complete checkpoint from a damaged one).
 Each rank writes into its own fresh temporary folder and hands it to `ray.train.report`, which copies the
 files into one new folder of the run's storage and registers it only after every rank has reported: a crash
 while writing leaves an unregistered folder and never touches the previous, complete checkpoint. Ray's
 `CheckpointConfig(num_to_keep=K)` deletes the oldest only after a newer one is registered.
 
-The best checkpoint of each stage is written straight into the run folder (`best/<stage>`), first under a
-temporary name which rank 0 renames once every rank has finished, so that it too is never half-written. At
+The best checkpoint of each stage is written into the run folder (`best/<stage>`), first under a temporary
+name which rank 0 swaps in once every rank has finished, by renames after which a crash at any point leaves
+one complete best (`best_swap.py` states the recovery rule). At
 the end of a stage its best weights are restored (`restore_best`): the stage's test scores, the next stage and
 the exported model all start from them, not from the last step.
 On several nodes the run folder must be shared storage (`k8s/storage.yaml`: a ReadWriteMany claim).
@@ -28,7 +30,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import random
 import shutil
 import tempfile
 import time
@@ -36,15 +37,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import ray.train
 import torch
 import torch.distributed as dist
 
 from netgpt.atomic import replace_directory, write_text_atomic
+from netgpt.train.best_swap import partial_of, publish_best, recover_best
+from netgpt.train.manifest import STATE_FILE, write_manifest
+from netgpt.train.rng_state import load_rng_state, save_rng_state
 
 DS_TAG = "ds"
-STATE_FILE = "trainer_state.json"
 FINAL_METRICS = "final_metrics.json"
 UNIVERSAL_DIR = "universal"
 CONVERSION_WAIT_S = 6 * 3600
@@ -210,27 +212,13 @@ def check_resume(state: TrainerState, settings: dict[str, Any], stages, world_si
             )
 
 
-def _rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state(state["cuda"])
-
-
 def _write_shard(engine, folder: Path, state: TrainerState, rank: int) -> None:
+    """This rank's part of a checkpoint into its own fresh `folder`, ending with its manifest."""
     engine.save_checkpoint(str(folder), tag=DS_TAG)
-    (folder / "rng").mkdir(exist_ok=True)
-    torch.save(_rng_state(), folder / "rng" / f"rank{rank}.pt")
+    save_rng_state(folder, rank)
     if rank == 0:
         (folder / STATE_FILE).write_text(state.to_json(), encoding="utf-8")
+    write_manifest(folder, rank)
 
 
 def save_checkpoint(engine, state: TrainerState, metrics: dict[str, float], rank: int) -> None:
@@ -277,9 +265,8 @@ def load_checkpoint(
             if run_dir is None:
                 raise ValueError("a checkpoint of another world size needs run_dir for its conversion")
             _load_resharded(engine, folder, state, Path(run_dir), rank)
-        rng_file = folder / "rng" / f"rank{rank}.pt"
-        if rng_file.is_file():
-            _set_rng_state(torch.load(rng_file, weights_only=False))
+        if rank < (state.world_size or world_size):  # a rank the old world had: its RNG file must be there
+            load_rng_state(folder, rank)
     state.restarts += 1
     return state
 
@@ -362,18 +349,26 @@ def best_checkpoint_dir(run_dir: Path, stage_name: str) -> Path:
 
 
 def save_best(engine, run_dir: Path, stage_name: str, state: TrainerState, rank: int) -> Path:
-    """Every rank: write the stage's best checkpoint to `run_dir/best/<stage>` atomically (see module doc)."""
+    """Every rank: write the stage's best checkpoint to `run_dir/best/<stage>`, crash-safe (`best_swap.py`).
+
+    Each rank writes its shard into a fresh folder of its own (as for `save_checkpoint`), then copies it
+    into the shared `.<stage>.partial`; rank 0 swaps that in once every rank has."""
     final = best_checkpoint_dir(run_dir, stage_name)
-    best_root = final.parent
-    partial = best_root / f".{stage_name}.partial"
+    partial = partial_of(final)
     if rank == 0:
+        recover_best(final)  # settle what an earlier crash left before the partial is reused
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)
     dist.barrier()
-    _write_shard(engine, partial, state, rank)
+    own = Path(tempfile.mkdtemp(prefix=f"netgpt-best-rank{rank}-"))
+    try:
+        _write_shard(engine, own, state, rank)
+        shutil.copytree(own, partial, dirs_exist_ok=True)
+    finally:
+        shutil.rmtree(own, ignore_errors=True)
     dist.barrier()
     if rank == 0:
-        replace_directory(partial, final)
+        publish_best(final)
     dist.barrier()
     return final
 
@@ -386,6 +381,9 @@ def restore_best(engine, run_dir: Path, stage_name: str, rank: int = 0) -> None:
     A best checkpoint written by another world size (before a resume on another worker count) goes
     through the universal conversion like a resume (its moments come along; the next stage resets them)."""
     folder = best_checkpoint_dir(run_dir, stage_name)
+    if rank == 0:
+        recover_best(folder)  # a crash while a best was replaced: the complete one, renamed into place
+    dist.barrier()
     state_file = folder / STATE_FILE
     if state_file.is_file():
         state = TrainerState.from_json(state_file.read_text(encoding="utf-8"))

@@ -6,7 +6,7 @@
 
 `ray_jobs/train.py` (on a cluster, via `ray job submit`) and `netgpt train` (local Ray) both call `train`.
 Re-running with the same `train.storage_path` and `train.run_name` resumes from the latest complete
-checkpoint.
+checkpoint (a damaged newer one is skipped with a message: `netgpt.train.registry`).
 """
 
 from __future__ import annotations
@@ -28,11 +28,12 @@ from netgpt.atomic import replace_directory
 from netgpt.config import NetGPTConfig, save_config
 from netgpt.data.tables import read_samples
 from netgpt.graph.loader import GraphStreams, split_size, stream_name
-from netgpt.graph.store import read_meta
+from netgpt.graph.store import read_meta, verify_store
 from netgpt.train.checkpoint import FINAL_METRICS
 from netgpt.train.ds_config import read_ds_config
 from netgpt.train.plan import ensure_resources
 from netgpt.train.progress import ProgressActor, run_with_progress
+from netgpt.train.registry import prepare_resume
 from netgpt.train.worker import train_loop_per_worker
 
 TOKENIZER_TEXT_COLUMNS = ("title", "description", "topic")
@@ -100,7 +101,9 @@ def build_trainer(
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(config, run_dir)
     store_dir = config.graph.store_dir
+    verify_store(store_dir)  # once per run, on the driver: every file's sha256 (the workers check sizes)
     feature_dims = read_meta(store_dir)["feature_dims"]
+    prepare_resume(run_dir)  # the newest complete checkpoint, named in Ray's registry before `fit` reads it
     tokenizer_dir = prepare_tokenizer(config, run_dir)
     streams = GraphStreams(config.graph, store_dir)
     datasets, shapes = {}, {}

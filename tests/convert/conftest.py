@@ -94,9 +94,21 @@ def make_zero3_run(root: Path, run_name: str = "run") -> Zero3Run:
     run_dir = root / run_name
     store = root / "graph"
     store.mkdir(parents=True)
-    (store / META_FILE).write_text(
-        json.dumps({"format_version": FORMAT_VERSION, "feature_dims": train.FEATURE_DIMS}), encoding="utf-8"
-    )
+    meta = {  # every field `read_meta` checks, no partitions: convert reads only the feature dims
+        "format_version": FORMAT_VERSION,
+        "node_types": [],
+        "edge_types": [],
+        "num_hops": 1,
+        "feature_dims": train.FEATURE_DIMS,
+        "counts": {"nodes": {}, "edges": {}},
+        "topic_names": [],
+        "platform_names": [],
+        "text_encoder": {},
+        "files": {},
+        "partitions": [],
+        "build": {"seconds": 0, "content_vectors": {}, "videos": 0},
+    }
+    (store / META_FILE).write_text(json.dumps(meta), encoding="utf-8")
     config = load_config(
         "demo",
         [

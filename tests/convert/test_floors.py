@@ -38,6 +38,7 @@ def test_convert_imports_only_model_config_store_and_checkpoint_layout():
         "netgpt.model",
         "netgpt.config",
         "netgpt.train.checkpoint",
+        "netgpt.train.best_swap",  # which folder is a stage's complete best (checkpoint layout, no engine)
         "netgpt.graph.store",
     )
     used = {name for path in convert.glob("*.py") for name in _imports(path) if name.startswith("netgpt")}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 
 import pytest
+import torch
 
 from netgpt.convert import ConvertError, convert
 from netgpt.convert.shards import inspect
@@ -60,3 +61,39 @@ def test_damaged_model_states(copy_run, tmp_path):
     with pytest.raises(ConvertError, match="unreadable DeepSpeed model states"):
         convert(run.mid, tmp_path / "out")
     assert _nothing_written(tmp_path)
+
+
+class _RunsCode:
+    """Unpickling this would run `touch` on a marker file (what a hostile checkpoint would do)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_model_states_are_read_without_running_pickled_code(tmp_path):
+    ds = tmp_path / "ckpt" / "ds"
+    ds.mkdir(parents=True)
+    marker = tmp_path / "ran"
+    torch.save(
+        {"dp_world_size": 1, "hook": _RunsCode(marker)}, ds / "zero_pp_rank_0_mp_rank_00_model_states.pt"
+    )
+    with pytest.raises(ConvertError, match="unreadable DeepSpeed model states"):
+        inspect(tmp_path / "ckpt", "ds")
+    assert not marker.exists()
+
+
+def test_deepspeeds_own_classes_are_allowed(tmp_path):
+    from deepspeed.runtime.fp16.loss_scaler import LossScaler
+    from deepspeed.runtime.zero.config import ZeroStageEnum
+
+    ds = tmp_path / "ckpt" / "ds"
+    ds.mkdir(parents=True)
+    header = {"dp_world_size": 1, "scaler": LossScaler(1.0), "stage": ZeroStageEnum.weights}
+    for kind in ("model", "optim"):
+        torch.save(header, ds / f"zero_pp_rank_0_mp_rank_00_{kind}_states.pt")
+    assert inspect(tmp_path / "ckpt", "ds").world_size == 1

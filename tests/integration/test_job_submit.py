@@ -130,9 +130,16 @@ def test_ray_job_submit_trains_and_a_resubmission_resumes(loopback_cluster, data
     assert first["resumed_from"] == []
     assert (Path(first["run_dir"]) / "model" / "netgpt_config.json").is_file()
 
-    second, _ = _submit(address, env, preset)
-    assert second["resumed_from"] == [total_steps], (
-        "the resubmitted job did not resume from the last checkpoint"
-    )
+    # The newest registered checkpoint lost a file: the resubmission resumes from the one before, saying so.
+    run_dir = Path(first["run_dir"])
+    registry = json.loads((run_dir / "checkpoint_manager_snapshot.json").read_text())
+    newest, before = (r["checkpoint_dir_name"] for r in registry["checkpoint_results"][-1:-3:-1])
+    (run_dir / newest / "rng" / "rank1.safetensors").unlink()
+    before_step = json.loads((run_dir / before / "trainer_state.json").read_text())["global_step"]
+    second, log = _submit(address, env, preset)
+    assert f"skipping checkpoint {run_dir / newest}: " in log and "rank1.safetensors: missing" in log, log[
+        -4000:
+    ]
+    assert second["resumed_from"] == [before_step], "the resubmitted job did not resume from the complete one"
     assert second["global_step"] == total_steps
     assert second["test/regression/acc"] == pytest.approx(first["test/regression/acc"])

@@ -21,6 +21,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from netgpt.convert import export_run
 from netgpt.convert.export import export_source
 from netgpt.model.netgpt import NetGPT
+from netgpt.train.manifest import checkpoint_problems
 from netgpt.train.progress import ProgressActor
 from netgpt.train.run import train
 
@@ -52,6 +53,19 @@ def test_three_stages_on_two_zero3_workers(baseline):
     assert "test/graph_pretrain/answer/acc" not in metrics
     for stage in config.train.stages:
         assert (result.run_dir / "best" / stage.name / "trainer_state.json").is_file(), stage.name
+        assert checkpoint_problems(result.run_dir / "best" / stage.name) == [], stage.name
+    assert sorted(p.name for p in (result.run_dir / "best").iterdir()) == sorted(
+        s.name for s in config.train.stages
+    )
+    # every registered checkpoint is complete by its ranks' manifests, and its RNG files are not pickles
+    registry = json.loads((result.run_dir / "checkpoint_manager_snapshot.json").read_text())
+    for entry in registry["checkpoint_results"]:
+        folder = result.run_dir / entry["checkpoint_dir_name"]
+        assert checkpoint_problems(folder) == [], folder
+        assert sorted(p.name for p in (folder / "rng").iterdir()) == [
+            "rank0.safetensors",
+            "rank1.safetensors",
+        ]
     model = NetGPT.from_pretrained(result.run_dir / "model")
     exported = model.state_dict()
     # the export is the best checkpoint of the last stage, as DeepSpeed itself consolidates it

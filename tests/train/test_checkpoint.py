@@ -21,7 +21,9 @@ from netgpt.train.checkpoint import (
     save_best,
 )
 from netgpt.train.engine import avoid_jit_builds, build_engine
+from netgpt.train.manifest import checkpoint_problems
 from netgpt.train.monitor import StepMeter
+from netgpt.train.rng_state import RngStateError
 from netgpt.train.stages import set_stage_hparams
 from netgpt.train.step import train_step
 
@@ -70,6 +72,17 @@ def test_load_restores_weights_optimizer_rng_and_state(engine, batch_maker, tmp_
     assert torch.equal(torch.rand(3), expected_draw)
     assert (restored.stage_step, restored.position, restored.global_step) == (3, 6, 3)
     assert restored.restarts == 1
+    # nothing of ours is a pickle: RNG as safetensors, state and manifest as JSON, all in the manifest
+    assert sorted(p.name for p in (tmp_path / "rng").iterdir()) == ["rank0.safetensors"]
+    assert checkpoint_problems(tmp_path) == []
+
+
+def test_a_missing_rng_file_is_an_error_not_a_silent_skip(engine, tmp_path):
+    engine, _ = engine
+    checkpoint._write_shard(engine, tmp_path, TrainerState(global_step=3, world_size=1), rank=0)
+    (tmp_path / "rng" / "rank0.safetensors").unlink()
+    with pytest.raises(RngStateError, match=r"rng/rank0.safetensors: missing"):
+        load_checkpoint(engine, ray.train.Checkpoint.from_directory(str(tmp_path)), rank=0)
 
 
 def test_a_crash_while_writing_the_best_checkpoint_keeps_the_previous_one(engine, tmp_path, monkeypatch):
@@ -205,7 +218,12 @@ def test_a_best_checkpoint_of_another_world_size_is_restored_through_a_universal
     engine, config = engine
     stage = config.train.stages[0]
     set_stage_hparams(engine.optimizer, stage, stage.active_parts(), factor=1.0)
-    save_best(engine, tmp_path, stage.name, TrainerState(global_step=4, best_step=4, world_size=2), rank=0)
+    folder = save_best(
+        engine, tmp_path, stage.name, TrainerState(global_step=4, best_step=4, world_size=1), rank=0
+    )
+    # as if 2 workers had written it (one process cannot write the shards of two)
+    recorded = TrainerState(global_step=4, best_step=4, world_size=2)
+    (folder / checkpoint.STATE_FILE).write_text(recorded.to_json(), encoding="utf-8")
     best = _weights(engine)
     train_step(engine, [batch_maker(2, seed=9)], stage, engine.module.prompt_builder(), StepMeter())
     assert any(not torch.equal(a, b) for a, b in zip(best, _weights(engine), strict=True))

@@ -72,3 +72,35 @@ def test_netgpt_train_with_a_uri_fails_before_making_a_folder(tmp_path, monkeypa
     err = capsys.readouterr().err.strip()
     assert err.startswith("netgpt train: error: config key 'train.storage_path': a URI is not supported")
     assert list(tmp_path.iterdir()) == []  # not the ./s3:/bucket/runs of a URI taken as a relative path
+
+
+def test_a_damaged_store_stops_the_run_before_anything_starts(tmp_path):
+    """The driver checks every sha256 of the store once, before the trainer exists (same-size garbage)."""
+    import json
+
+    from netgpt.digest import file_sha256
+    from netgpt.graph.store import BOOK_FILE, FORMAT_VERSION, META_FILE, StoreError
+    from netgpt.train.run import build_trainer
+
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / BOOK_FILE).write_bytes(b"book" * 8)
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "node_types": [],
+        "edge_types": [],
+        "num_hops": 1,
+        "feature_dims": {},
+        "counts": {"nodes": {}, "edges": {}},
+        "topic_names": [],
+        "platform_names": [],
+        "text_encoder": {},
+        "files": {BOOK_FILE: {"bytes": 32, "sha256": file_sha256(store / BOOK_FILE)}},
+        "partitions": [],
+        "build": {"seconds": 0, "content_vectors": {}, "videos": 0},
+    }
+    (store / META_FILE).write_text(json.dumps(meta))
+    (store / BOOK_FILE).write_bytes(b"junk" * 8)
+    config = load_config("demo", [f"graph.store_dir={store}", f"train.storage_path={tmp_path / 'runs'}"])
+    with pytest.raises(StoreError, match=rf"{BOOK_FILE}: sha256 differs from the one meta.json records"):
+        build_trainer(config)
