@@ -20,11 +20,12 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN mkdir -p /home/ray/netgpt
 WORKDIR /home/ray/netgpt
 
-# The dependencies first, from the lock (a layer that changes only with constraints.txt or pyproject.toml).
+# The package and its dependencies, every version from the lock (constraints.txt), torch's CUDA build first.
 COPY --chown=1000:100 constraints.txt pyproject.toml README.md ./
 COPY --chown=1000:100 netgpt ./netgpt
 RUN pip install --no-cache-dir --index-url "${TORCH_INDEX_URL}" "$(grep '^torch==' constraints.txt)" \
     && pip install --no-cache-dir -c constraints.txt . \
+    && rm -rf build netgpt.egg-info \
     && python -c "import torch, ray, deepspeed, netgpt; print(torch.__version__, ray.__version__)"
 
 # The job scripts and DeepSpeed configs: RayJobs ship this folder as their working_dir (the configs name
