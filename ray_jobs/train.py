@@ -6,6 +6,10 @@ the same `train.storage_path` and `train.run_name` resumes from the latest compl
 
     RAY_AUTH_MODE=token ray job submit --address http://127.0.0.1:8265 --working-dir . -- \
         python ray_jobs/train.py --config demo train.num_workers=2
+
+`--all-gpus` sets `train.num_workers` to the GPUs the cluster has (one Train worker, one DeepSpeed rank per
+GPU): on a fixed-size cluster (the k8s overlays set its size in one place) the run then follows the
+cluster's size without a second number to keep in step.
 """
 
 from __future__ import annotations
@@ -26,12 +30,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default="demo", help="preset name (demo, xs_video) or a YAML path")
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.num_workers=4")
     parser.add_argument("--no-test", action="store_true", help="skip scoring the test split at the end")
+    parser.add_argument(
+        "--all-gpus", action="store_true", help="one Train worker per GPU of the cluster (train.num_workers)"
+    )
     args = parser.parse_args(argv)
     require_tested_ray("ray_jobs/train.py")
     from netgpt.convert import export_run  # after the check: these import Ray Train
     from netgpt.train.run import train
 
-    config = load_config(args.config, args.overrides)
+    overrides = list(args.overrides)
+    if args.all_gpus:
+        overrides += [f"train.num_workers={_cluster_gpus()}", "train.use_gpu=true"]
+    config = load_config(args.config, overrides)
     result = train(config, evaluate_test=not args.no_test)  # progress as plain lines in the job log
     model = export_run(result.run_dir)
     summary = {
@@ -42,6 +52,18 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(json.dumps(summary, ensure_ascii=False))
     return 0
+
+
+def _cluster_gpus() -> int:
+    """The GPUs of the Ray cluster this job runs on; exits with one line when it has none."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init()  # inside `ray job submit`: joins the job's cluster
+    gpus = int(ray.cluster_resources().get("GPU", 0))
+    if gpus < 1:
+        raise SystemExit("ray_jobs/train.py: error: --all-gpus, and the Ray cluster has no GPU")
+    return gpus
 
 
 if __name__ == "__main__":

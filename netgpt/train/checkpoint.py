@@ -14,7 +14,7 @@ name which rank 0 swaps in once every rank has finished, by renames after which 
 one complete best (`best_swap.py` states the recovery rule). At
 the end of a stage its best weights are restored (`restore_best`): the stage's test scores, the next stage and
 the exported model all start from them, not from the last step.
-On several nodes the run folder must be shared storage (`k8s/storage.yaml`: a ReadWriteMany claim).
+On several nodes the run folder must be shared storage (`k8s/base/storage.yaml`: a ReadWriteMany claim).
 
 Resuming on another world size (`train.num_workers` changed: a node lost or gained). The trainer state keeps
 positions in global batches and records the world size that wrote it, so the data streams resume exactly;

@@ -1,19 +1,16 @@
-"""The resource plan: parameter arithmetic against real models, shortfall messages, the presets, k8s/."""
+"""The resource plan: parameter arithmetic against real models, shortfall messages, the presets."""
 
 from __future__ import annotations
 
-import shlex
 from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 from netgpt.cli import main as cli_main
 from netgpt.config import load_config
 from netgpt.graph.types import feature_dims
 from netgpt.train.plan import (
-    DATA_READ_CPUS,
     GIB,
     InsufficientResources,
     LLMShape,
@@ -261,74 +258,7 @@ def test_a_growing_cluster_is_waited_for_then_given_up_on(tmp_path):
         )
 
 
-# --- the k8s manifests ------------------------------------------------------------------------------------
-ENTRYPOINT_ANNOTATION = "netgpt.io/plan-entrypoint"
-
-
-def _quantity(text: str | int | float) -> float:
-    """A Kubernetes quantity (`32`, `500m`, `16Gi`, `1G`) as a number."""
-    text = str(text)
-    suffixes = {"m": 1e-3, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "K": 1e3, "M": 1e6, "G": 1e9}
-    for suffix, factor in sorted(suffixes.items(), key=lambda item: -len(item[0])):
-        if text.endswith(suffix):
-            return float(text[: -len(suffix)]) * factor
-    return float(text)
-
-
-def _pod(group: dict) -> dict[str, float]:
-    """What Ray sees of one pod of a group: CPUs (`num-cpus` when set), GPUs, and its memory split as Ray
-    does by default: 30 % object store (at most 200 GB), the rest the `memory` resource."""
-    container = group["template"]["spec"]["containers"][0]
-    requests = container.get("resources", {}).get("requests", {})
-    params = group.get("rayStartParams", {})
-    memory = _quantity(requests.get("memory", 0))
-    store = min(0.3 * memory, 200e9)
-    return {
-        "CPU": _quantity(params.get("num-cpus", requests.get("cpu", 0))),
-        "GPU": _quantity(params.get("num-gpus", requests.get("nvidia.com/gpu", 0))),
-        "memory": memory - store,
-        "object_store_memory": store,
-    }
-
-
-def _manifests() -> list[tuple[str, dict]]:
-    found = []
-    for path in sorted((REPO / "k8s").glob("*.yaml")):
-        for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")):
-            if doc and doc.get("kind") in ("RayJob", "RayCluster"):
-                found.append((f"{path.name}:{doc['kind']}", doc))
-    return found
-
-
-@pytest.mark.parametrize("name, doc", _manifests(), ids=[name for name, _ in _manifests()])
-def test_k8s_manifests_fit_their_run(name, doc, qwen2_7b_dir):
-    if doc["kind"] == "RayJob":
-        entrypoint, cluster = doc["spec"]["entrypoint"], doc["spec"]["rayClusterSpec"]
-    else:
-        annotations = doc["metadata"].get("annotations", {})
-        assert ENTRYPOINT_ANNOTATION in annotations, f"{name}: say which run it is sized for"
-        entrypoint, cluster = annotations[ENTRYPOINT_ANNOTATION], doc["spec"]
-    words = shlex.split(entrypoint)
-    preset = words[words.index("--config") + 1]
-    overrides = [w for w in words if "=" in w and not w.startswith("-")]
-    config = load_config(preset, [*overrides, f"model.llm_path={qwen2_7b_dir}"])
-    plan = ResourcePlan.of(config)
-
-    pods = [(_pod(cluster["headGroupSpec"]), 1)]
-    pods += [(_pod(group), int(group.get("replicas", 1))) for group in cluster["workerGroupSpecs"]]
-    total = {key: sum(pod[key] * count for pod, count in pods) for key in pods[0][0]}
-    shortfalls = plan.check(total)
-    assert not shortfalls, f"{name}: the run " + "; ".join(s.message() for s in shortfalls)
-    # Sampler actors start before the Train workers and may all land on a GPU pod, and Ray Data's read tasks
-    # run anywhere: the pod's Train workers must still find their CPUs there.
-    for pod, _ in pods:
-        if pod["GPU"]:
-            workers = pod["GPU"] * plan.cpus_per_worker
-            samplers = plan.num_samplers * plan.sampler_num_cpus + DATA_READ_CPUS
-            assert workers + samplers <= pod["CPU"], (
-                f"{name}: a GPU pod has {pod['CPU']:g} CPU, its {pod['GPU']:g} Train workers need "
-                f"{workers:g} and the sampler actors may take {samplers:g} there first"
-            )
+# The k8s manifests: tests/k8s/test_plan_fits.py renders each overlay and checks its run's plan fits it.
 
 
 def test_train_fails_before_building_anything_on_a_short_cluster(tmp_path, monkeypatch):
