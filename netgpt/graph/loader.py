@@ -41,15 +41,12 @@ from __future__ import annotations
 
 import pickle
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import ray
 import ray.data
 import ray.train
@@ -57,113 +54,15 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from torch_geometric.data import HeteroData
 
 from netgpt.config import GraphConfig
+from netgpt.graph.plan import EpochPlan, StreamShape, sample_batches, split_seeds
 from netgpt.graph.sampler import NeighborSampler
-from netgpt.graph.store import BOOK_FILE, StoreError, open_partition, read_meta
-
-
-def _split_seeds(store_dir: str, split: str) -> tuple[np.ndarray, ...]:
-    """Sorted seed sample ids of `split`, one array per partition (cached until the store changes)."""
-    path = Path(store_dir) / BOOK_FILE
-    return _read_split_seeds(store_dir, split, path.stat().st_mtime_ns if path.exists() else 0)
-
-
-@lru_cache(maxsize=16)
-def _read_split_seeds(store_dir: str, split: str, _version: int) -> tuple[np.ndarray, ...]:
-    meta = read_meta(store_dir)
-    path = Path(store_dir) / BOOK_FILE
-    try:
-        book = pq.read_table(path, filters=pc.field("split") == split)
-    except Exception as error:
-        raise StoreError(f"{path}: damaged or missing partition book ({error})") from None
-    sample_ids = book["sample_id"].to_numpy()
-    partition = book["partition"].to_numpy()
-    return tuple(np.sort(sample_ids[partition == p]) for p in range(len(meta["partitions"])))
+from netgpt.graph.store import StoreError, open_partition, read_meta
 
 
 def stream_name(split: str, stage: str) -> str:
     """The Train dataset name of `stage`'s stream of `split` (`train_<stage>`, `val_<stage>`,
     `test_<stage>`): the driver names the datasets and the workers ask for them with it."""
     return f"{split}_{stage}"
-
-
-def cut_batches(seeds_per_partition: Sequence[int], batch_size: int, multiple: int, what: str) -> np.ndarray:
-    """Batches cut from each partition's seeds per epoch (at most `batch_size` seeds each); their sum is a
-    multiple of `multiple`. `what` names the seeds in errors."""
-    sizes = np.asarray(seeds_per_partition, dtype=np.int64)
-    if sizes.sum() < multiple:
-        raise ValueError(
-            f"{what} has {int(sizes.sum())} seeds, fewer than the {multiple} batches of one step over all "
-            "workers (each needs a batch)"
-        )
-    counts = -(-sizes // batch_size)
-    for _ in range(int(-counts.sum() % multiple)):
-        # One more (smaller) batch where batches are fullest; a loop over at most multiple - 1 steps.
-        fullness = np.where(sizes > counts, sizes / np.maximum(counts, 1), -1.0)
-        counts[int(np.argmax(fullness))] += 1
-    return counts
-
-
-@dataclass(frozen=True)
-class StreamShape:
-    """What a worker needs to count a stream's batches without reading the store, handed over by the driver:
-    its split, batch size and the split's seeds in each partition."""
-
-    split: str
-    batch_size: int
-    seeds_per_partition: tuple[int, ...]
-
-    def batches_per_epoch(self, multiple: int) -> int:
-        """Batches of one epoch over all ranks in the plan cut for `multiple` (as the stream cuts it)."""
-        what = f"split {self.split!r}"
-        return int(cut_batches(self.seeds_per_partition, self.batch_size, multiple, what).sum())
-
-
-@dataclass(frozen=True)
-class EpochPlan:
-    """Which seeds form which batch, and which rank gets it, for every epoch of one stream."""
-
-    store_dir: str
-    split: str
-    batch_size: int
-    epochs: int
-    shuffle: bool
-    seed: int
-    multiple: int = 1
-    """The batch count per epoch is a multiple of this (a stage's micro-batches per step over all ranks);
-    every world size that divides it consumes the plan in lock step."""
-
-    def batches_per_partition(self) -> np.ndarray:
-        """Batches cut from each partition's seeds per epoch; their sum is a multiple of `multiple`."""
-        sizes = [len(s) for s in _split_seeds(self.store_dir, self.split)]
-        return cut_batches(sizes, self.batch_size, self.multiple, f"split {self.split!r} of {self.store_dir}")
-
-    def batches_per_epoch(self) -> int:
-        return int(self.batches_per_partition().sum())
-
-    def batches_per_rank(self, world_size: int) -> int:
-        """Batches each of `world_size` ranks receives per epoch; the world size must divide the count."""
-        per_epoch = self.batches_per_epoch()
-        if per_epoch % world_size:
-            raise ValueError(
-                f"split {self.split!r}: {per_epoch} batches per epoch (a multiple of {self.multiple}) cannot "
-                f"be shared by {world_size} workers in lock step; use a worker count that divides "
-                f"{self.multiple}"
-            )
-        return per_epoch // world_size
-
-    def epoch(self, epoch: int) -> list[tuple[int, np.ndarray]]:
-        """The epoch's batches in order: (partition, seed sample ids); the same for every world size."""
-        rng = np.random.default_rng([self.seed, epoch])
-        batches = []
-        for partition, (seeds, count) in enumerate(
-            zip(_split_seeds(self.store_dir, self.split), self.batches_per_partition(), strict=True)
-        ):
-            ordered = rng.permutation(seeds) if self.shuffle else seeds
-            if count:
-                batches += [(partition, chunk) for chunk in np.array_split(ordered, count)]
-        if self.shuffle:
-            batches = [batches[i] for i in rng.permutation(len(batches))]
-        return batches
 
 
 @ray.remote
@@ -191,42 +90,22 @@ class SamplerActor:
         return ray.get_runtime_context().get_node_id()
 
 
-def rank_positions(start: int, rank: int, world_size: int, rows: np.ndarray) -> np.ndarray:
-    """Global positions of rows `rows` of rank `rank`'s stream begun at global position `start`."""
-    return start + rank + world_size * rows
-
-
-@lru_cache(maxsize=4)
-def _epoch_batches(plan: EpochPlan, epoch: int) -> list[tuple[int, np.ndarray]]:
-    return plan.epoch(epoch)
-
-
-def _sample_batches(
-    rows: dict[str, np.ndarray],
+def _rank_stream(
     plan: EpochPlan,
     actors: list[list[Any]],
     rank: int,
     world_size: int,
-    start: int,
-) -> dict[str, Any]:
-    """Ray Data UDF: rows of one rank's stream -> batches sampled by the partitions' sampler actors."""
-    per_epoch = plan.batches_per_epoch()
-    positions = rank_positions(start, rank, world_size, rows["id"].astype(np.int64))
-    epochs = positions // per_epoch
-    refs = []
-    for position, epoch in zip(positions.tolist(), epochs.tolist(), strict=True):
-        j = position - epoch * per_epoch
-        partition, seeds = _epoch_batches(plan, epoch)[j]
-        replicas = actors[partition]
-        refs.append(replicas[j % len(replicas)].sample.remote(seeds, (plan.seed, epoch, j)))
-    return {"epoch": epochs, "position": positions, "batch": np.array(ray.get(refs), dtype=object)}
-
-
-def _rank_stream(
-    plan: EpochPlan, actors: list[list[Any]], rank: int, world_size: int, buffer_mb: float, start: int = 0
+    buffer_mb: float,
+    start: int = 0,
+    block_batches: int = 8,
 ) -> ray.data.Dataset:
     """Rank `rank`'s stream from global position `start` on (row `i` is position `start + rank + i *
-    world_size`), holding at most `buffer_mb` of sampled batches ahead of its consumer."""
+    world_size`), holding at most `buffer_mb` of sampled batches ahead of its consumer.
+
+    Each Ray Data block (one task) carries `block_batches` batches, their sampling spread over the sampler
+    actors: Ray Data's cost is per task (tens of milliseconds of CPU for scheduling, logging and memory
+    accounting), which blocks of one or two batches of a few milliseconds' sampling made the largest cost of
+    a CPU step."""
     total = plan.epochs * world_size * plan.batches_per_rank(world_size)
     if not 0 <= start <= total or start % world_size:
         raise ValueError(
@@ -234,16 +113,16 @@ def _rank_stream(
             f"{total} batches ({plan.epochs} epochs) and begin together at a multiple of {world_size}"
         )
     rows = (total - start) // world_size
-    in_flight = max(1, sum(len(r) for r in actors))
-    stream = ray.data.range(rows, override_num_blocks=max(1, rows // in_flight))
+    stream = ray.data.range(rows, override_num_blocks=max(1, -(-rows // block_batches)))
     stream = stream.map_batches(
-        _sample_batches,
+        sample_batches,
         fn_kwargs={"plan": plan, "actors": actors, "rank": rank, "world_size": world_size, "start": start},
-        batch_size=in_flight,
+        batch_size=block_batches,
         compute=ray.data.TaskPoolStrategy(size=2),
         num_cpus=0,
         batch_format="numpy",
     )
+    stream.context.enable_progress_bars = False
     options = stream.context.execution_options
     options.preserve_order = True
     options.resource_limits = options.resource_limits.copy(object_store_memory=buffer_mb * 1e6)
@@ -308,7 +187,7 @@ class GraphStreams:
 
     def shape(self, split: str, batch_size: int) -> StreamShape:
         """The shape of a stream of `split` in batches of `batch_size`, for workers to count its batches."""
-        seeds = _split_seeds(self.store_dir, split)
+        seeds = split_seeds(self.store_dir, split)
         return StreamShape(split, batch_size, tuple(len(s) for s in seeds))
 
     def sampler_nodes(self) -> list[str]:
@@ -390,7 +269,7 @@ class GraphDataConfig(ray.train.DataConfig):
 
 def split_size(store_dir: str | Path, split: str) -> int:
     """Seed samples of `split` in the store."""
-    return sum(len(seeds) for seeds in _split_seeds(str(store_dir), split))
+    return sum(len(seeds) for seeds in split_seeds(str(store_dir), split))
 
 
 def num_batches_per_rank(

@@ -23,7 +23,8 @@ import torch.distributed as dist
 from netgpt.config import NetGPTConfig, StageConfig
 from netgpt.evaluate.rate import rate_batch
 from netgpt.evaluate.scoring import as_rows, score_rows
-from netgpt.graph.loader import StreamShape, graph_dataset_shard, iter_graph_batches, stream_name
+from netgpt.graph.loader import graph_dataset_shard, iter_graph_batches, stream_name
+from netgpt.graph.plan import StreamShape
 from netgpt.metrics import Metrics
 from netgpt.train.checkpoint import (
     FINAL_METRICS,

@@ -14,14 +14,13 @@ import ray
 from netgpt.data.schema import SAMPLES_FILE
 from netgpt.graph.build import build_graph
 from netgpt.graph.loader import (
-    EpochPlan,
     GraphStreams,
     iter_graph_batches,
     num_batches_per_rank,
-    rank_positions,
     split_size,
     stream_name,
 )
+from netgpt.graph.plan import EpochPlan, rank_positions
 
 
 @pytest.fixture(scope="module")

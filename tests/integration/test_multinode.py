@@ -21,7 +21,7 @@ import pytest
 from netgpt.config import to_yaml
 from netgpt.convert.errors import ConvertError
 from netgpt.convert.locate import latest_registered
-from netgpt.graph.loader import EpochPlan
+from netgpt.graph.plan import EpochPlan
 from netgpt.train.checkpoint import STATE_FILE
 
 pytestmark = pytest.mark.integration

@@ -72,7 +72,7 @@ def _tables(work: Path, videos: int) -> Path:
 
 
 def _seed_batches(store: Path, batch_size: int, count: int) -> list[np.ndarray]:
-    from netgpt.graph.loader import EpochPlan
+    from netgpt.graph.plan import EpochPlan
 
     plan = EpochPlan(str(store), "train", batch_size, 1, True, 0)
     return [seeds for _, seeds in plan.epoch(0)[: count + 1]]
