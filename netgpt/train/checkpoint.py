@@ -42,6 +42,8 @@ import ray.train
 import torch
 import torch.distributed as dist
 
+from netgpt.config import RETIRED_KEYS
+
 DS_TAG = "ds"
 STATE_FILE = "trainer_state.json"
 FINAL_METRICS = "final_metrics.json"
@@ -190,8 +192,10 @@ def settings_changes(recorded: dict[str, Any], current: dict[str, Any]) -> list[
 def check_resume(state: TrainerState, settings: dict[str, Any], stages, world_size: int) -> None:
     """Refuse a checkpoint whose fingerprinted settings changed, or whose remaining stages' global batches
     the new world size cannot share; both with what to do about it."""
-    if state.fingerprint and state.fingerprint != fingerprint(settings):
-        changes = settings_changes(state.settings, settings)
+    # keys a later netgpt retired are not changes: a checkpoint that recorded them still resumes
+    recorded = {key: value for key, value in state.settings.items() if key not in RETIRED_KEYS}
+    if state.fingerprint and fingerprint(settings) not in (state.fingerprint, fingerprint(recorded)):
+        changes = settings_changes(recorded, settings)
         raise ResumeRefused(
             "cannot resume: settings changed since the checkpoint was written: "
             + "; ".join(changes or ["(fingerprint differs)"])

@@ -22,7 +22,7 @@ def overrides(world, fanouts: str) -> list[str]:
         f"data.tables_dir={cfg.data.tables_dir}",
         f"graph.store_dir={cfg.graph.store_dir}",
         f"graph.fanouts={fanouts}",
-        "model.num_layers=2",
+        f"model.num_layers={fanouts.count(',') + 1}",  # the config's own rule: one layer per hop
     ]
 
 
