@@ -519,7 +519,8 @@ class TrainConfig:
     """Custom Ray resources each Train worker requests besides its CPUs and GPU, e.g. `{netgpt_train: 1}`:
     the workers then run only on nodes started with that resource (`ray start --resources`)."""
     ds_config: str = "ds_configs/zero3.json"
-    """DeepSpeed JSON (relative to the driver's cwd, else to the repository root); its "auto" values are
+    """DeepSpeed JSON (relative to the driver's cwd, else to the package, which ships `ds_configs/zero3.json`,
+    `zero3_offload.json` and `zero2.json`); its "auto" values are
     filled from this config. The driver reads it and sends the workers its content."""
     bf16: str = "auto"
     """`auto` (bf16 on GPU, fp32 on CPU), `true` or `false`."""
