@@ -8,6 +8,8 @@ line on stderr and an exit status per kind; anything else is a bug and keeps its
 from __future__ import annotations
 
 import argparse
+import os
+import socket
 import sys
 import textwrap
 import traceback
@@ -96,6 +98,29 @@ def package_version() -> str:
         return metadata.version("netgpt")
     except metadata.PackageNotFoundError:
         return "unknown (run from a source tree that is not installed)"
+
+
+RAY_PROBE_TIMEOUT_S = 10.0
+"""How long a Ray cluster's address may take to accept a TCP connection before it counts as absent."""
+
+
+def check_ray_address(address: str | None) -> None:
+    """Raise `ConnectionError` at once when nothing listens at a Ray cluster's `host:port` (or
+    `ray://host:port`): `ray.init` retries an absent cluster for many minutes (here: over ten) before it
+    gives up. `auto`, `local`, no address and other schemes are left to Ray."""
+    if not address or address in ("auto", "local"):
+        return
+    host_port = address.removeprefix("ray://")
+    host, colon, port = host_port.rpartition(":")
+    if "://" in host_port or not colon or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=RAY_PROBE_TIMEOUT_S).close()
+    except OSError as error:
+        raise ConnectionError(
+            f"no Ray cluster answers at {address} ({error.strerror or error}); start one there, or unset "
+            "RAY_ADDRESS to run on a local one"
+        ) from None
 
 
 # ---------------------------------------------------------------------------------------------- arguments
@@ -335,8 +360,6 @@ def _run_predict(args: argparse.Namespace) -> int:
 def _run_plan(args: argparse.Namespace) -> int:
     """The run's resource plan as a table; when a cluster is given (--address or RAY_ADDRESS) and lacks
     some of it, an `InsufficientResources` error."""
-    import os
-
     from rich.console import Console
     from rich.table import Table
 
@@ -358,6 +381,7 @@ def _run_plan(args: argparse.Namespace) -> int:
         return 0
     import ray
 
+    check_ray_address(address)
     ray.init(address=address, log_to_driver=False)
     shortfalls = plan.check(ray.cluster_resources())
     if shortfalls:
@@ -592,6 +616,7 @@ def run(args: argparse.Namespace, prog: str | None = None) -> int:
             from netgpt.ray_version import check_ray_version
 
             check_ray_version()
+            check_ray_address(os.environ.get("RAY_ADDRESS"))
         return command.run(args)
     except Exception as error:
         kind = exit_code_of(error)

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import socket
 import subprocess
 import sys
+import time
 from importlib import metadata
 from pathlib import Path
 
@@ -154,3 +156,33 @@ def test_ray_job_scripts_take_their_commands_options():
             [sys.executable, "-m", "netgpt.cli", "train", "--help"], capture_output=True, text=True, cwd=ROOT
         ).stdout
     )
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_an_absent_cluster_is_one_line_at_once(monkeypatch, capsys):
+    address = f"127.0.0.1:{_free_port()}"  # nothing listens there
+    started = time.monotonic()
+    assert cli.main(["plan", "--address", address]) == 9
+    assert capsys.readouterr().err.startswith(f"netgpt plan: error: no Ray cluster answers at {address}")
+    monkeypatch.setenv("RAY_ADDRESS", f"ray://{address}")
+    assert cli.main(["train", "--config", "demo"]) == 9
+    assert capsys.readouterr().err.startswith(
+        f"netgpt train: error: no Ray cluster answers at ray://{address}"
+    )
+    assert time.monotonic() - started < 30
+
+
+def test_a_listening_address_passes_the_probe():
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        cli.check_ray_address(f"127.0.0.1:{port}")
+        cli.check_ray_address(f"ray://127.0.0.1:{port}")
+    for left_to_ray in (None, "", "auto", "local", "http://127.0.0.1:8265"):
+        cli.check_ray_address(left_to_ray)

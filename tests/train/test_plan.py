@@ -346,6 +346,9 @@ def test_train_fails_before_building_anything_on_a_short_cluster(tmp_path, monke
 def test_plan_command_exits_9_when_the_given_cluster_is_short(tmp_path, monkeypatch, capsys):
     import ray
 
+    from netgpt import cli
+
+    monkeypatch.setattr(cli, "check_ray_address", lambda address: None)  # no cluster at ray://head:10001
     monkeypatch.setattr(ray, "init", lambda **kwargs: None)
     monkeypatch.setattr(ray, "cluster_resources", lambda: {**BIG, "GPU": 0})
     overrides = ["train.use_gpu=true", f"graph.store_dir={tmp_path / 'no_store'}"]
