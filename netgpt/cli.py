@@ -624,7 +624,11 @@ def run(args: argparse.Namespace, prog: str | None = None) -> int:
             raise
         if getattr(args, "debug", False):
             traceback.print_exc()
-        message = str(error).strip().replace("\n", " ") or type(error).__name__
+        # raised in a Ray task or actor, the error arrives as RayTaskError(X), a subclass of X whose text
+        # is the remote traceback; the error itself is its `cause`
+        cause = getattr(error, "cause", None)
+        shown = cause if isinstance(cause, BaseException) else error
+        message = str(shown).strip().replace("\n", " ") or type(shown).__name__
         print(f"{prog or 'netgpt ' + command.name}: error: {message}", file=sys.stderr)
         return kind.code
 

@@ -87,6 +87,23 @@ def test_a_user_error_is_one_line_and_its_code_and_debug_adds_the_traceback(kind
         assert "Traceback" in err and err.endswith("netgpt config: error: what went wrong and where\n")
 
 
+def test_an_error_raised_in_a_ray_actor_is_its_cause_in_one_line(monkeypatch, capsys):
+    from ray.exceptions import RayTaskError
+
+    from netgpt.graph.store import StoreError
+
+    def fail(args: argparse.Namespace) -> int:
+        raise RayTaskError(
+            "sample", "Traceback (most recent call last):\n  ...", StoreError("x: damaged")
+        ).as_instanceof_cause()
+
+    monkeypatch.setattr(
+        cli, "COMMANDS", (cli.Command("config", "", "", "", cli._config_only_arguments, fail),)
+    )
+    assert cli.main(["config"]) == 6
+    assert capsys.readouterr().err == "netgpt config: error: x: damaged\n"
+
+
 def test_an_unexpected_error_keeps_its_traceback(monkeypatch):
     def fail(args: argparse.Namespace) -> int:
         raise ZeroDivisionError("a bug")
