@@ -89,7 +89,10 @@ def exit_code_of(error: BaseException) -> ExitCode | None:
 EXIT_CODES_HELP = "exit status:\n  0   done\n  1   an unexpected error (a bug: its traceback is printed)\n"
 EXIT_CODES_HELP += f"  {USAGE_EXIT}   the command line itself (unknown option, missing argument)\n"
 EXIT_CODES_HELP += "".join(f"  {code.code:<3} {code.kind}\n" for code in EXIT_CODES)
-EXIT_CODES_HELP += "Errors of kinds 3-10 are one line on stderr; --debug adds the traceback."
+EXIT_CODES_HELP += (
+    f"Errors of kinds {EXIT_CODES[0].code}-{EXIT_CODES[-1].code} are one line on stderr; --debug adds the "
+    "traceback."
+)
 
 
 def package_version() -> str:
@@ -126,11 +129,11 @@ def check_ray_address(address: str | None) -> None:
 # ---------------------------------------------------------------------------------------------- arguments
 
 
-def _add_config_args(parser: argparse.ArgumentParser, default: str | None = "demo") -> None:
+def _add_config_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config",
-        default=default,
-        help=f"preset (demo, small, small_zh, xs_video, xs_video_paper) or a YAML file (default: {default})",
+        default="demo",
+        help="preset (demo, small, small_zh, xs_video, xs_video_paper) or a YAML file (default: demo)",
     )
     parser.add_argument(
         "overrides",
