@@ -297,7 +297,9 @@ def _run_prepare(args: argparse.Namespace) -> int:
 def _run_build_graph(args: argparse.Namespace) -> int:
     from netgpt.graph.build import build_graph
 
-    config = _config_of(args, [f"graph.content_file={args.content}"] if args.content else [])
+    config = _config_of(args)
+    if args.content:  # a value, not a dotted override: a path is not parsed as YAML
+        config.graph = replace(config.graph, content_file=args.content)
     summary = build_graph(config.data.tables_dir, config.graph, config.graph.store_dir, config=config)
     _print_json(summary)
     content = summary["content_vectors"]
