@@ -582,9 +582,9 @@ def _add_command(commands: Any, command: Command) -> argparse.ArgumentParser:
     return parser
 
 
-def build_parser(prog: str = "netgpt") -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog=prog,
+        prog="netgpt",
         description=DESCRIPTION,
         epilog=f"{WORKFLOW}\n\n{EXIT_CODES_HELP}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
