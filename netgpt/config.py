@@ -11,14 +11,16 @@ OmegaConf, then instantiates the dataclasses, so a bad value fails in `__post_in
 from __future__ import annotations
 
 import copy
+import datetime
 import os
 import re
+import warnings
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from netgpt.atomic import write_text_atomic
@@ -34,8 +36,28 @@ def _check(condition: bool, key: str, rule: str, value: Any) -> None:
 
 
 def _is_name(text: str) -> bool:
-    """A name that becomes one path component: no separator, not `.` or `..`, not empty."""
-    return bool(text) and text not in (".", "..") and "/" not in text and "\\" not in text
+    """A name that becomes one path component: no separator, not `.` or `..`, not empty, no NUL."""
+    return bool(text) and text not in (".", "..") and not any(c in text for c in "/\\\0")
+
+
+def _check_output_folder(key: str, path: str) -> None:
+    """An output folder netgpt replaces or fills may not be the filesystem root, a folder directly under it
+    (`/etc`, `/data`: a mount point or the system's own) or the home folder: give a folder of its own."""
+    _check(bool(path), key, "a folder", path)
+    absolute = Path(os.path.abspath(os.path.expanduser(path)))
+    _check(
+        len(absolute.parts) > 2 and absolute != Path.home(),
+        key,
+        "a folder of its own, not the filesystem root, a top-level folder or the home folder "
+        "(e.g. /data/netgpt/graph)",
+        path,
+    )
+
+
+def _inside(inner: str, outer: str) -> bool:
+    """Whether folder `inner` is `outer` or lies under it (paths as given, made absolute; not resolved)."""
+    inner_abs, outer_abs = (Path(os.path.abspath(os.path.expanduser(p))) for p in (inner, outer))
+    return inner_abs == outer_abs or outer_abs in inner_abs.parents
 
 
 URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
@@ -60,7 +82,8 @@ class DataConfig:
     """Where the XS-Video tables come from and how they are split (docs/data.md#the-split)."""
 
     raw_path: str = ""
-    """The released XS-Video JSON file (or a synthetic one in the same format) that `prepare` imports."""
+    """The released XS-Video JSON file, a zip holding it, or a synthetic JSON in the same format: what
+    `netgpt prepare` imports when no `--input` is given."""
     tables_dir: str = "runs/demo/tables"
     """Folder of the imported parquet tables (`samples.parquet`, `comments.parquet`, `summary.json`)."""
     split_date: str = "2024-12-20"
@@ -77,12 +100,16 @@ class DataConfig:
     def __post_init__(self) -> None:
         _check(self.val_days >= 0, "data.val_days", "an integer >= 0", self.val_days)
         _check(self.synth_videos > 0, "data.synth_videos", "an integer > 0", self.synth_videos)
-        _check(
-            len(self.split_date) == 10 and self.split_date[4] == "-" and self.split_date[7] == "-",
-            "data.split_date",
-            "a date YYYY-MM-DD",
-            self.split_date,
-        )
+        _check(_is_iso_date(self.split_date), "data.split_date", "a date YYYY-MM-DD", self.split_date)
+        _check_output_folder("data.tables_dir", self.tables_dir)
+
+
+def _is_iso_date(text: str) -> bool:
+    try:
+        datetime.date.fromisoformat(text)
+    except ValueError:
+        return False
+    return len(text) == 10
 
 
 @dataclass
@@ -139,8 +166,6 @@ class GraphConfig:
     """Dimension of the video content vector (3,584 in the paper; zeros when no vectors are given)."""
     fanouts: list[int] = field(default_factory=lambda: [50, 51])
     """Neighbours sampled per relation at each layer, outermost layer first (-1 = all)."""
-    batch_size: int = 512
-    """Seed samples per sampled batch."""
     samplers_per_partition: int = 1
     """Sampler actors per partition."""
     relation_fanouts: dict[str, list[int]] = field(default_factory=dict)
@@ -155,10 +180,9 @@ class GraphConfig:
     """Object-store memory (MB) each rank's stream may fill with sampled batches ahead of its consumer; Ray
     Data stops sampling when it is full (backpressure). Batches are small when seeds are few (the LLM
     stages' micro-batches of 2): without a cap they would run ahead by whole epochs."""
-    seed: int = 0
-    """Seed of the sampler and of the per-epoch shuffle."""
 
     def __post_init__(self) -> None:
+        _check_output_folder("graph.store_dir", self.store_dir)
         _check(
             1 <= self.num_partitions <= MAX_PARTITIONS,
             "graph.num_partitions",
@@ -179,7 +203,6 @@ class GraphConfig:
             "a non-empty list of positive integers or -1",
             self.fanouts,
         )
-        _check(self.batch_size > 0, "graph.batch_size", "an integer > 0", self.batch_size)
         _check(
             self.samplers_per_partition >= 1,
             "graph.samplers_per_partition",
@@ -234,7 +257,8 @@ class ModelConfig:
     hidden_size: int = 1024
     """Hidden size of the graph encoder."""
     num_layers: int = 2
-    """Message-passing layers of the encoder (must equal the number of sampler fan-outs)."""
+    """Message-passing layers of the encoder: one per hop the sampler reaches, so as many as `graph.fanouts`
+    has entries (checked when the config is loaded)."""
     dropout: float = 0.0
     """Dropout inside the encoder and projector."""
     projector_layers: int = 2
@@ -275,6 +299,12 @@ class ModelConfig:
             self.num_graph_tokens,
         )
         _check(self.hgt_heads >= 1, "model.hgt_heads", "an integer >= 1", self.hgt_heads)
+        _check(
+            self.encoder != "hgt" or self.hidden_size % self.hgt_heads == 0,
+            "model.hgt_heads",
+            f"a divisor of model.hidden_size ({self.hidden_size}) with the hgt encoder",
+            self.hgt_heads,
+        )
         _check(
             self.prompt_language in ("en", "zh"),
             "model.prompt_language",
@@ -325,6 +355,13 @@ GRAPH_PATH = ("encoder", "projector")
 """Parts an LLM loss reaches only through the graph tokens."""
 
 
+def _active_parts(trainable: list[str], losses: dict[str, float], graph_tokens: bool) -> list[str]:
+    reached = {part for term in losses if term in LOSS_TERMS for part in LOSS_TERMS[term].parts}
+    if not graph_tokens:
+        reached -= set(GRAPH_PATH)
+    return [part for part in trainable if part in reached]
+
+
 @dataclass
 class StageConfig:
     """One stage of the curriculum (docs/model.md#the-curriculum), as data: what trains, on which losses,
@@ -365,10 +402,7 @@ class StageConfig:
     def active_parts(self) -> list[str]:
         """The parts that train: listed in `trainable` AND reached by one of the stage's losses (a part that
         is trainable but unreached would get no gradient and be stepped on stale optimizer state)."""
-        reached = {part for term in self.losses for part in LOSS_TERMS[term].parts}
-        if not self.graph_tokens:
-            reached -= set(GRAPH_PATH)
-        return [part for part in self.trainable if part in reached]
+        return _active_parts(self.trainable, self.losses, self.graph_tokens)
 
     def predictions(self) -> list[str]:
         """What the stage's model predicts and is scored on: what its losses train, and the graph head
@@ -410,6 +444,13 @@ class StageConfig:
             f"{key}.graph_tokens",
             "true: graph_regression trains the graph encoder, which a stage without graph tokens leaves out",
             self.graph_tokens,
+        )
+        _check(
+            bool(self.active_parts()),
+            f"{key}.trainable",
+            f"at least one part that the losses {list(self.losses)} reach"
+            + ("" if self.graph_tokens else " without graph tokens (not the encoder or projector)"),
+            self.trainable,
         )
         _check(self.epochs >= 1, f"{key}.epochs", "an integer >= 1", self.epochs)
         _check(self.max_steps >= 0, f"{key}.max_steps", "an integer >= 0", self.max_steps)
@@ -481,7 +522,8 @@ class TrainConfig:
     """Custom Ray resources each Train worker requests besides its CPUs and GPU, e.g. `{netgpt_train: 1}`:
     the workers then run only on nodes started with that resource (`ray start --resources`)."""
     ds_config: str = "ds_configs/zero3.json"
-    """DeepSpeed JSON (relative to the driver's cwd, else to the repository root); its "auto" values are
+    """DeepSpeed JSON (relative to the driver's cwd, else to the package, which ships `ds_configs/zero3.json`,
+    `zero3_offload.json` and `zero2.json`); its "auto" values are
     filled from this config. The driver reads it and sends the workers its content."""
     bf16: str = "auto"
     """`auto` (bf16 on GPU, fp32 on CPU), `true` or `false`."""
@@ -519,6 +561,7 @@ class TrainConfig:
                 "shared filesystem mounted at the same place on every node (a PVC or NFS mount, e.g. "
                 "/data/netgpt/runs)"
             )
+        _check_output_folder("train.storage_path", self.storage_path)
         _check(self.num_workers >= 1, "train.num_workers", "an integer >= 1", self.num_workers)
         _check(self.bf16 in ("auto", "true", "false"), "train.bf16", "'auto', 'true' or 'false'", self.bf16)
         _check(bool(self.stages), "train.stages", "at least one stage", self.stages)
@@ -562,25 +605,49 @@ class NetGPTConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
 
+    def __post_init__(self) -> None:
+        """Rules that span sections; each message names both keys."""
+        _check(
+            self.model.num_layers == len(self.graph.fanouts),
+            "model.num_layers",
+            f"one encoder layer per sampled hop: graph.fanouts {self.graph.fanouts} has "
+            f"{len(self.graph.fanouts)} entries (the store and the sampler reach that many hops)",
+            self.model.num_layers,
+        )
+        run_dir = os.path.join(self.train.storage_path, self.train.run_name)
+        folders = {
+            "data.tables_dir": self.data.tables_dir,
+            "graph.store_dir": self.graph.store_dir,
+            "train.storage_path/train.run_name": run_dir,
+        }
+        for key, folder in folders.items():
+            for other_key, other in folders.items():
+                # each is replaced or pruned as a whole: one inside another would delete the other's files
+                _check(
+                    key == other_key or not _inside(folder, other),
+                    key,
+                    f"a folder apart from {other_key} ({other}), not the same or inside it",
+                    folder,
+                )
+
 
 def llm_alone_variant(config: NetGPTConfig) -> NetGPTConfig:
     """The LLM-alone baseline of a curriculum: the same run without graph tokens, as its own run.
 
-    Its stages are the curriculum's LLM stages with `graph_tokens: false` and their LLM losses only (graph
-    pretraining trains nothing these prompts use, so it is dropped); same data, LLM, prompts and schedule,
-    run name `<run_name>_llm_alone`."""
+    Its stages are the curriculum's LLM stages with `graph_tokens: false` and their LLM losses only; a stage
+    that would train nothing without graph tokens (graph pretraining, an alignment of the projector alone)
+    is dropped. Same data, LLM, prompts and schedule, run name `<run_name>_llm_alone`."""
     variant = copy.deepcopy(config)
-    variant.train.stages = [
-        replace(
-            stage,
-            graph_tokens=False,
-            losses={term: weight for term, weight in stage.losses.items() if LOSS_TERMS[term].needs_llm},
-        )
-        for stage in config.train.stages
-        if stage.uses_llm
-    ]
+    variant.train.stages = []
+    for stage in config.train.stages:
+        losses = {term: weight for term, weight in stage.losses.items() if LOSS_TERMS[term].needs_llm}
+        if stage.uses_llm and _active_parts(stage.trainable, losses, graph_tokens=False):
+            variant.train.stages.append(replace(stage, graph_tokens=False, losses=losses))
     if not variant.train.stages:
-        raise ConfigError("train.stages: the LLM-alone baseline needs at least one stage that runs the LLM")
+        raise ConfigError(
+            "train.stages: the LLM-alone baseline needs at least one stage that runs the LLM and trains a "
+            "part of it"
+        )
     variant.train.run_name = f"{config.train.run_name}_llm_alone"
     return variant
 
@@ -623,17 +690,40 @@ def load_config(
     return config
 
 
+RETIRED_KEYS = {
+    "graph.batch_size": "nothing read it: each stage's micro_batch_size sets the seeds of a batch",
+    "graph.seed": "netgpt predict samples with train.seed, as training does",
+}
+"""Keys that older versions wrote into every saved `config.yaml` (next to tables, stores and runs): a YAML
+file that holds one still loads, with a warning, so that those folders stay readable."""
+
+
 def _load_yaml(path: Path) -> Any:
     """The preset's YAML; a file YAML cannot parse is a ConfigError naming the file, line and column."""
     import yaml
 
     try:
-        return OmegaConf.load(path)
+        loaded = OmegaConf.load(path)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
         raise ConfigError(f"config file {path}{where}: not valid YAML ({problem})") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            f"config file {path}: not UTF-8 text ({error.reason} at byte {error.start})"
+        ) from None
+    if not isinstance(loaded, DictConfig):
+        raise ConfigError(f"config file {path}: expected a mapping of sections (data, graph, ...) at the top")
+    for key, why in RETIRED_KEYS.items():
+        section, _, name = key.rpartition(".")
+        node = OmegaConf.select(loaded, section)
+        if isinstance(node, DictConfig) and name in node:
+            del node[name]
+            warnings.warn(
+                f"config file {path}: key {key!r} is no longer used and was ignored ({why})", stacklevel=3
+            )
+    return loaded
 
 
 def _explain(error: OmegaConfBaseException) -> str:

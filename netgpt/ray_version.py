@@ -44,11 +44,3 @@ def check_ray_version(installed: str | None = None) -> None:
             f"netgpt needs Ray {required}.x (the version it is tested with), installed is Ray {installed}; "
             f"{fix} (on a cluster: in the image every node runs)"
         )
-
-
-def require_tested_ray(program: str) -> None:
-    """For entry scripts: exit with one line naming both versions, before anything imports Ray Train."""
-    try:
-        check_ray_version()
-    except RayVersionError as error:
-        raise SystemExit(f"{program}: error: {error}") from None

@@ -10,31 +10,20 @@ report (on storage every node sees).
 
 from __future__ import annotations
 
-import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the working dir ships the package source
 
-from netgpt.config import load_config  # noqa: E402
-from netgpt.ray_version import require_tested_ray  # noqa: E402
+from netgpt.cli import command_parser, run  # noqa: E402
+
+PROG = "ray_jobs/evaluate.py"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", action="append", required=True, help="a NetGPT folder (repeatable)")
-    parser.add_argument("--config", default="demo", help="preset name (demo, xs_video) or a YAML path")
-    parser.add_argument("--out", help="write the JSON report here")
-    parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. evaluate.split=val")
-    args = parser.parse_args(argv)
-    require_tested_ray("ray_jobs/evaluate.py")
-    from netgpt.evaluate.run import evaluate_models, write_report  # after the check: it imports Ray
-
-    report = evaluate_models(load_config(args.config, args.overrides), args.model, show_progress=False)
-    print(report.markdown())
-    if args.out:
-        write_report(report, args.out)
-    return 0
+def main(argv: Sequence[str] | None = None) -> int:
+    """`netgpt evaluate`'s arguments, checks and errors (its exit codes), under this script's name."""
+    return run(command_parser("evaluate", PROG).parse_args(argv), prog=PROG)
 
 
 if __name__ == "__main__":

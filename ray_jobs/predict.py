@@ -11,11 +11,20 @@ tables are the config's `graph.store_dir` and `data.tables_dir`.
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the working dir ships the package source
 
-from netgpt.cli import main  # noqa: E402
+from netgpt.cli import command_parser, run  # noqa: E402
+
+PROG = "ray_jobs/predict.py"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`netgpt predict`'s arguments, checks and errors (its exit codes), under this script's name."""
+    return run(command_parser("predict", PROG).parse_args(argv), prog=PROG)
+
 
 if __name__ == "__main__":
-    sys.exit(main(["predict", *sys.argv[1:]]))
+    sys.exit(main())

@@ -14,44 +14,28 @@ cluster's size without a second number to keep in step.
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the working dir ships the package source
 
-from netgpt.config import load_config  # noqa: E402
-from netgpt.ray_version import require_tested_ray  # noqa: E402
+from netgpt.cli import command_parser, run  # noqa: E402
+
+PROG = "ray_jobs/train.py"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="demo", help="preset name (demo, xs_video) or a YAML path")
-    parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.num_workers=4")
-    parser.add_argument("--no-test", action="store_true", help="skip scoring the test split at the end")
+def main(argv: Sequence[str] | None = None) -> int:
+    """`netgpt train`'s arguments, checks and errors (its exit codes), under this script's name, plus
+    `--all-gpus`."""
+    parser = command_parser("train", PROG)
     parser.add_argument(
         "--all-gpus", action="store_true", help="one Train worker per GPU of the cluster (train.num_workers)"
     )
     args = parser.parse_args(argv)
-    require_tested_ray("ray_jobs/train.py")
-    from netgpt.convert import export_run  # after the check: these import Ray Train
-    from netgpt.train.run import train
-
-    overrides = list(args.overrides)
     if args.all_gpus:
-        overrides += [f"train.num_workers={_cluster_gpus()}", "train.use_gpu=true"]
-    config = load_config(args.config, overrides)
-    result = train(config, evaluate_test=not args.no_test)  # progress as plain lines in the job log
-    model = export_run(result.run_dir)
-    summary = {
-        "run_dir": str(result.run_dir),
-        "model": str(model),
-        "resumed_from": result.progress["resumed_from"],
-        **result.metrics,
-    }
-    print(json.dumps(summary, ensure_ascii=False))
-    return 0
+        args.overrides = [*args.overrides, f"train.num_workers={_cluster_gpus()}", "train.use_gpu=true"]
+    return run(args, prog=PROG)
 
 
 def _cluster_gpus() -> int:

@@ -77,7 +77,6 @@ def held_out_world(tmp_path_factory, ray_cluster):
         "graph.time_dim=4",
         "graph.content_dim=3",
         "graph.fanouts=[-1,-1]",
-        "graph.batch_size=8",
     ]
     config = load_config(
         "demo",

@@ -54,7 +54,7 @@ def test_a_missing_ray_is_refused(monkeypatch):
 
 def test_netgpt_train_stops_at_once_on_another_ray(monkeypatch, capsys):
     monkeypatch.setattr(ray_version, "installed_ray", lambda: "2.58.1")
-    assert cli.main(["train", "--config", "demo"]) == 2
+    assert cli.main(["train", "--config", "demo"]) == 10
     err = capsys.readouterr().err.strip()
     assert err.startswith("netgpt train: error: netgpt needs Ray 2.60.x") and "2.58.1" in err
     assert "\n" not in err

@@ -8,7 +8,7 @@
 2. Their graph is built against the store (`graph.store_dir`, built from `data.tables_dir`) by
    `netgpt.graph.extend`: the same neighbours and features a stored sample gets in training, causal (never a
    later crawl), in chunks of `chunk_size` new samples so that memory follows the chunk.
-3. Each batch of `batch_size` new samples is sampled with the config's fan-outs (seeded by `graph.seed` and
+3. Each batch of `batch_size` new samples is sampled with the config's fan-outs (seeded by `train.seed` and
    the batch's position in the input: same input, same ratings) and rated by `rate_batch`.
 4. One row per input sample goes to a parquet file, written to a temporary name and renamed (`OUTPUT_SCHEMA`).
 """
@@ -126,7 +126,7 @@ def predict(
                 )
                 for start in range(0, len(positions), batch_size):
                     chosen = positions[start : start + batch_size]
-                    rng = np.random.default_rng([config.graph.seed, int(chosen[0])])
+                    rng = np.random.default_rng([config.train.seed, int(chosen[0])])
                     batch = sampler.sample(new.internal_ids[chosen], rng)
                     for key, values in rate_batch(model, batch, builder, device, predictions).items():
                         rated.setdefault(key, []).extend(values)

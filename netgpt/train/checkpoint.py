@@ -42,6 +42,7 @@ import torch
 import torch.distributed as dist
 
 from netgpt.atomic import replace_directory, write_text_atomic
+from netgpt.config import RETIRED_KEYS
 from netgpt.train.best_swap import partial_of, publish_best, recover_best
 from netgpt.train.manifest import STATE_FILE, write_manifest
 from netgpt.train.rng_state import load_rng_state, save_rng_state
@@ -193,8 +194,10 @@ def settings_changes(recorded: dict[str, Any], current: dict[str, Any]) -> list[
 def check_resume(state: TrainerState, settings: dict[str, Any], stages, world_size: int) -> None:
     """Refuse a checkpoint whose fingerprinted settings changed, or whose remaining stages' global batches
     the new world size cannot share; both with what to do about it."""
-    if state.fingerprint and state.fingerprint != fingerprint(settings):
-        changes = settings_changes(state.settings, settings)
+    # keys a later netgpt retired are not changes: a checkpoint that recorded them still resumes
+    recorded = {key: value for key, value in state.settings.items() if key not in RETIRED_KEYS}
+    if state.fingerprint and fingerprint(settings) not in (state.fingerprint, fingerprint(recorded)):
+        changes = settings_changes(recorded, settings)
         raise ResumeRefused(
             "cannot resume: settings changed since the checkpoint was written: "
             + "; ".join(changes or ["(fingerprint differs)"])

@@ -1,4 +1,4 @@
-"""DeepSpeed JSON from `ds_configs/` with its "auto" values filled from the training config.
+"""DeepSpeed JSON (`ds_configs/` ships in the package) with its "auto" values filled from the training config.
 
 Batch sizes, learning rate, weight decay and clipping are said once, in `TrainConfig`/`StageConfig`; the JSON
 says only what is DeepSpeed's own business (ZeRO stage, offload, buckets). The values filled here are those of
@@ -24,18 +24,22 @@ def use_bf16(train: TrainConfig) -> bool:
     return train.use_gpu if train.bf16 == "auto" else train.bf16 == "true"
 
 
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+"""The installed `netgpt` folder: `ds_configs/zero3.json` names the JSON shipped in it, wherever it runs."""
+
+
 def _resolve(path: str | Path) -> Path:
     path = Path(path)
     if path.is_file():
         return path
-    shipped = Path(__file__).resolve().parents[2] / path
-    if shipped.is_file():
+    shipped = PACKAGE_DIR / path
+    if not path.is_absolute() and shipped.is_file():
         return shipped
     raise ConfigError(f"config key 'train.ds_config': DeepSpeed JSON {str(path)!r} not found")
 
 
 def read_ds_config(path: str | Path) -> dict[str, Any]:
-    """The DeepSpeed JSON at `path` (relative to the cwd, else to the repository root, which holds
+    """The DeepSpeed JSON at `path` (relative to the cwd, else to the installed package, which holds
     `ds_configs/`), "auto" values unfilled.
 
     The driver reads it and hands the content to the Train workers: on other nodes, a relative path (or a

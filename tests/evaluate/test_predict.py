@@ -22,7 +22,7 @@ def overrides(world, fanouts: str) -> list[str]:
         f"data.tables_dir={cfg.data.tables_dir}",
         f"graph.store_dir={cfg.graph.store_dir}",
         f"graph.fanouts={fanouts}",
-        "model.num_layers=2",
+        f"model.num_layers={fanouts.count(',') + 1}",  # the config's own rule: one layer per hop
     ]
 
 
@@ -160,9 +160,9 @@ def test_bad_input_names_file_sample_and_field_and_writes_nothing(
     assert str(caught.value).startswith(f"{path}: sample {key}: field '当前点赞量': expected a count >= 0")
     argv = ["predict", "--model", str(model_dir), "--input", str(path), "--out", str(out)]
     capsys.readouterr()
-    assert main([*argv, *overrides(held_out_world, "[3,3]")]) == 2
+    assert main([*argv, *overrides(held_out_world, "[3,3]")]) == 5  # bad data
     err = capsys.readouterr().err
-    assert err.strip().splitlines()[-1] == f"netgpt predict: {caught.value}"
+    assert err.strip().splitlines()[-1] == f"netgpt predict: error: {caught.value}"
     assert "Traceback" not in err
     assert list(out.parent.iterdir()) == []
 

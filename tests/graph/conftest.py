@@ -90,7 +90,6 @@ def small_graph_config(**overrides) -> GraphConfig:
         time_dim=4,
         content_dim=3,
         fanouts=[-1, -1],
-        batch_size=8,
     )
     values.update(overrides)
     return GraphConfig(**values)

@@ -9,6 +9,25 @@ import pytest
 
 from netgpt.config import NetGPTConfig, load_config
 
+HERE = Path(__file__).parent
+
+FIXTURE_BUDGET_S = {"ray_cluster": 30, "data_dir": 120, "baseline": 420}
+"""The most each session fixture takes to set up on 2 cores, with the fixtures it needs (`baseline`: the data,
+then a whole uninterrupted run)."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test's `timeout` marker states what its own work needs; the setup of the session fixtures it uses
+    is added here. pytest-timeout counts fixture setup, and a test selected alone (`pytest -k`) builds those
+    fixtures itself, where after another test it finds them built: both must pass."""
+    for item in items:
+        marker = item.get_closest_marker("timeout")
+        budgets = [FIXTURE_BUDGET_S[name] for name in item.fixturenames if name in FIXTURE_BUDGET_S]
+        if marker is None or not marker.args or not budgets or HERE not in item.path.parents:
+            continue
+        item.add_marker(pytest.mark.timeout(marker.args[0] + max(budgets)), append=False)
+
+
 TINY = [
     "data.synth_videos=120",
     "graph.fanouts=[5,5]",

@@ -100,7 +100,7 @@ def test_curriculum_across_nodes_survives_losing_the_train_node(cluster, data_di
     driver_cwd = tmp_path / "driver_cwd"
     driver_cwd.mkdir()
     # the DeepSpeed JSON named relative to the driver's cwd, which no worker shares
-    shutil.copy(REPO / "ds_configs" / "zero3.json", driver_cwd / "ds.json")
+    shutil.copy(REPO / "netgpt" / "ds_configs" / "zero3.json", driver_cwd / "ds.json")
     runs = tmp_path / "runs"
     config = make_config(data_dir, runs, "multinode", [*PLACEMENT, "train.ds_config=ds.json"])
     preset = tmp_path / "multinode.yaml"

@@ -36,7 +36,7 @@ def _weights(model_dir: Path) -> dict[str, torch.Tensor]:
     return tensors
 
 
-@pytest.mark.timeout(420)
+@pytest.mark.timeout(120)
 def test_three_stages_on_two_zero3_workers(baseline):
     config, result = baseline
     metrics = result.metrics

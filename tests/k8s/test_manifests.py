@@ -142,7 +142,7 @@ the tool reads its 2 MB CRD again for each document, 1.2 s a document in Python,
 # --- schemas ------------------------------------------------------------------------------------------------
 NEEDS_SHARED = pytest.mark.skipif(
     not (SHARED_TOOLS / "validate-k8s").exists(),
-    reason="the KubeRay CRD schemas and their validator (shared/tools, beside the repository) are absent here",
+    reason="the KubeRay CRD schemas and their validator (shared/tools beside the repo) are absent here",
 )
 
 

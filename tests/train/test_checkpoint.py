@@ -8,6 +8,7 @@ import pytest
 import ray.train
 import torch
 
+from netgpt.config import RETIRED_KEYS
 from netgpt.graph.types import feature_dims
 from netgpt.train import checkpoint
 from netgpt.train.checkpoint import (
@@ -181,6 +182,19 @@ def test_a_resume_with_changed_settings_is_refused_naming_them(make_tiny_config)
     assert f"train.stages[{changed.train.stages[1].name}].lr 0.002 -> 0.005" in message
     assert "store.train_seeds 100 -> 99" in message
     assert "train.num_workers" not in message and "checkpoint_every" not in message
+
+
+def test_a_checkpoint_that_recorded_retired_keys_still_resumes(make_tiny_config):
+    config = make_tiny_config()
+    settings = resume_settings(config, {"train": 100})
+    assert not set(RETIRED_KEYS) & set(settings)
+    recorded = {**settings, "graph.batch_size": 512, "graph.seed": 0}  # as a run of an older netgpt saved
+    state = TrainerState(batch_world_size=1, fingerprint=fingerprint(recorded), settings=recorded)
+    check_resume(state, settings, config.train.stages, world_size=1)
+    changed = {**settings, "model.hidden_size": 64}
+    with pytest.raises(ResumeRefused, match=r"model\.hidden_size 16 -> 64") as refused:
+        check_resume(state, changed, config.train.stages, world_size=1)
+    assert "graph.batch_size" not in str(refused.value)
 
 
 def test_a_worker_count_that_cannot_share_a_stage_step_is_refused(make_tiny_config):

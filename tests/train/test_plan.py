@@ -273,14 +273,20 @@ def test_train_fails_before_building_anything_on_a_short_cluster(tmp_path, monke
         run.train(_short_config(tmp_path), progress=object())
 
 
-def test_plan_command_exits_1_when_the_given_cluster_is_short(tmp_path, monkeypatch, capsys):
+def test_plan_command_exits_9_when_the_given_cluster_is_short(tmp_path, monkeypatch, capsys):
     import ray
 
+    from netgpt import cli
+
+    monkeypatch.setattr(cli, "check_ray_address", lambda address: None)  # no cluster at ray://head:10001
     monkeypatch.setattr(ray, "init", lambda **kwargs: None)
     monkeypatch.setattr(ray, "cluster_resources", lambda: {**BIG, "GPU": 0})
     overrides = ["train.use_gpu=true", f"graph.store_dir={tmp_path / 'no_store'}"]
-    assert cli_main(["plan", "--config", "demo", "--address", "ray://head:10001", *overrides]) == 1
-    assert "needs 2 GPU, the cluster has 0 GPU: 2 Train workers × 1 GPU" in capsys.readouterr().err
+    assert cli_main(["plan", "--config", "demo", "--address", "ray://head:10001", *overrides]) == 9
+    assert (
+        "netgpt plan: error: the run needs 2 GPU, the cluster has 0 GPU: 2 Train workers × 1 GPU"
+        in capsys.readouterr().err
+    )
     monkeypatch.setattr(ray, "cluster_resources", lambda: BIG)
     assert cli_main(["plan", "--config", "demo", "--address", "ray://head:10001", *overrides]) == 0
     assert "has what the plan needs" in capsys.readouterr().out

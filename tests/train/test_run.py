@@ -68,7 +68,7 @@ def test_storage_paths_that_are_not_uris_stay_paths(tmp_path):
 
 def test_netgpt_train_with_a_uri_fails_before_making_a_folder(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    assert cli_main(["train", "train.storage_path=s3://bucket/runs"]) == 2
+    assert cli_main(["train", "train.storage_path=s3://bucket/runs"]) == 3  # bad config
     err = capsys.readouterr().err.strip()
     assert err.startswith("netgpt train: error: config key 'train.storage_path': a URI is not supported")
     assert list(tmp_path.iterdir()) == []  # not the ./s3:/bucket/runs of a URI taken as a relative path

@@ -311,9 +311,9 @@ def init_process_group(device: torch.device, gpu_backend: str) -> None:
 
 
 def offload_json(folder: Path, adam: str) -> Path:
-    """`ds_configs/zero3_offload.json`, with torch's AdamW on the CPU unless `adam == "deepspeed"` (whose
-    CPU Adam is JIT-compiled on first use: 75-90 s on a 2-core machine)."""
-    source = REPO / "ds_configs" / "zero3_offload.json"
+    """`netgpt/ds_configs/zero3_offload.json`, with torch's AdamW on the CPU unless `adam == "deepspeed"`
+    (whose CPU Adam is JIT-compiled on first use: 75-90 s on a 2-core machine)."""
+    source = REPO / "netgpt" / "ds_configs" / "zero3_offload.json"
     if adam == "deepspeed":
         return source
     config = json.loads(source.read_text(encoding="utf-8"))
@@ -332,7 +332,9 @@ def build(group: Group, args: argparse.Namespace, device: torch.device, folder: 
 
     shape = SHAPES[group.shape]
     tiny = [f"model.tiny_llm.{key}={value}" for key, value in shape.items()]
-    ds_config = offload_json(folder, args.offload_adam) if group.offload else REPO / "ds_configs/zero3.json"
+    ds_config = (
+        offload_json(folder, args.offload_adam) if group.offload else REPO / "netgpt/ds_configs/zero3.json"
+    )
     config = load_config(
         None,
         [

@@ -46,7 +46,7 @@ def _arguments() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def _config(num_partitions: int, fanouts: list[int], batch_size: int):
+def _config(num_partitions: int, fanouts: list[int]):
     from netgpt.config import GraphConfig, TextEncoderConfig
 
     return GraphConfig(
@@ -55,7 +55,6 @@ def _config(num_partitions: int, fanouts: list[int], batch_size: int):
         time_dim=8,
         content_dim=16,
         fanouts=fanouts,
-        batch_size=batch_size,
     )
 
 
@@ -323,7 +322,7 @@ def main() -> None:
     for k in (1, 2, 4):
         stores[k] = work / f"store-{args.videos}-k{k}"
         started = time.perf_counter()
-        build_graph(tables, _config(k, args.fanouts, args.batch_size), stores[k])
+        build_graph(tables, _config(k, args.fanouts), stores[k])
         build_seconds[k] = round(time.perf_counter() - started, 2)
     ray.shutdown()
     meta = read_meta(stores[1])
