@@ -28,7 +28,6 @@ RUN pip install --no-cache-dir --index-url "${TORCH_INDEX_URL}" "$(grep '^torch=
     && rm -rf build netgpt.egg-info \
     && python -c "import torch, ray, deepspeed, netgpt; print(torch.__version__, ray.__version__)"
 
-# The job scripts and DeepSpeed configs: RayJobs ship this folder as their working_dir (the configs name
-# ds_configs/*.json relative to it).
+# The job scripts: RayJobs ship this folder as their working_dir. (The DeepSpeed configs ship inside the
+# package, netgpt/ds_configs/.)
 COPY --chown=1000:100 ray_jobs ./ray_jobs
-COPY --chown=1000:100 ds_configs ./ds_configs

@@ -16,7 +16,7 @@ import pytest
 import tomllib
 import yaml
 
-from netgpt.cli import _parser as cli_parser
+from netgpt.cli import build_parser as cli_parser
 from netgpt.config import load_config
 from netgpt.ray_version import TESTED_RAY
 
