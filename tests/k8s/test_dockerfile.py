@@ -51,7 +51,7 @@ def test_hadolint_finds_nothing(find_tool):
 
 def test_every_copied_path_exists_and_is_in_the_build_context():
     sources = _copied_sources()
-    assert {"constraints.txt", "pyproject.toml", "netgpt", "ray_jobs", "ds_configs"} <= set(sources)
+    assert {"constraints.txt", "pyproject.toml", "netgpt", "ray_jobs"} <= set(sources)
     for source in sources:
         assert (REPO / source).exists(), f"the Dockerfile copies {source}, which does not exist"
         assert not _ignored(source), f"the Dockerfile copies {source}, which .dockerignore leaves out"
