@@ -180,6 +180,10 @@ class GraphConfig:
     """Object-store memory (MB) each rank's stream may fill with sampled batches ahead of its consumer; Ray
     Data stops sampling when it is full (backpressure). Batches are small when seeds are few (the LLM
     stages' micro-batches of 2): without a cap they would run ahead by whole epochs."""
+    stream_block_batches: int = 8
+    """Batches per Ray Data block (one task) of a stream. Ray Data's cost is per task (tens of milliseconds of
+    CPU), so blocks of a few batches keep it below the sampling; a stream may run ahead by the buffer plus the
+    blocks in flight, so large batches want small blocks."""
 
     def __post_init__(self) -> None:
         _check_output_folder("graph.store_dir", self.store_dir)
@@ -219,6 +223,12 @@ class GraphConfig:
         _check(self.sampler_num_cpus > 0, "graph.sampler_num_cpus", "a number > 0", self.sampler_num_cpus)
         _check_custom_resources("graph.sampler_resources", self.sampler_resources)
         _check(self.stream_buffer_mb > 0, "graph.stream_buffer_mb", "a number > 0", self.stream_buffer_mb)
+        _check(
+            1 <= self.stream_block_batches <= 1024,
+            "graph.stream_block_batches",
+            "an integer in 1-1024",
+            self.stream_block_batches,
+        )
 
 
 @dataclass

@@ -100,7 +100,8 @@ def _rank_stream(
     block_batches: int = 8,
 ) -> ray.data.Dataset:
     """Rank `rank`'s stream from global position `start` on (row `i` is position `start + rank + i *
-    world_size`), holding at most `buffer_mb` of sampled batches ahead of its consumer.
+    world_size`), holding about `buffer_mb` of sampled batches ahead of its consumer (plus the blocks in
+    flight: Ray Data's backpressure counts whole blocks).
 
     Each Ray Data block (one task) carries `block_batches` batches, their sampling spread over the sampler
     actors: Ray Data's cost is per task (tens of milliseconds of CPU for scheduling, logging and memory
@@ -168,7 +169,14 @@ class GraphStreams:
         """The stream of `split` for one consumer; `data_config` re-cuts it per rank for Ray Train."""
         plan = EpochPlan(self.store_dir, split, batch_size, epochs, shuffle, seed)
         plan.batches_per_partition()
-        stream = _rank_stream(plan, self.actors, 0, 1, self.graph_cfg.stream_buffer_mb)
+        stream = _rank_stream(
+            plan,
+            self.actors,
+            0,
+            1,
+            self.graph_cfg.stream_buffer_mb,
+            block_batches=self.graph_cfg.stream_block_batches,
+        )
         name = f"netgpt-graph-{split}-{uuid.uuid4().hex[:8]}"
         stream.set_name(name)
         self._plans[name] = plan
@@ -177,7 +185,12 @@ class GraphStreams:
     def data_config(self, names: list[str]) -> GraphDataConfig:
         """The `dataset_config` for `TorchTrainer`: deterministic per-rank streams for these datasets."""
         return GraphDataConfig(
-            dict(self._plans), self.actors, self.starts, names, self.graph_cfg.stream_buffer_mb
+            dict(self._plans),
+            self.actors,
+            self.starts,
+            names,
+            self.graph_cfg.stream_buffer_mb,
+            self.graph_cfg.stream_block_batches,
         )
 
     def num_batches_per_rank(
@@ -240,12 +253,14 @@ class GraphDataConfig(ray.train.DataConfig):
         starts: Any,
         names: list[str],
         buffer_mb: float,
+        block_batches: int = 8,
     ) -> None:
         super().__init__(datasets_to_split=list(names))
         self._plans = plans
         self._actors = actors
         self._starts = starts
         self._buffer_mb = buffer_mb
+        self._block_batches = block_batches
 
     def configure(self, datasets, world_size, worker_handles, worker_node_ids, **kwargs):  # noqa: ANN001
         output: list[dict[str, Any]] = [{} for _ in range(world_size)]
@@ -258,7 +273,9 @@ class GraphDataConfig(ray.train.DataConfig):
             start, multiple = ray.get(self._starts.start.remote(name))
             plan = replace(plan, multiple=multiple or world_size)
             for rank in range(world_size):
-                stream = _rank_stream(plan, self._actors, rank, world_size, self._buffer_mb, start)
+                stream = _rank_stream(
+                    plan, self._actors, rank, world_size, self._buffer_mb, start, self._block_batches
+                )
                 output[rank][name] = stream.iterator()
         if others:
             rest = super().configure(others, world_size, worker_handles, worker_node_ids, **kwargs)

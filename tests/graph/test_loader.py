@@ -201,7 +201,9 @@ def test_positions_are_global_so_a_world_size_change_mid_epoch_sees_every_seed_o
 def test_the_stream_starts_before_the_epoch_is_sampled_and_runs_ahead_only_its_buffer(
     tables_dir, tmp_path_factory, ray_cluster, graph_config
 ) -> None:
-    cfg = graph_config(num_partitions=2, fanouts=[2, 2], stream_buffer_mb=0.5)
+    # blocks of 2 batches: how far a stream runs ahead is its buffer plus the blocks in flight (5 blocks of
+    # 8 of these 0.04 MB batches already exceed a quarter of the run)
+    cfg = graph_config(num_partitions=2, fanouts=[2, 2], stream_buffer_mb=0.5, stream_block_batches=2)
     store = tmp_path_factory.mktemp("buffer_store")
     build_graph(tables_dir, cfg, store)
     streams = GraphStreams(cfg, store)
