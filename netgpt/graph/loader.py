@@ -96,8 +96,8 @@ def _rank_stream(
     rank: int,
     world_size: int,
     buffer_mb: float,
-    start: int = 0,
-    block_batches: int = 8,
+    start: int,
+    block_batches: int,
 ) -> ray.data.Dataset:
     """Rank `rank`'s stream from global position `start` on (row `i` is position `start + rank + i *
     world_size`), holding about `buffer_mb` of sampled batches ahead of its consumer (plus the blocks in
@@ -175,6 +175,7 @@ class GraphStreams:
             0,
             1,
             self.graph_cfg.stream_buffer_mb,
+            start=0,
             block_batches=self.graph_cfg.stream_block_batches,
         )
         name = f"netgpt-graph-{split}-{uuid.uuid4().hex[:8]}"
@@ -253,7 +254,7 @@ class GraphDataConfig(ray.train.DataConfig):
         starts: Any,
         names: list[str],
         buffer_mb: float,
-        block_batches: int = 8,
+        block_batches: int,
     ) -> None:
         super().__init__(datasets_to_split=list(names))
         self._plans = plans
