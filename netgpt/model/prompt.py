@@ -12,6 +12,9 @@ Choices made here:
 - Pieces of the template and each field are tokenized separately and concatenated, so a long field can be cut
   to an exact token count and the graph token ids are placed exactly; training and generation use the same
   ids because the answer's tokens are always reserved in the budget.
+- The tokens every level's answer begins with (a tokenizer that splits digits writes " 7" as " " then "7")
+  end the prompt instead: the answer is then the level's own token(s), so the last prompt token is the one
+  whose next-token distribution is the level, and the regression head reads that very hidden state.
 - Rows are padded on the left, so generation appends to every row at the same position and the last prompt
   token of a prompt without answer is the last column. Position ids are derived from the attention mask.
 - No chat template: the LLM is fine-tuned on this plain template.
@@ -140,6 +143,9 @@ class PromptBuilder:
             self._pieces = [(text, name) for text, name in self._pieces if name != "graph"]
         self._literal_ids = {text: self._ids(text) for text, _ in self._pieces if text}
         self._answer_prefix = " " if None in self._spaced else ""
+        self._answer_lead = _common_prefix(
+            [self._ids(self._answer_prefix + answer_text(level)) for level in range(NUM_LEVELS)]
+        )
         bos = self.tokenizer.bos_token_id
         self._start_ids = [bos] if bos is not None and self.tokenizer("a")["input_ids"][:1] == [bos] else []
 
@@ -147,13 +153,19 @@ class PromptBuilder:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def answer_ids(self, level: float | int) -> list[int]:
-        return [*self._ids(self._answer_prefix + answer_text(level)), self.tokenizer.eos_token_id]
+        """The answer's tokens after the prompt (their lead, shared by every level, ends it), then eos."""
+        ids = self._ids(self._answer_prefix + answer_text(level))
+        lead = len(self._answer_lead)
+        if ids[:lead] != self._answer_lead:
+            raise ValueError(f"level {level}: its answer does not start with the tokens every level's does")
+        return [*ids[lead:], self.tokenizer.eos_token_id]
 
     def prompt_ids(self, fields: SeedFields) -> list[int]:
         """The prompt of one seed (without answer), cut to the budget that leaves room for the answer."""
         values = self._values(fields)
         field_ids = {name: self._ids(values[name]) for name in TRUNCATABLE}
-        fixed = len(self._start_ids) + sum(len(self._literal_ids.get(text, [])) for text, _ in self._pieces)
+        fixed = len(self._start_ids) + len(self._answer_lead)
+        fixed += sum(len(self._literal_ids.get(text, [])) for text, _ in self._pieces)
         for _, name in self._pieces:
             if name == "graph":
                 fixed += len(self.graph_ids)
@@ -176,7 +188,7 @@ class PromptBuilder:
                 ids += field_ids[name][: limits[name]]
             elif name is not None:
                 ids += self._ids(values[name])
-        return ids
+        return ids + self._answer_lead
 
     def encode(self, seed_fields: list[SeedFields], with_answer: bool) -> PromptBatch:
         rows, label_rows, last = [], [], []
@@ -215,6 +227,22 @@ def _field(fields: SeedFields, name: str):
     if name not in fields:
         raise KeyError(f"seed fields of sample {fields.get('sample_id', '?')}: missing field {name!r}")
     return fields[name]
+
+
+def _common_prefix(sequences: list[list[int]]) -> list[int]:
+    shared = 0
+    while all(len(ids) > shared and ids[shared] == sequences[0][shared] for ids in sequences):
+        shared += 1
+    return sequences[0][:shared]
+
+
+def template_words(language: str) -> list[str]:
+    """The text every prompt of `language` holds besides its fields: the template's literals, the platform
+    names and the "not shown" word. A tokenizer trained on the data's text alone never merges them (the
+    English template then costs ~380 byte tokens with the demo's BPE, ~160 with them)."""
+    literals = "".join(literal for literal, _, _, _ in string.Formatter().parse(TEMPLATES[language]))
+    platforms = PLATFORM_NAMES_EN.values() if language == "en" else PLATFORM_NAMES_EN
+    return [literals, *(" " + name for name in platforms), " " + NOT_SHOWN[language]]
 
 
 def _split_template(template: str) -> tuple[list[tuple[str, str | None]], set[str | None]]:

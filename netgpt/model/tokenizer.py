@@ -24,11 +24,16 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int) -> PreTrainedTokenize
     """A byte-level BPE trained on `texts`, with eos, pad and the graph tokens as special tokens.
 
     Byte-level, so any text (Chinese included) encodes without unknown tokens whatever the training texts.
+    Digits are always single tokens (as in Llama's and Qwen's tokenizers): a number is read digit by digit,
+    and the ten levels' answers are ten tokens that no merge can make differ in length (" 0" merged from
+    the template's "from 0" would make level 0 one token and level 1 two).
     """
     if vocab_size < 256 + len(GRAPH_TOKENS) + 2:
         raise ValueError(f"vocab_size: expected at least {256 + len(GRAPH_TOKENS) + 2} (bytes + specials)")
     bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
+    )
     bpe.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,

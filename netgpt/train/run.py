@@ -12,6 +12,7 @@ checkpoint (a damaged newer one is skipped with a message: `netgpt.train.registr
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import os
 from dataclasses import dataclass
@@ -60,6 +61,7 @@ def prepare_tokenizer(config: NetGPTConfig, run_dir: Path) -> Path:
 
     Written once per run; a resumed run reuses it, so the vocabulary never changes under a checkpoint."""
     from netgpt.model.llm import load_tokenizer
+    from netgpt.model.prompt import template_words
     from netgpt.model.tokenizer import train_tokenizer
 
     folder = run_dir / "tokenizer"
@@ -71,7 +73,12 @@ def prepare_tokenizer(config: NetGPTConfig, run_dir: Path) -> Path:
         table = read_samples(
             config.data.tables_dir, [*TOKENIZER_TEXT_COLUMNS, "split"], filters=pc.field("split") == "train"
         )
-        texts = (text for column in TOKENIZER_TEXT_COLUMNS for text in table[column].to_pylist())
+        # the template's words as often as prompts hold them, so the BPE merges them too
+        words = template_words(config.model.prompt_language)
+        texts = itertools.chain(
+            (text for column in TOKENIZER_TEXT_COLUMNS for text in table[column].to_pylist()),
+            itertools.chain.from_iterable(itertools.repeat(words, table.num_rows)),
+        )
         tokenizer = train_tokenizer(texts, config.model.tiny_llm.vocab_size)
     partial = run_dir / ".tokenizer.partial"
     tokenizer.save_pretrained(partial)

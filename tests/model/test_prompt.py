@@ -9,7 +9,7 @@ import torch
 
 from netgpt.data.schema import COUNT_COLUMNS
 from netgpt.graph.seeds import SEED_FIELDS
-from netgpt.model.prompt import TEMPLATES, PromptBuilder, parse_level
+from netgpt.model.prompt import TEMPLATES, PromptBuilder, parse_level, template_words
 from netgpt.model.tokenizer import GRAPH_PAD
 
 GOLDEN_EN = (
@@ -176,3 +176,23 @@ def test_prompts_start_with_bos_when_the_tokenizer_puts_one_before_a_text(tokeni
     assert cut[0] == bos and len(cut) + max(len(builder.answer_ids(level)) for level in range(10)) == (
         needs["bos"] + 3
     )
+
+
+def test_every_level_answer_is_the_same_length_after_a_shared_lead(tokenizer, make_batch):
+    """The tokens all ten answers begin with (" " before a digit) end the prompt: the last prompt token is
+    the one that predicts the level, and each answer is its level's own token and eos."""
+    builder = PromptBuilder(tokenizer, "en", 400, num_graph_tokens=1)
+    answers = [builder.answer_ids(level) for level in range(10)]
+    assert {len(ids) for ids in answers} == {2} and len({ids[0] for ids in answers}) == 10
+    assert all(ids[-1] == tokenizer.eos_token_id for ids in answers)
+    fields = make_batch(num_seeds=1).seed_fields
+    prompt = builder.prompt_ids(fields[0])
+    assert tokenizer.decode(prompt).endswith("Answer: ")
+    assert tokenizer.decode(prompt + answers[7]) == tokenizer.decode(prompt) + "7" + tokenizer.eos_token
+
+
+@pytest.mark.parametrize("language", ["en", "zh"])
+def test_template_words_are_what_prompts_hold_besides_the_fields(language):
+    words = template_words(language)
+    assert "Question" in words[0] if language == "en" else "问题" in words[0]
+    assert all(word.strip() for word in words) and "{" not in "".join(words)

@@ -34,3 +34,12 @@ def test_merges_are_learned_from_the_texts():
 def test_vocab_too_small():
     with pytest.raises(ValueError, match="vocab_size"):
         train_tokenizer(["x"], vocab_size=100)
+
+
+def test_digits_are_single_tokens_whatever_the_texts():
+    """Numbers in the texts would otherwise merge (" 0" from "from 0", "12" from counts) and make the ten
+    levels' answers differ in length."""
+    tokenizer = train_tokenizer(["from 0 to 9, likes 1200, 2024-12-21"] * 50, vocab_size=300)
+    for text in (" 0", "1200", "2024"):
+        pieces = [tokenizer.decode([i]) for i in tokenizer(text, add_special_tokens=False)["input_ids"]]
+        assert [p for p in pieces if p.strip()] == [c for c in text if c.strip()]

@@ -34,6 +34,16 @@ def test_tokenizer_is_trained_on_the_train_split_once_per_run(tables, tmp_path):
     assert (folder / "tokenizer_config.json").stat().st_mtime_ns == stamp
 
 
+def test_the_tokenizer_learns_the_prompt_template_words(tables, tmp_path):
+    """Trained on the data's (Chinese) text alone, the English template stayed in single bytes."""
+    from netgpt.model.llm import load_saved_tokenizer
+
+    config = load_config("demo", [f"data.tables_dir={tables}"])
+    tokenizer = load_saved_tokenizer(prepare_tokenizer(config, tmp_path))
+    for word in ("Question", " propagation", " influence", " weeks"):
+        assert len(tokenizer(word, add_special_tokens=False)["input_ids"]) == 1, word
+
+
 def test_missing_tables_are_named(tmp_path):
     config = load_config("demo", [f"data.tables_dir={tmp_path / 'nowhere'}"])
     with pytest.raises(FileNotFoundError, match="nowhere/samples.parquet"):
