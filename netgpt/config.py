@@ -152,8 +152,8 @@ class GraphConfig:
     num_partitions: int = 2
     """K: how many partitions the store is split into (one sampler actor each)."""
     partitioner: str = "topic"
-    """`topic` (whole topics packed by seed count: balanced, the smallest halos measured), `metis` (whole
-    topics placed by pymetis against the halo of shared authors) or `hash`; see `graph/partition.py`."""
+    """`topic` (topics packed by seed count, kept whole unless one is too large to balance: seeds within 10%),
+    `metis` (topics placed by pymetis against the authors they share) or `hash`; see `graph/partition.py`."""
     text: TextEncoderConfig = field(default_factory=TextEncoderConfig)
     """Text feature encoder."""
     time_dim: int = 8
