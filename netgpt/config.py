@@ -186,7 +186,7 @@ class GraphConfig:
     """Batches per Ray Data block (one task) of a stream. Ray Data's cost is per task (tens of milliseconds of
     CPU), so blocks of a few batches keep it below the sampling; a stream may run ahead by the buffer plus the
     blocks in flight, so large batches want small blocks."""
-    remote_cache_rows: int = 4096
+    remote_cache_rows: int = 1024
     """Feature rows owned by other partitions that each sampler actor keeps after fetching them, per kind of
     row (video content, a sample's attributes, a comment), least recently used first out; 0 keeps none. Its
     memory is at most this many rows of each kind's width (docs/store.md#the-remote-row-cache)."""

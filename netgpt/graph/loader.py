@@ -112,6 +112,14 @@ class SamplerActor:
         return {**self.sampler.gather.stats, "cache_bytes": self.sampler.gather.cache_bytes()}
 
     @ray.method(concurrency_group="rows")
+    def memory(self) -> dict[str, int | None]:
+        """Resident bytes of this actor's own partition files (None off Linux) and of its row cache."""
+        return {
+            "resident_bytes": self.partition.resident_bytes(),
+            "cache_bytes": self.sampler.gather.cache_bytes(),
+        }
+
+    @ray.method(concurrency_group="rows")
     def batches_sampled(self) -> int:
         """Batches this actor has sampled since it started (what a resumed stream saves shows here)."""
         return self.sampled

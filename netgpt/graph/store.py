@@ -168,6 +168,21 @@ class Partition:
         index = self.arrays.get(f"{name}_row")
         return self[name][owned if index is None else index[owned]]
 
+    def resident_bytes(self) -> int | None:
+        """Bytes of this partition's files that are resident in this process's memory maps (Linux's
+        /proc/self/smaps); None where the kernel does not say."""
+        smaps = Path("/proc/self/smaps")
+        if not smaps.is_file():
+            return None
+        folder, total, inside = str(self.folder.resolve()) + "/", 0, False
+        for line in smaps.read_text(encoding="utf-8", errors="replace").splitlines():
+            fields = line.split()
+            if fields and "-" in fields[0] and len(fields) >= 5 and not fields[0].endswith(":"):
+                inside = len(fields) >= 6 and fields[5].startswith(folder)
+            elif inside and fields and fields[0] == "Rss:":
+                total += int(fields[1]) * 1024
+        return total
+
     def read_seed_fields(self) -> Any:
         """The seeds' prompt fields as a pyarrow table, row `i` = local seed `i`."""
         try:

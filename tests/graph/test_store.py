@@ -172,3 +172,13 @@ def test_every_sample_is_owned_once_and_the_books_say_where(store, tables_dir) -
             assert owned[o][r] == sid
         halo_nodes += int((owner != part.index).sum())
     assert halo_nodes > 0  # the hash partitioner cuts topics: halos reach the other partition
+
+
+def test_resident_bytes_count_the_pages_of_this_partitions_files_only(store) -> None:
+    part = open_partition(store, 0)
+    open_partition(store, 1).arrays["video_sample_id"].sum()  # another partition's pages do not count
+    for array in part.arrays.values():
+        np.asarray(array).sum()  # touch every page of every file
+    files = [path.stat().st_size for path in part.folder.glob("*.npy")]
+    resident = part.resident_bytes()
+    assert sum(files) <= resident <= sum(files) + 4096 * len(files)
