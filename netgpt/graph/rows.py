@@ -37,6 +37,16 @@ _ROW_BITS = 40
 """A cache key is owner << _ROW_BITS | row: rows below 2**40 (a partition holds far fewer)."""
 
 
+def cache_capacity_bytes(cache_rows: int, feature_dims: Mapping[str, int]) -> int:
+    """The most memory a sampler's remote-row cache takes: `cache_rows` float32 rows of each kind."""
+    width = sum(
+        feature_dims[name.removeprefix("x_").removesuffix("_x")]
+        for names in FEATURES.values()
+        for name in names
+    )
+    return cache_rows * width * 4
+
+
 def read_rows(partition: Partition, rows: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The feature arrays of the own rows `rows[kind]` of `partition`, for every kind in `rows`."""
     return {

@@ -11,9 +11,10 @@ row counts (768-d text, 3,584-d content; building those would take gigabytes):
   capacity (`graph.remote_cache_rows` rows of each kind), as built and at the paper's widths; and as measured
   in each actor after its timed batches (resident pages of its mapped files, from /proc/self/smaps, plus the
   cache's arrays);
-- `throughput`: seeds per second of one sampler actor sampling batches of its own seeds through Ray, every
-  actor in turn (the others idle but serving rows: remote fetches included), K = 1 and K = 4, their ratio;
-  bytes fetched from other partitions per seed and the cache's hit rate;
+- `throughput`: seeds per second of one sampler actor through Ray (remote fetches included). Paired: the
+  K=1 actor and each K=4 actor on the same batches, alternating, best of 3, cache off (a lower bound), and
+  their ratio; per K (1, 2, 4, 8): every actor in turn on batches of its own seeds with the default cache
+  (the others idle but serving rows); bytes fetched from other partitions per seed and the cache's hit rate;
 - `baseline`: our sampler in one process on the K=1 store against PyG's `NeighborLoader` on the same graph
   when `torch_sparse` imports from `--deps` (install the prebuilt wheels there, never into the project venv:
   `pip install --no-deps --target .bench-deps torch_sparse-*.whl torch_scatter-*.whl scipy`, wheels built for
@@ -31,6 +32,7 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -56,8 +58,6 @@ def _arguments() -> argparse.Namespace:
 
 def _config(num_partitions: int, fanouts: list[int], cache_rows: int):
     """The demo preset's graph section (its feature widths) cut into `num_partitions`."""
-    from dataclasses import replace
-
     from netgpt.config import load_config
 
     demo = load_config("demo").graph
@@ -144,6 +144,40 @@ def _partition_batches(store: Path, batch_size: int, count: int) -> dict[int, li
     return out
 
 
+def _paired_throughput(stores: dict[int, Path], cfgs: dict, batches: dict[int, list[np.ndarray]]) -> dict:
+    """Seeds per second of one sampler actor, K=1 against K=4, on the same batches (each K=4 partition's
+    batches, which the K=1 actor samples too), alternating batch by batch so both see the same load from the
+    rest of the machine; each batch's time is its best of `ROUNDS`. The cache is off (every halo row is
+    fetched from its owner), so the ratio is a lower bound."""
+    import ray
+
+    from netgpt.graph.loader import GraphStreams
+
+    streams = {k: GraphStreams(replace(cfgs[k], remote_cache_rows=0), str(stores[k])) for k in (1, 4)}
+    try:
+        for group in streams.values():
+            ray.get([replicas[0].batches_sampled.remote() for replicas in group.actors])
+        best: dict[int, dict[tuple[int, int], float]] = {1: {}, 4: {}}
+        for _ in range(ROUNDS):
+            for partition, chosen in sorted(batches.items()):
+                for j, seeds in enumerate(chosen):
+                    for k, actor in ((1, streams[1].actors[0][0]), (4, streams[4].actors[partition][0])):
+                        started = time.perf_counter()
+                        ray.get(actor.sample.remote(seeds, (0, 0, j)))
+                        seconds = time.perf_counter() - started
+                        best[k][partition, j] = min(best[k].get((partition, j), seconds), seconds)
+    finally:
+        for group in streams.values():
+            group.shutdown()
+    seeds = sum(len(s) for chosen in batches.values() for s in chosen)
+    rate = {k: seeds / sum(times.values()) for k, times in best.items()}
+    return {"k1": round(rate[1], 1), "k4": round(rate[4], 1), "k4_vs_k1": round(rate[4] / rate[1], 2)}
+
+
+ROUNDS = 3
+"""Each paired batch is timed this many times, its best time kept (the machine may be shared)."""
+
+
 def _actors(store: Path, cfg, batches: dict[int, list[np.ndarray]]) -> dict:
     """Every sampler actor of `store` in turn samples its batches (the others idle, serving rows): seeds per
     second per actor, what was fetched remotely, and each actor's memory afterwards."""
@@ -222,17 +256,10 @@ def _partition_bytes(info: dict, dims: dict[str, int]) -> int:
     return total
 
 
-def _cache_bytes(cache_rows: int, dims: dict[str, int]) -> int:
-    """The remote-row cache at capacity: `cache_rows` rows of each kind (`netgpt.graph.rows.FEATURES`)."""
-    from netgpt.graph.rows import ATTRIBUTE_TYPES
-
-    width = dims["video"] + sum(dims[t] for t in ATTRIBUTE_TYPES) + dims["comment"]
-    return cache_rows * width * 4
-
-
 def _memory(stores: dict[int, Path], cache_rows: int, measured: dict[int, int]) -> dict[str, dict]:
     """The largest sampler (own partition's files + cache at capacity) against the whole store, as built and
     at the paper's widths, and as measured in the actors."""
+    from netgpt.graph.rows import cache_capacity_bytes
     from netgpt.graph.store import read_meta
     from netgpt.graph.types import feature_dims
 
@@ -241,7 +268,7 @@ def _memory(stores: dict[int, Path], cache_rows: int, measured: dict[int, int]) 
     out: dict[str, dict] = {}
     for name, dims in (("demo_widths", None), ("paper_widths", paper)):
         whole = sum(_partition_bytes(p, dims or built[1]["feature_dims"]) for p in built[1]["partitions"])
-        cache = _cache_bytes(cache_rows, dims or built[1]["feature_dims"])
+        cache = cache_capacity_bytes(cache_rows, dims or built[1]["feature_dims"])
         largest = {
             k: max(_partition_bytes(p, dims or meta["feature_dims"]) for p in meta["partitions"])
             + (cache if k > 1 else 0)
@@ -442,6 +469,8 @@ def main() -> None:
             build_seconds[k] = round(time.perf_counter() - started, 2)
             batches = _partition_batches(stores[k], args.batch_size, args.batches)
             actors[k] = _actors(stores[k], cfg, batches)
+        cfgs = {k: _config(k, args.fanouts, args.cache_rows) for k in (1, 4)}
+        paired = _paired_throughput(stores, cfgs, _partition_batches(stores[4], args.batch_size, 1))
     finally:
         ray.shutdown()
     meta = read_meta(stores[1])
@@ -463,11 +492,12 @@ def main() -> None:
                     stores, args.cache_rows, {k: a["largest_resident_bytes"] for k, a in actors.items()}
                 ),
                 "throughput": {
+                    "paired_same_batches_no_cache": paired,
                     "seeds_per_s_per_actor": per_actor,
                     "slowest_actor_seeds_per_s": {
                         f"k{k}": round(a["slowest_actor_seeds_per_s"], 1) for k, a in actors.items()
                     },
-                    "k4_vs_k1": round(
+                    "own_seeds_k4_vs_k1": round(
                         actors[4]["seeds_per_s_per_actor"] / actors[1]["seeds_per_s_per_actor"], 2
                     ),
                     "remote_bytes_per_seed": {
