@@ -65,6 +65,8 @@ URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 MAX_PARTITIONS = 4096
 """More graph partitions than this is a typo: each is a sampler actor and a folder of arrays."""
+MAX_REMOTE_CACHE_ROWS = 10_000_000
+"""A bound on `graph.remote_cache_rows`: at the paper's widths ten million content rows are 143 GB."""
 
 RAY_BUILTIN_RESOURCES = ("CPU", "GPU", "memory", "object_store_memory")
 """Ray's own resources: each has its own setting, so a placement resource may not be one of them."""
@@ -152,8 +154,8 @@ class GraphConfig:
     num_partitions: int = 2
     """K: how many partitions the store is split into (one sampler actor each)."""
     partitioner: str = "topic"
-    """`topic` (whole topics packed by seed count: balanced, the smallest halos measured), `metis` (whole
-    topics placed by pymetis against the halo of shared authors) or `hash`; see `graph/partition.py`."""
+    """`topic` (topics packed by seed count, kept whole unless one is too large to balance: seeds within 10%),
+    `metis` (topics placed by pymetis against the authors they share) or `hash`; see `graph/partition.py`."""
     text: TextEncoderConfig = field(default_factory=TextEncoderConfig)
     """Text feature encoder."""
     time_dim: int = 8
@@ -184,6 +186,10 @@ class GraphConfig:
     """Batches per Ray Data block (one task) of a stream. Ray Data's cost is per task (tens of milliseconds of
     CPU), so blocks of a few batches keep it below the sampling; a stream may run ahead by the buffer plus the
     blocks in flight, so large batches want small blocks."""
+    remote_cache_rows: int = 1024
+    """Feature rows owned by other partitions that each sampler actor keeps after fetching them, per kind of
+    row (video content, a sample's attributes, a comment), least recently used first out; 0 keeps none. Its
+    memory is at most this many rows of each kind's width (docs/store.md#the-remote-row-cache)."""
 
     def __post_init__(self) -> None:
         _check_output_folder("graph.store_dir", self.store_dir)
@@ -228,6 +234,12 @@ class GraphConfig:
             "graph.stream_block_batches",
             "an integer in 1-1024",
             self.stream_block_batches,
+        )
+        _check(
+            0 <= self.remote_cache_rows <= MAX_REMOTE_CACHE_ROWS,
+            "graph.remote_cache_rows",
+            f"an integer in 0-{MAX_REMOTE_CACHE_ROWS}",
+            self.remote_cache_rows,
         )
 
 

@@ -95,6 +95,7 @@ def test_a_stage_without_graph_tokens_cannot_train_the_graph_head():
         ("train.run_name=../../etc", r"'train\.run_name': expected a folder name"),
         ("train.run_name=/", r"'train\.run_name': expected a folder name"),
         ("graph.num_partitions=100000", r"'graph\.num_partitions': expected an integer in 1-4096"),
+        ("graph.remote_cache_rows=-1", r"'graph\.remote_cache_rows': expected an integer in 0-10000000"),
         ("train.stages.0.losses={graph_regression: -1.0}", r"losses': expected weights > 0"),
         ("train.stages.0.name=../x", r"name': expected a name without"),
     ],

@@ -1,9 +1,10 @@
 """Build the partitioned graph store from the parquet tables (docs/graph.md, docs/store.md).
 
 The driver reads only the video-level structure (`topology.py`: a few int arrays per sample), assigns
-partitions and plans each partition's local index space (its seeds plus the L-hop halo). Features are
-computed and written by one Ray task per partition, each reading just its own rows of the tables, so no
-process ever holds every feature of the full graph.
+partitions and plans each partition's local index space (its seeds plus the structure of their L-hop halo)
+and its ownership book (where each halo node's feature rows live). Features are computed and written by one
+Ray task per partition for the samples it owns only, each task reading just those rows of the tables, so no
+process ever holds every feature of the full graph and no feature row is written twice.
 
     summary = build_graph(tables_dir, graph_cfg, store_dir)
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +51,7 @@ from netgpt.graph.types import EDGE_TYPES, NODE_TYPE_NAMES, NODE_TYPES, RELATION
 ATTRIBUTE_TYPES = tuple(n for n in NODE_TYPES if n.per_sample and n.feature in ("text", "time", "scalar"))
 """Node types with exactly one node per sample, pointing to that sample's video."""
 
-_PLAN_ONLY = ("order", "sample_ids", "comment_rows")
+_PLAN_ONLY = ("order", "owned", "sample_ids")
 """Plan entries the partition task uses but does not store as arrays of their own."""
 
 
@@ -74,12 +76,18 @@ def build_graph(
     dims = feature_dims(text_dim(graph_cfg.text), graph_cfg.time_dim, graph_cfg.content_dim)
     files = content_files(graph_cfg)
     content = content_counts(files, content_ids(files, graph_cfg.content_dim), topology.video_ids)
-    plans = [plan_partition(topology, part, p, num_hops) for p in range(graph_cfg.num_partitions)]
+    owners = ownership(topology, part, graph_cfg.num_partitions)
+    plans = [plan_partition(topology, part, p, num_hops, owners) for p in range(graph_cfg.num_partitions)]
     write_remote = ray.remote(num_cpus=1)(write_partition)
 
     def fill(folder: Path) -> None:
         book = pa.table(
-            {"sample_id": topology.sample_id, "partition": part, "split": topology.split.astype(str)}
+            {
+                "sample_id": topology.sample_id,
+                "partition": part,
+                "row": owners.row,
+                "split": topology.split.astype(str),
+            }
         )
         pq.write_table(book, folder / BOOK_FILE)
         shared = {"topic_names": topology.topic_names, "platform_names": topology.platform_names}
@@ -186,8 +194,35 @@ def content_counts(files: tuple[str, ...], given: set[str], video_ids: np.ndarra
     }
 
 
-def plan_partition(topology: Topology, part: np.ndarray, index: int, num_hops: int) -> dict[str, Any]:
-    """The local index space of one partition and its structure arrays (ints only, no features)."""
+@dataclass(frozen=True)
+class Ownership:
+    """Where every sample's feature rows live: its partition, its row among that partition's own samples, and
+    where its comments start among that partition's own comments (all int64 [num_samples])."""
+
+    partition: np.ndarray
+    row: np.ndarray
+    comment_start: np.ndarray
+
+
+def ownership(topology: Topology, part: np.ndarray, num_partitions: int) -> Ownership:
+    """Each partition owns its samples (sorted by sample id) and their comments (in sample order)."""
+    row = np.zeros(topology.num_samples, dtype=np.int64)
+    comment_start = np.zeros(topology.num_samples, dtype=np.int64)
+    counts = np.diff(topology.comment_ptr)
+    for index in range(num_partitions):
+        owned = np.flatnonzero(part == index)
+        row[owned] = np.arange(len(owned))
+        comment_start[owned] = np.cumsum(counts[owned]) - counts[owned]
+    return Ownership(partition=part.astype(np.int64), row=row, comment_start=comment_start)
+
+
+def plan_partition(
+    topology: Topology, part: np.ndarray, index: int, num_hops: int, owners: Ownership | None = None
+) -> dict[str, Any]:
+    """The local index space of one partition, its structure arrays and its ownership book (ints only).
+
+    With `owners`, the partition owns (stores the feature rows of) its samples `part == index` and its halo
+    nodes' rows are at their owners; without, it owns every node it holds (a one-partition store)."""
     seeds = np.flatnonzero((part == index) & (topology.split != "final"))
     levels = topology.hops(seeds, num_hops)
     inner_mask, all_mask = levels[num_hops - 1], levels[num_hops]
@@ -204,20 +239,38 @@ def plan_partition(topology: Topology, part: np.ndarray, index: int, num_hops: i
         assert (mapped >= 0).all(), "halo closure misses an in-neighbour"
         return mapped
 
+    comment_counts = np.diff(topology.comment_ptr)
+    comment_rows = _ranges(topology.comment_ptr[inner], topology.comment_ptr[inner + 1])
+    comment_node = np.repeat(inner, comment_counts[inner])
+    if owners is None:
+        owned = order
+        video_owner = np.full(len(order), index, dtype=np.int32)
+        video_row = np.arange(len(order), dtype=np.int64)
+        comment_start = np.zeros(topology.num_samples, dtype=np.int64)
+        comment_start[order] = np.cumsum(comment_counts[order]) - comment_counts[order]
+    else:
+        owned = np.flatnonzero(part == index)
+        video_owner = owners.partition[order].astype(np.int32)
+        video_row = owners.row[order]
+        comment_start = owners.comment_start
     hist_counts = topology.history_ptr[inner + 1] - topology.history_ptr[inner]
     plan: dict[str, Any] = {
         "order": order,
+        "owned": owned,
         "sample_ids": topology.sample_id[order],
         "num_seeds": len(seeds),
         "num_inner": num_inner,
+        "owned_sample_id": topology.sample_id[owned],
+        "owned_comment_ptr": np.concatenate([[0], np.cumsum(comment_counts[owned])]).astype(np.int64),
+        "video_owner": video_owner,
+        "video_row": video_row,
         "history_ptr": np.concatenate([[0], np.cumsum(hist_counts)]).astype(np.int64),
         "history_idx": local(
             topology.history_idx[_ranges(topology.history_ptr[inner], topology.history_ptr[inner + 1])]
         ),
-        "comment_rows": _ranges(topology.comment_ptr[inner], topology.comment_ptr[inner + 1]),
-        "comment_ptr": np.concatenate(
-            [[0], np.cumsum(topology.comment_ptr[inner + 1] - topology.comment_ptr[inner])]
-        ).astype(np.int64),
+        "comment_ptr": np.concatenate([[0], np.cumsum(comment_counts[inner])]).astype(np.int64),
+        "comment_id": comment_rows,
+        "comment_row": comment_start[comment_node] + comment_rows - topology.comment_ptr[comment_node],
         "inner_topic": topology.topic[inner],
         "inner_platform": topology.platform[inner],
     }
@@ -254,14 +307,14 @@ def write_partition(
     started = time.perf_counter()
     out = Path(folder)
     out.mkdir(parents=True)
-    order, num_inner, num_seeds = plan["order"], plan["num_inner"], plan["num_seeds"]
-    wanted = plan["sample_ids"]
+    num_inner, num_seeds = plan["num_inner"], plan["num_seeds"]
+    wanted = plan["owned_sample_id"]
     table = read_samples(tables_dir, filters=_sample_ids_in(wanted), labels_optional=labels_optional)
     table = table.sort_by("sample_id")
     table = table.take(pa.array(np.searchsorted(table["sample_id"].to_numpy(), wanted)))
     encoder = encoder if encoder is not None else make_text_encoder(cfg.text)
 
-    arrays: dict[str, np.ndarray] = {"video_sample_id": wanted}
+    arrays: dict[str, np.ndarray] = {}
     video_code = _codes(table["video_id"])
     first, arrays["video_x_row"] = _distinct_rows(video_code)
     arrays["video_x"] = load_content(
@@ -269,29 +322,25 @@ def write_partition(
         table["video_id"].take(pa.array(first)).to_pylist(),
         cfg.content_dim,
     )
-    inner = table.slice(0, num_inner)
     for node_type in ATTRIBUTE_TYPES:
-        column = inner[node_type.column]
+        column = table[node_type.column]
         name = f"x_{node_type.name}"
         if node_type.per_video:
-            first, arrays[f"{name}_row"] = _distinct_rows(video_code[:num_inner], _codes(column))
+            first, arrays[f"{name}_row"] = _distinct_rows(video_code, _codes(column))
             column = column.take(pa.array(first))
         arrays[name] = _encode(node_type.feature, column, encoder, cfg)
     arrays["topic_x"] = encoder.encode(shared["topic_names"])
     arrays["platform_x"] = encoder.encode(shared["platform_names"])
 
-    comments = read_comments(
-        tables_dir, ["sample_id", "text", "time"], filters=_sample_ids_in(wanted[:num_inner])
-    )
-    owner_local = np.searchsorted(np.sort(wanted[:num_inner]), comments["sample_id"].to_numpy())
-    owner_local = np.argsort(wanted[:num_inner])[owner_local]
-    by_owner = np.argsort(owner_local, kind="stable")
+    comments = read_comments(tables_dir, ["sample_id", "text", "time"], filters=_sample_ids_in(wanted))
+    owner_row = np.argsort(wanted)[np.searchsorted(np.sort(wanted), comments["sample_id"].to_numpy())]
+    by_owner = np.argsort(owner_row, kind="stable")
     comments = comments.take(pa.array(by_owner))
-    if len(comments) != plan["comment_ptr"][-1]:
+    if len(comments) != plan["owned_comment_ptr"][-1]:
         raise RuntimeError(f"{tables_dir}/{COMMENTS_FILE}: changed while the graph was built")
     # A later crawl re-shows earlier comments of its video: one row per distinct (video, text, time).
     first, arrays["comment_x_row"] = _distinct_rows(
-        video_code[owner_local[by_owner]], _codes(comments["text"]), _codes(comments["time"])
+        video_code[owner_row[by_owner]], _codes(comments["text"]), _codes(comments["time"])
     )
     distinct = comments.take(pa.array(first))
     times = distinct["time"]
@@ -302,10 +351,10 @@ def write_partition(
         ],
         axis=1,
     )
-    arrays["comment_id"] = plan["comment_rows"]
+    arrays["video_sample_id"] = plan["sample_ids"]
     arrays.update({k: v for k, v in plan.items() if k not in _PLAN_ONLY and isinstance(v, np.ndarray)})
 
-    seeds = table.slice(0, num_seeds).select(list(SEED_FIELDS))
+    seeds = table.take(pa.array(plan["video_row"][:num_seeds])).select(list(SEED_FIELDS))
     for column, layout in TIME_LAYOUTS.items():
         text = pa.array([value.strftime(layout) for value in seeds[column].to_pylist()], pa.string())
         seeds = seeds.set_column(seeds.schema.get_field_index(column), column, text)
@@ -315,8 +364,10 @@ def write_partition(
         "folder": out.name,
         "num_seeds": int(num_seeds),
         "num_inner": int(num_inner),
-        "num_video": len(order),
-        "num_comments": int(plan["comment_ptr"][-1]),
+        "num_video": len(plan["order"]),
+        "num_comments": len(plan["comment_id"]),
+        "num_owned": len(wanted),
+        "num_owned_comments": int(plan["owned_comment_ptr"][-1]),
         "bytes": int(sum(f["bytes"] for f in files.values())),
         "seconds": round(time.perf_counter() - started, 3),
         "files": files,

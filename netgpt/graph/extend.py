@@ -20,15 +20,16 @@ samples it unchanged. Why this design:
   feature row come from the functions that built the store, with the store's own graph settings (its saved
   `config.yaml`: text encoder, time encoding, log scalars, content vectors; the feature widths are checked
   against its `meta.json`). A second implementation of features or groups would drift.
-- The store alone cannot give the graph: a partition holds attributes, comments and in-edges only for its
-  inner ring, so a stored sample in no partition's inner ring (e.g. a final state crawled after every seed of
-  its topic and author) has only its content row there, yet it is a 1-hop neighbour of a new sample crawled
-  later; and a new sample crawled on a stored sample's day joins that sample's group prefix, so the stored
-  in-edges are not the union's. The structure is therefore recomputed.
+- The store alone cannot give the graph: a partition holds in-edges only for its inner ring, so a stored
+  sample in no partition's inner ring (e.g. a final state crawled after every seed of its topic and author)
+  has none there, yet it is a 1-hop neighbour of a new sample crawled later; and a new sample crawled on a
+  stored sample's day joins that sample's group prefix, so the stored in-edges are not the union's. The
+  structure is therefore recomputed. The extension store owns every node it holds (its one partition has
+  no other to fetch rows from).
 - Text rows come from the store where it has them: `StoredTextEncoder` hands `write_partition` the rows the
   memory-mapped partitions already hold for the halo's titles, descriptions, comment texts, topics and
-  platforms (read row by row for the halo's stored samples that are in some partition's inner ring), and
-  encodes only the rest (the new samples' texts, and stored samples in no inner ring). So the expensive part
+  platforms (read row by row from the partition that owns each of the halo's stored samples, found in the
+  store's partition book), and encodes only the rest (the new samples' texts). So the expensive part
   (a transformer encoder) runs on little beyond the new samples, and a stored text gets exactly the row
   training saw (a transformer's rows depend slightly on how texts were batched, so re-encoding could differ
   in the last bits). Times, log scalars and content vectors are cheap and computed as the build does.
@@ -276,6 +277,7 @@ class NewSamples:
             book = {
                 "sample_id": seeds,
                 "partition": np.zeros(len(seeds), np.int64),
+                "row": plan["video_row"][: len(seeds)],
                 "split": [NEW_SPLIT] * len(seeds),
             }
             pq.write_table(pa.table(book), folder / BOOK_FILE)
@@ -318,23 +320,19 @@ class NewSamples:
             ]
         return self._opened
 
-    def _inner_locations(self, sample_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """For each stored sample: a partition whose inner ring holds it (its attribute and comment rows)
-        and its local index there; partition -1 where none does."""
-        found_part = np.full(len(sample_ids), -1, dtype=np.int64)
-        found_local = np.zeros(len(sample_ids), dtype=np.int64)
-        for part in self._partitions():
-            inner = np.asarray(part["video_sample_id"][: part.num_inner])
-            order = np.argsort(inner)
-            pos = np.minimum(np.searchsorted(inner, sample_ids, sorter=order), max(len(inner) - 1, 0))
-            hit = (found_part < 0) & (inner[order[pos]] == sample_ids) if len(inner) else found_part < -1
-            found_part[hit], found_local[hit] = part.index, order[pos[hit]]
-        return found_part, found_local
+    def _owner_locations(self, sample_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For each stored sample: the partition that owns it (holds its attribute and comment rows) and its
+        row there, from the store's partition book."""
+        book = pq.read_table(self.store_dir / BOOK_FILE, columns=["sample_id", "partition", "row"])
+        ids = book["sample_id"].to_numpy()
+        order = np.argsort(ids)
+        at = order[np.searchsorted(ids, sample_ids, sorter=order)]
+        return book["partition"].to_numpy()[at], book["row"].to_numpy()[at]
 
     def _stored_texts(self, base: pa.Table, comments: pa.Table) -> dict[str, np.ndarray]:
         """The text rows the store holds for the halo's stored samples `base` (titles, descriptions, the text
         part of comments) and for its topics and platforms: {text: row}. Read from the memory-mapped
-        partitions, only these rows; a sample in no partition's inner ring has none (it is encoded)."""
+        partitions that own them, only these rows."""
         partitions = self._partitions()
         width = self.meta["feature_dims"]["title"]
         known: dict[str, np.ndarray] = {}
@@ -343,7 +341,7 @@ class NewSamples:
             vectors = np.asarray(first[f"{name}_x"])
             known.update(zip(self.meta[f"{name}_names"], vectors, strict=True))
         sample_ids = base["sample_id"].to_numpy()
-        where, local = self._inner_locations(sample_ids)
+        where, local = self._owner_locations(sample_ids)
         owners = comments["sample_id"].to_numpy()
         by_owner = np.argsort(owners, kind="stable")  # file order within an owner, as the build keeps it
         sorted_owners = owners[by_owner]
@@ -359,7 +357,7 @@ class NewSamples:
             sorter = np.argsort(sample_ids[mine])
             at = np.minimum(np.searchsorted(sample_ids[mine], sorted_owners, sorter=sorter), len(mine) - 1)
             hit = sample_ids[mine][sorter[at]] == sorted_owners
-            rows = part["comment_ptr"][local[mine][sorter[at[hit]]]] + rank[hit]
+            rows = part["owned_comment_ptr"][local[mine][sorter[at[hit]]]] + rank[hit]
             vectors = np.asarray(part.rows("comment_x", rows))[:, :width]
             known.update(zip(comment_texts[hit], vectors, strict=True))
         return known

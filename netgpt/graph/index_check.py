@@ -8,8 +8,9 @@ not read. Contents that stay in bounds but are wrong are found by the checksums 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -39,14 +40,16 @@ def _length(arrays: Mapping[str, np.ndarray], name: str, expected: int) -> np.nd
 
 
 def _within(
-    arrays: Mapping[str, np.ndarray], name: str, upper: int, values: np.ndarray | None = None
+    arrays: Mapping[str, np.ndarray], name: str, upper: int | np.ndarray, values: np.ndarray | None = None
 ) -> None:
-    """Every value of `values` (default: the whole array `name`) lies in [0, upper)."""
+    """Every value of `values` (default: the whole array `name`) lies in [0, upper) (`upper` may be one
+    bound per value)."""
     values = np.asarray(_need(arrays, name) if values is None else values)
-    if values.size and (values.min() < 0 or values.max() >= upper):
+    if values.size and (values.min() < 0 or (values >= upper).any()):
+        shown = upper if np.ndim(upper) == 0 else f"its owner's count ({int(np.max(upper))} at most)"
         raise IndexArrayError(
             name,
-            f"garbled index array: values must lie in [0, {upper}), found {values.min()}..{values.max()}",
+            f"garbled index array: values must lie in [0, {shown}), found {values.min()}..{values.max()}",
         )
 
 
@@ -60,8 +63,17 @@ def _pointers(arrays: Mapping[str, np.ndarray], name: str, rows: int, end: int) 
     return ptr
 
 
-def check_index_arrays(arrays: Mapping[str, np.ndarray], num_seeds: int, num_inner: int) -> None:
-    """Raise `IndexArrayError` naming the first index array of a partition that points outside its target."""
+def check_index_arrays(
+    arrays: Mapping[str, np.ndarray],
+    index: int,
+    info: Mapping[str, Any],
+    owned_per_partition: Sequence[int],
+    owned_comments_per_partition: Sequence[int],
+) -> None:
+    """Raise `IndexArrayError` naming the first index array of partition `index` (its `meta.json` entry
+    `info`) that points outside its target; the ownership book is checked against every partition's own
+    sample and comment counts."""
+    num_seeds, num_inner = info["num_seeds"], info["num_inner"]
     num_video = len(_need(arrays, "video_sample_id"))
     if not num_seeds <= num_inner <= num_video:
         raise IndexArrayError(
@@ -69,16 +81,28 @@ def check_index_arrays(arrays: Mapping[str, np.ndarray], num_seeds: int, num_inn
             f"{num_video} video nodes, meta.json records {num_seeds} seeds and {num_inner} inner nodes "
             "(needs seeds <= inner <= video nodes)",
         )
+    num_owned = len(_length(arrays, "owned_sample_id", info["num_owned"]))
+    num_owned_comments = info["num_owned_comments"]
+    _pointers(arrays, "owned_comment_ptr", num_owned, num_owned_comments)
+    owner = np.asarray(_length(arrays, "video_owner", num_video))
+    _within(arrays, "video_owner", len(owned_per_partition))
+    row = np.asarray(_length(arrays, "video_row", num_video))
+    _within(arrays, "video_row", np.asarray(owned_per_partition)[owner] if len(owner) else 1, row)
+    if num_seeds and (owner[:num_seeds] != index).any():
+        raise IndexArrayError("video_owner", f"garbled ownership book: a seed not owned by partition {index}")
     num_comments = len(_need(arrays, "comment_id"))
     _pointers(arrays, "comment_ptr", num_inner, num_comments)
+    comment_owner = np.repeat(owner[:num_inner], np.diff(np.asarray(arrays["comment_ptr"])))
+    upper = np.asarray(owned_comments_per_partition)[comment_owner] if num_comments else 1
+    _within(arrays, "comment_row", upper, np.asarray(_length(arrays, "comment_row", num_comments)))
     _pointers(arrays, "history_ptr", num_inner, len(_need(arrays, "history_idx")))
     _within(arrays, "history_idx", num_video)
-    rows = {"video_x": num_video, "comment_x": num_comments}
+    rows = {"video_x": num_owned, "comment_x": num_owned_comments}
     for node_type in NODE_TYPES:
         if node_type.name == VIDEO or node_type.name == "comment":
             continue
         if node_type.per_sample:
-            rows[f"x_{node_type.name}"] = num_inner
+            rows[f"x_{node_type.name}"] = num_owned
         else:
             features = _need(arrays, f"{node_type.name}_x")
             _within(

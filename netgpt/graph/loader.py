@@ -55,8 +55,13 @@ from torch_geometric.data import HeteroData
 
 from netgpt.config import GraphConfig
 from netgpt.graph.plan import EpochPlan, StreamShape, sample_batches, split_seeds
+from netgpt.graph.rows import read_rows
 from netgpt.graph.sampler import NeighborSampler
 from netgpt.graph.store import StoreError, open_partition, read_meta
+
+SAMPLER_RESTARTS = 3
+"""Times Ray restarts a sampler actor that died (its partition is reopened from the store, so it serves the
+same rows and batches), and retries the calls it was serving."""
 
 
 def stream_name(split: str, stage: str) -> str:
@@ -65,29 +70,90 @@ def stream_name(split: str, stage: str) -> str:
     return f"{split}_{stage}"
 
 
-@ray.remote
+@ray.remote(concurrency_groups={"sample": 1, "rows": 2})
 class SamplerActor:
-    """Owns one partition (memory-mapped) and samples the batches of seeds it owns."""
+    """Owns one partition (memory-mapped) and samples the batches of seeds it owns.
 
-    def __init__(self, store_dir: str, index: int, cfg: GraphConfig) -> None:
+    It serves its own samples' feature rows to the other partitions' actors (`rows`) and asks them for
+    theirs: one request per owner and batch (`ActorRows`). The two run in separate concurrency groups, so
+    an actor waiting for rows in `sample` still answers the requests of others (two actors asking each other
+    at once cannot deadlock), while its sampler state is used by one `sample` at a time."""
+
+    def __init__(
+        self, store_dir: str, index: int, cfg: GraphConfig, peers: str = "", replicas: int = 1
+    ) -> None:
         meta = read_meta(store_dir)
+        self.partition = open_partition(store_dir, index, meta)
+        source = ActorRows(peers, replicas) if peers else None
         self.sampler = NeighborSampler(
-            open_partition(store_dir, index, meta), cfg.fanouts, cfg.relation_fanouts, meta["num_hops"]
+            self.partition,
+            cfg.fanouts,
+            cfg.relation_fanouts,
+            meta["num_hops"],
+            rows=source,
+            cache_rows=cfg.remote_cache_rows,
         )
         self.sampled = 0
 
+    @ray.method(concurrency_group="sample")
     def sample(self, sample_ids: np.ndarray, rng_key: tuple[int, ...]) -> bytes:
         batch = self.sampler.sample(sample_ids, np.random.default_rng(list(rng_key)))
         self.sampled += 1
         return pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL)
 
+    @ray.method(concurrency_group="rows")
+    def rows(self, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Feature rows of this partition's own samples and comments (`rows.read_rows`)."""
+        return read_rows(self.partition, rows)
+
+    @ray.method(concurrency_group="rows")
+    def stats(self) -> dict[str, int]:
+        """What the sampler fetched from other partitions, and the bytes its remote-row cache holds."""
+        return {**self.sampler.gather.stats, "cache_bytes": self.sampler.gather.cache_bytes()}
+
+    @ray.method(concurrency_group="rows")
+    def memory(self) -> dict[str, int | None]:
+        """Resident bytes of this actor's own partition files (None off Linux) and of its row cache."""
+        return {
+            "resident_bytes": self.partition.resident_bytes(),
+            "cache_bytes": self.sampler.gather.cache_bytes(),
+        }
+
+    @ray.method(concurrency_group="rows")
     def batches_sampled(self) -> int:
         """Batches this actor has sampled since it started (what a resumed stream saves shows here)."""
         return self.sampled
 
+    @ray.method(concurrency_group="rows")
     def node_id(self) -> str:
         """The Ray node this actor runs on."""
         return ray.get_runtime_context().get_node_id()
+
+
+def sampler_name(peers: str, partition: int, replica: int) -> str:
+    """The Ray name of the sampler actor of `partition` (replica `replica`) among the actors named `peers`."""
+    return f"{peers}-p{partition}-r{replica}"
+
+
+class ActorRows:
+    """Rows of other partitions from their sampler actors, found by name (`sampler_name`) on first use, so
+    an actor Ray restarts finds its peers again; a batch's request to an owner goes to one of its replicas
+    in turn."""
+
+    def __init__(self, peers: str, replicas: int) -> None:
+        self.peers, self.replicas = peers, replicas
+        self._handles: dict[tuple[int, int], Any] = {}
+        self._turn = 0
+
+    def request(self, owner: int, rows: dict[str, np.ndarray]) -> Any:
+        self._turn += 1
+        key = (owner, self._turn % self.replicas)
+        if key not in self._handles:
+            self._handles[key] = ray.get_actor(sampler_name(self.peers, *key))
+        return self._handles[key].rows.remote(rows)
+
+    def resolve(self, handles: list[Any]) -> list[dict[str, np.ndarray]]:
+        return ray.get(handles)
 
 
 def _rank_stream(
@@ -152,11 +218,17 @@ class GraphStreams:
         options = {
             "num_cpus": self.graph_cfg.sampler_num_cpus,
             "resources": dict(self.graph_cfg.sampler_resources),
+            "max_restarts": SAMPLER_RESTARTS,
+            "max_task_retries": SAMPLER_RESTARTS,
         }
+        replicas = self.graph_cfg.samplers_per_partition
+        self.peers = f"netgpt-sampler-{uuid.uuid4().hex[:8]}"
         self.actors = [
             [
-                SamplerActor.options(**options).remote(self.store_dir, index, self.graph_cfg)
-                for _ in range(self.graph_cfg.samplers_per_partition)
+                SamplerActor.options(name=sampler_name(self.peers, index, replica), **options).remote(
+                    self.store_dir, index, self.graph_cfg, self.peers, replicas
+                )
+                for replica in range(replicas)
             ]
             for index in range(len(meta["partitions"]))
         ]

@@ -41,6 +41,8 @@ PARTITION = {
     "num_inner": COUNT,
     "num_video": COUNT,
     "num_comments": COUNT,
+    "num_owned": COUNT,
+    "num_owned_comments": COUNT,
     "bytes": COUNT,
     "files": MapOf(FILE),
     "seeds_per_split": MapOf(COUNT),

@@ -10,6 +10,11 @@ Why our own sampler: PyG's samplers need pyg-lib or torch-sparse (not installabl
 group relations. Every step is a numpy operation over all rows of a hop; loops run over relations, hops and
 fan-out slots only, never over nodes.
 
+Sampling reads only the partition's structure; the batch's feature rows are then gathered by `rows.py`: the
+partition's own rows directly, other partitions' rows from their owners (`rows`: the owners' actors in
+training, their files in one process by default) through a cache of `cache_rows` rows per kind. Where a row
+came from never changes the batch.
+
     sampler = NeighborSampler(open_partition(store_dir, 0), fanouts=[50, 51])
     batch = sampler.sample(seed_sample_ids, np.random.default_rng(0))
 """
@@ -22,6 +27,7 @@ import numpy as np
 import torch
 from torch_geometric.data import HeteroData
 
+from netgpt.graph.rows import RowGather, RowSource, StoreRows
 from netgpt.graph.seeds import SEED_FIELDS, SeedFields
 from netgpt.graph.store import Partition, StoreError
 from netgpt.graph.topology import PAD, _ranges
@@ -117,6 +123,8 @@ class NeighborSampler:
         fanouts: Sequence[int],
         relation_fanouts: Mapping[str, Sequence[int]] | None = None,
         num_hops: int | None = None,
+        rows: RowSource | None = None,
+        cache_rows: int = 0,
     ) -> None:
         if num_hops is not None and len(fanouts) > num_hops:
             raise StoreError(
@@ -124,6 +132,9 @@ class NeighborSampler:
                 f"{len(fanouts)} (graph.fanouts={list(fanouts)}); rebuild the store"
             )
         self.partition = partition
+        self.gather = RowGather(
+            partition, rows if rows is not None else StoreRows(partition.folder.parent), cache_rows
+        )
         self.fanouts = {r.name: list((relation_fanouts or {}).get(r.name, fanouts)) for r in RELATIONS}
         self.num_hops = len(fanouts)
         self._seed_fields = partition.read_seed_fields()
@@ -179,6 +190,7 @@ class NeighborSampler:
         }
         expanded: list[np.ndarray] = []
         comments: list[np.ndarray] = []
+        comment_nodes: list[np.ndarray] = []
         num_comments = num_attributes = 0
         frontier = seeds
         for hop in range(self.num_hops):
@@ -201,6 +213,7 @@ class NeighborSampler:
                     )
                     src, target = num_comments + np.arange(len(flat)), dst[row]
                     comments.append(flat)
+                    comment_nodes.append(frontier[row])
                     num_comments += len(flat)
                 elif kind == "history":
                     ptr = part["history_ptr"]
@@ -225,7 +238,9 @@ class NeighborSampler:
                 if self._videos.count > seen_before
                 else frontier[:0]
             )
-        return self._assemble(seeds, edges, np.concatenate(expanded), _concat(comments))
+        return self._assemble(
+            seeds, edges, np.concatenate(expanded), _concat(comments), _concat(comment_nodes)
+        )
 
     def _assemble(
         self,
@@ -233,22 +248,31 @@ class NeighborSampler:
         edges: dict[tuple[str, str, str], list[tuple[np.ndarray, np.ndarray]]],
         attributes: np.ndarray,
         comments: np.ndarray,
+        comment_nodes: np.ndarray,
     ) -> HeteroData:
         part = self.partition
         videos = self._videos.take()
         batch = HeteroData()
         sample_ids = np.asarray(part["video_sample_id"][videos])
+        owner, row = part["video_owner"], part["video_row"]
+        features = self.gather(
+            {
+                "video": (np.asarray(owner[videos]), np.asarray(row[videos])),
+                "attribute": (np.asarray(owner[attributes]), np.asarray(row[attributes])),
+                "comment": (np.asarray(owner[comment_nodes]), np.asarray(part["comment_row"][comments])),
+            }
+        )
         for node_type in NODE_TYPES:
             name = node_type.name
             if name == VIDEO:
-                x, n_id = part.rows("video_x", videos), sample_ids
+                x, n_id = features["video_x"], sample_ids
             elif name == "comment":
-                x, n_id = part.rows("comment_x", comments), part["comment_id"][comments]
+                x, n_id = features["comment_x"], part["comment_id"][comments]
             elif not node_type.per_sample:
                 ids = self._shared[name].take()
                 x, n_id = part[f"{name}_x"][ids], ids
             else:
-                x, n_id = part.rows(f"x_{name}", attributes), part["video_sample_id"][attributes]
+                x, n_id = features[f"x_{name}"], part["video_sample_id"][attributes]
             batch[name].x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
             batch[name].n_id = torch.from_numpy(np.asarray(n_id, dtype=np.int64))
         for edge_type, pieces in edges.items():

@@ -2,14 +2,18 @@
 
     store/
       meta.json              format version, node/edge types, counts, feature dims, partition book summary
-      partition_book.parquet sample_id, partition, split of every sample (the seed stream reads it)
+      partition_book.parquet sample_id, partition, row, split of every sample (the owner of each node)
       part-00000/            *.npy arrays (np.load(mmap_mode="r")), seeds.parquet (the seeds' prompt fields)
 
-Inside a partition, video node `i` is a local index: the partition's own seeds first (sorted by sample id),
-then the rest of the halo whose in-edges L-hop sampling may need ("inner" nodes, `num_inner` in all), then
-the outermost halo (features only). Per-sample attribute arrays have one row per inner node. A feature
-that many nodes share a value of (per-video values, comments re-shown by a later crawl) is stored as its
-distinct rows plus `<name>_row`, the row of each node: read features with `Partition.rows`.
+A partition *owns* its samples: it alone stores their feature rows (`owned_sample_id` and the feature arrays,
+row `r` = its `r`-th own sample in sample id order, comments in `owned_comment_ptr` order). For sampling it
+keeps the structure of its seeds' L-hop halo in a local index space: video node `i` is a local index, the
+partition's own seeds first (sorted by sample id), then the rest of the halo whose in-edges L-hop sampling
+may need ("inner" nodes, `num_inner` in all), then the outermost halo; `video_owner[i]` and `video_row[i]`
+say which partition owns node `i` and its row there, `comment_row` the same for each inner comment (its owner
+is its node's). A feature that many rows share a value of (per-video values, comments re-shown by a later
+crawl) is stored as its distinct rows plus `<name>_row`, the row of each own sample: read features with
+`Partition.rows`.
 
 Integrity, in three depths, each a `StoreError` naming the file and what was expected:
 - every open (`read_meta`): `meta.json`'s structure (`meta_check.py`) and the size of every top-level file;
@@ -37,8 +41,9 @@ from netgpt.digest import file_sha256
 from netgpt.graph.index_check import IndexArrayError, check_index_arrays
 from netgpt.graph.meta_check import MetaStructureError, check_meta
 
-FORMAT_VERSION = 3
-"""3: `meta.json` records each file's sha256, and the top-level files under `files`."""
+FORMAT_VERSION = 4
+"""4: a partition stores feature rows of its own samples only, plus its halo's ownership book
+(`video_owner`, `video_row`, `comment_row`); 3: `meta.json` records each file's sha256."""
 META_FILE = "meta.json"
 BOOK_FILE = "partition_book.parquet"
 SEEDS_FILE = "seeds.parquet"
@@ -150,16 +155,33 @@ class Partition:
     seeds_path: Path
     num_inner: int
     num_seeds: int
+    num_owned: int
 
     def __getitem__(self, name: str) -> np.ndarray:
         if name not in self.arrays:
             raise StoreError(f"{self.folder / (name + '.npy')}: missing from meta.json's files; {REBUILD}")
         return self.arrays[name]
 
-    def rows(self, name: str, nodes: np.ndarray) -> np.ndarray:
-        """Feature rows of `nodes` (local indices), through `<name>_row` where the store deduplicated them."""
+    def rows(self, name: str, owned: np.ndarray) -> np.ndarray:
+        """Feature rows of own samples (or own comments) `owned`, through `<name>_row` where the store
+        deduplicated them."""
         index = self.arrays.get(f"{name}_row")
-        return self[name][nodes if index is None else index[nodes]]
+        return self[name][owned if index is None else index[owned]]
+
+    def resident_bytes(self) -> int | None:
+        """Bytes of this partition's files that are resident in this process's memory maps (Linux's
+        /proc/self/smaps); None where the kernel does not say."""
+        smaps = Path("/proc/self/smaps")
+        if not smaps.is_file():
+            return None
+        folder, total, inside = str(self.folder.resolve()) + "/", 0, False
+        for line in smaps.read_text(encoding="utf-8", errors="replace").splitlines():
+            fields = line.split()
+            if fields and "-" in fields[0] and len(fields) >= 5 and not fields[0].endswith(":"):
+                inside = len(fields) >= 6 and fields[5].startswith(folder)
+            elif inside and fields and fields[0] == "Rss:":
+                total += int(fields[1]) * 1024
+        return total
 
     def read_seed_fields(self) -> Any:
         """The seeds' prompt fields as a pyarrow table, row `i` = local seed `i`."""
@@ -200,7 +222,13 @@ def open_partition(store_dir: str | Path, index: int, meta: dict[str, Any] | Non
             )
         arrays[name[: -len(".npy")]] = array
     try:
-        check_index_arrays(arrays, info["num_seeds"], info["num_inner"])
+        check_index_arrays(
+            arrays,
+            index,
+            info,
+            [p["num_owned"] for p in parts],
+            [p["num_owned_comments"] for p in parts],
+        )
     except IndexArrayError as error:
         raise StoreError(f"{folder / (error.name + '.npy')}: {error}; {REBUILD}") from None
     return Partition(
@@ -210,6 +238,7 @@ def open_partition(store_dir: str | Path, index: int, meta: dict[str, Any] | Non
         seeds_path=folder / SEEDS_FILE,
         num_inner=info["num_inner"],
         num_seeds=info["num_seeds"],
+        num_owned=info["num_owned"],
     )
 
 

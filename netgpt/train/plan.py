@@ -329,7 +329,12 @@ class ResourcePlan:
         llm_stages = [s for s in train.stages if s.uses_llm]
         tokens = max((s.micro_batch_size * model.max_prompt_tokens for s in llm_stages), default=0)
         if meta is not None:
-            partition_bytes = [int(p["bytes"]) for p in meta["partitions"]]
+            from netgpt.graph.rows import cache_capacity_bytes
+
+            # Each sampler also caches up to graph.remote_cache_rows rows owned by other partitions.
+            cache = cache_capacity_bytes(graph.remote_cache_rows, meta["feature_dims"])
+            cache = cache if len(meta["partitions"]) > 1 else 0
+            partition_bytes = [int(p["bytes"]) + cache for p in meta["partitions"]]
             partitions = len(partition_bytes)
         else:
             partition_bytes, partitions = None, graph.num_partitions
@@ -437,7 +442,8 @@ class ResourcePlan:
 
     @property
     def sampler_memory(self) -> int | None:
-        """Each sampler actor's whole partition resident + its process, summed (None without a store)."""
+        """Each sampler actor's whole partition resident + its remote-row cache at capacity + its process,
+        summed (None without a store)."""
         if self.partition_bytes is None:
             return None
         per_partition = sum(self.partition_bytes) * self.samplers_per_partition

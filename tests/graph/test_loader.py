@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import ray
+import torch
 
 from netgpt.data.schema import SAMPLES_FILE
 from netgpt.graph.build import build_graph
@@ -21,11 +22,13 @@ from netgpt.graph.loader import (
     stream_name,
 )
 from netgpt.graph.plan import EpochPlan, rank_positions
+from netgpt.graph.sampler import NeighborSampler
+from netgpt.graph.store import open_partition, read_meta
 
 
 @pytest.fixture(scope="module")
 def streams(tables_dir, tmp_path_factory, ray_cluster, graph_config):
-    cfg = graph_config(num_partitions=2, fanouts=[2, 2])
+    cfg = graph_config(num_partitions=2, fanouts=[2, 2], remote_cache_rows=0)  # every halo row fetched
     store = tmp_path_factory.mktemp("stream_store")
     build_graph(tables_dir, cfg, store)
     streams = GraphStreams(cfg, store)
@@ -136,6 +139,42 @@ def test_a_start_past_the_end_of_the_stream_is_refused(streams, ray_cluster) -> 
 def _batches_sampled(streams: GraphStreams) -> int:
     counts = [actor.batches_sampled.remote() for replicas in streams.actors for actor in replicas]
     return sum(ray.get(counts))
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(120)
+def test_sampler_actors_fetch_halo_rows_from_their_owners_and_a_restarted_one_serves_the_same(
+    streams, ray_cluster
+) -> None:
+    """Each actor asks the other for the rows it owns (no cache here); a killed actor that Ray restarts
+    reopens its partition and serves the same rows, to the other's batches as to its own."""
+    meta = read_meta(streams.store_dir)
+    direct = [NeighborSampler(open_partition(streams.store_dir, p, meta), [2, 2], num_hops=2) for p in (0, 1)]
+    seeds = [sampler.seed_sample_ids[:6] for sampler in direct]
+
+    def through_actors() -> list:
+        refs = [streams.actors[p][0].sample.remote(seeds[p], (11,)) for p in (0, 1)]
+        return [pickle.loads(batch) for batch in ray_cluster.get(refs)]
+
+    before = through_actors()
+    stats = ray_cluster.get([streams.actors[p][0].stats.remote() for p in (0, 1)])
+    assert all(s["remote_rows"] > 0 and s["requests"] > 0 and s["cache_bytes"] == 0 for s in stats), stats
+    for p in (0, 1):
+        _assert_same_batch(before[p], direct[p].sample(seeds[p], np.random.default_rng([11])))
+    assert direct[0].gather.stats["remote_rows"] > 0  # the batch needs rows partition 1 owns
+    ray_cluster.kill(streams.actors[1][0], no_restart=False)
+    after = through_actors()
+    assert ray_cluster.get(streams.actors[1][0].batches_sampled.remote()) == 1  # restarted: counts anew
+    for p in (0, 1):
+        _assert_same_batch(after[p], before[p])
+
+
+def _assert_same_batch(one, other) -> None:
+    for node_type in one.node_types:
+        assert torch.equal(one[node_type].n_id, other[node_type].n_id), node_type
+        assert torch.equal(one[node_type].x, other[node_type].x), node_type
+    for edge_type in one.edge_types:
+        assert torch.equal(one[edge_type].edge_index, other[edge_type].edge_index), edge_type
 
 
 def test_the_plan_cuts_a_multiple_of_its_multiple_without_losing_a_seed(streams) -> None:

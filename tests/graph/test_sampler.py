@@ -14,6 +14,7 @@ import torch
 from netgpt.data.schema import COMMENTS_FILE, SAMPLES_FILE
 from netgpt.graph.build import build_graph
 from netgpt.graph.features import write_content_file
+from netgpt.graph.rows import RowCache
 from netgpt.graph.sampler import NeighborSampler, choose_positions
 from netgpt.graph.seeds import SEED_FIELDS
 from netgpt.graph.store import StoreError, open_partition, read_meta
@@ -112,7 +113,7 @@ def test_full_fanout_equals_whole_graph_k_hop(
     store = request.getfixturevalue("topic_store") if partitioner == "topic" else stores[k]
     meta = read_meta(store)
     assert meta["partitioner"] == (partitioner if k > 1 else "single")
-    checked = 0
+    checked = fetched = 0
     for index in range(k):
         sampler = NeighborSampler(open_partition(store, index, meta), [-1, -1], num_hops=2)
         seeds = sampler.seed_sample_ids
@@ -123,7 +124,10 @@ def test_full_fanout_equals_whole_graph_k_hop(
             assert nodes == expected_nodes
             assert edges == expected_edges
             checked += 1
+        fetched += sampler.gather.stats["remote_rows"]
     assert checked == 3 * k
+    # With K > 1 the batches include rows their partition does not own, fetched from the owners.
+    assert (fetched > 0) == (k > 1)
 
 
 def test_batch_layout_matches_the_contract(stores) -> None:
@@ -251,4 +255,44 @@ def test_every_node_has_the_same_features_in_a_partition_as_in_the_whole(content
                 assert torch.equal(x, expected[n_id]), (node_type, n_id)
                 compared += 1
     assert compared > 1000
-    assert (whole.partition.rows("video_x", np.arange(whole.partition.num_inner)) != 0).any()
+    assert (whole.partition.rows("video_x", np.arange(whole.partition.num_owned)) != 0).any()
+
+
+def _assert_same_batch(one, other) -> None:
+    for node_type in NODE_TYPE_NAMES:
+        assert torch.equal(one[node_type].n_id, other[node_type].n_id), node_type
+        assert torch.equal(one[node_type].x, other[node_type].x), node_type
+    for edge_type in EDGE_TYPES:
+        assert torch.equal(one[edge_type].edge_index, other[edge_type].edge_index), edge_type
+    assert one.seed_fields == other.seed_fields
+
+
+def test_same_seeds_same_batch_whether_rows_are_local_fetched_or_cached(content_stores) -> None:
+    whole = NeighborSampler(open_partition(content_stores[1], 0), [3, 2], num_hops=2)
+    meta = read_meta(content_stores[4])
+    for index in range(4):
+        partition = open_partition(content_stores[4], index, meta)
+        fetching = NeighborSampler(partition, [3, 2], num_hops=2, cache_rows=0)
+        caching = NeighborSampler(partition, [3, 2], num_hops=2, cache_rows=10_000)
+        seeds = fetching.seed_sample_ids[::2][:8]
+        local = whole.sample(seeds, np.random.default_rng(5))
+        fetched = fetching.sample(seeds, np.random.default_rng(5))
+        first = caching.sample(seeds, np.random.default_rng(5))
+        remote = caching.gather.stats["remote_rows"]
+        cached = caching.sample(seeds, np.random.default_rng(5))
+        assert remote > 0 and caching.gather.stats["remote_rows"] == remote  # the second time all cached
+        assert caching.gather.stats["cache_hits"] == remote
+        for batch in (fetched, first, cached):
+            _assert_same_batch(batch, local)
+
+
+def test_the_row_cache_keeps_at_most_its_capacity_and_evicts_the_least_recently_used() -> None:
+    cache = RowCache(3)
+    cache.insert(np.array([10, 11, 12]), {"x": np.array([[0.0], [1.0], [2.0]])})
+    assert cache.lookup(np.array([12, 99, 10])).tolist()[1] == -1
+    cache.insert(np.array([13]), {"x": np.array([[3.0]])})  # 11 was used least recently
+    slots = cache.lookup(np.array([10, 11, 12, 13]))
+    assert slots[1] == -1 and (slots[[0, 2, 3]] >= 0).all()
+    assert cache.values("x", slots[[0, 2, 3]])[:, 0].tolist() == [0.0, 2.0, 3.0]
+    assert cache.nbytes == 3 * 8
+    assert (RowCache(0).lookup(np.array([1])) == -1).all()

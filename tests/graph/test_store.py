@@ -14,7 +14,7 @@ from netgpt.config import load_config
 from netgpt.data.schema import SAMPLES_FILE
 from netgpt.graph.build import build_graph
 from netgpt.graph.features import write_content_file
-from netgpt.graph.store import META_FILE, StoreError, open_partition, partition_dir, read_meta
+from netgpt.graph.store import BOOK_FILE, META_FILE, StoreError, open_partition, partition_dir, read_meta
 
 
 @pytest.fixture()
@@ -82,8 +82,8 @@ def test_a_content_vector_reaches_its_videos_node_and_a_missing_one_is_counted(
     checked = 0
     for index in range(2):
         part = open_partition(tmp_path / "store", index)
-        rows = part.rows("video_x", np.arange(len(part["video_sample_id"])))
-        for sample_id, x in zip(part["video_sample_id"], rows, strict=True):
+        rows = part.rows("video_x", np.arange(part.num_owned))
+        for sample_id, x in zip(part["owned_sample_id"], rows, strict=True):
             want = expected.get(video_of[int(sample_id)], np.zeros(3, np.float32))
             assert np.array_equal(x, want)
             checked += int(video_of[int(sample_id)] in expected)
@@ -141,13 +141,44 @@ def test_per_video_features_are_stored_once_per_video_and_value(store, tables_di
     )
     for index in range(2):
         part = open_partition(store, index)
-        sample_ids = part["video_sample_id"]
-        inner_videos = {video_of[int(s)] for s in sample_ids[: part.num_inner]}
+        owned = part["owned_sample_id"]
+        own_videos = {video_of[int(s)] for s in owned}
         # The fixture's titles are per video, its descriptions differ in every state.
-        assert len(part["x_title"]) == len(inner_videos) < part.num_inner
-        assert len(part["x_description"]) == part.num_inner
-        assert len(part["video_x"]) == len({video_of[int(s)] for s in sample_ids})
-        titles = part.rows("x_title", np.arange(part.num_inner))
-        for i, j in zip(range(part.num_inner - 1), range(1, part.num_inner), strict=True):
-            same_video = video_of[int(sample_ids[i])] == video_of[int(sample_ids[j])]
+        assert len(part["x_title"]) == len(own_videos) < part.num_owned
+        assert len(part["x_description"]) == part.num_owned
+        assert len(part["video_x"]) == len(own_videos)
+        titles = part.rows("x_title", np.arange(part.num_owned))
+        for i, j in zip(range(part.num_owned - 1), range(1, part.num_owned), strict=True):
+            same_video = video_of[int(owned[i])] == video_of[int(owned[j])]
             assert np.array_equal(titles[i], titles[j]) == same_video
+
+
+def test_every_sample_is_owned_once_and_the_books_say_where(store, tables_dir) -> None:
+    """A partition stores the feature rows of its own samples only; its halo's rows are named in its book."""
+    all_ids = sorted(pq.read_table(tables_dir / SAMPLES_FILE)["sample_id"].to_pylist())
+    book = pq.read_table(store / BOOK_FILE).to_pandas().set_index("sample_id")
+    parts = [open_partition(store, index) for index in range(2)]
+    owned = [part["owned_sample_id"].tolist() for part in parts]
+    assert sorted(owned[0] + owned[1]) == all_ids
+    for index, ids in enumerate(owned):
+        assert (book.loc[ids, "partition"] == index).all()
+        assert book.loc[ids, "row"].tolist() == list(range(len(ids)))
+    halo_nodes = 0
+    for part in parts:
+        sample_ids = part["video_sample_id"]
+        owner, row = part["video_owner"], part["video_row"]
+        assert (owner[: part.num_seeds] == part.index).all()
+        for sid, o, r in zip(sample_ids.tolist(), owner.tolist(), row.tolist(), strict=True):
+            assert owned[o][r] == sid
+        halo_nodes += int((owner != part.index).sum())
+    assert halo_nodes > 0  # the hash partitioner cuts topics: halos reach the other partition
+
+
+def test_resident_bytes_count_the_pages_of_this_partitions_files_only(store) -> None:
+    part = open_partition(store, 0)
+    open_partition(store, 1).arrays["video_sample_id"].sum()  # another partition's pages do not count
+    for array in part.arrays.values():
+        np.asarray(array).sum()  # touch every page of every file
+    files = [path.stat().st_size for path in part.folder.glob("*.npy")]
+    resident = part.resident_bytes()
+    assert sum(files) <= resident <= sum(files) + 4096 * len(files)

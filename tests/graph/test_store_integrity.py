@@ -13,6 +13,7 @@ import pytest
 from netgpt.cli import main
 from netgpt.digest import file_sha256
 from netgpt.graph.build import build_graph
+from netgpt.graph.sampler import NeighborSampler
 from netgpt.graph.store import (
     BOOK_FILE,
     META_FILE,
@@ -95,6 +96,14 @@ def test_check_store_finds_the_store_through_the_config(store, capsys) -> None:
         ("inner_topic", 77, r"inner_topic.npy: garbled index array"),
         ("has_same_author_as_members", 10**6, r"has_same_author_as_members.npy: garbled index array"),
         ("has_same_topic_as_start", 10**6, r"has_same_topic_as_start.npy: garbled index array"),
+        ("video_owner", 2, r"video_owner.npy: garbled index array: values must lie in \[0, 2\)"),
+        (
+            "video_row",
+            10**6,
+            r"video_row.npy: garbled index array: values must lie in \[0, its owner's count",
+        ),
+        ("comment_row", -1, r"comment_row.npy: garbled index array"),
+        ("owned_comment_ptr", 0, r"owned_comment_ptr.npy: garbled index array: pointers must rise from 0"),
     ],
 )
 def test_garbled_index_arrays_name_the_file_on_open(store, array, values, message) -> None:
@@ -143,10 +152,11 @@ def test_malformed_meta_is_a_store_error_naming_the_field(store, edit, message) 
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("[1, 2]", r"store format version None, this code reads version 3; rebuild the store"),
+        ("[1, 2]", r"store format version None, this code reads version 4; rebuild the store"),
         ("[" * 100_000, r"damaged, not valid JSON .*; rebuild the store with `netgpt build-graph`"),
         ("{" * 100_000, r"damaged, not valid JSON"),
-        ('{"format_version": 2}', r"store format version 2, this code reads version 3; rebuild the store"),
+        ('{"format_version": 2}', r"store format version 2, this code reads version 4; rebuild the store"),
+        ('{"format_version": 3}', r"store format version 3, this code reads version 4; rebuild the store"),
     ],
 )
 def test_meta_that_is_not_a_store_meta_is_a_store_error(store, text, message) -> None:
@@ -186,3 +196,11 @@ def test_a_store_is_never_written_over_a_run_folder_or_the_root(tmp_path, where)
     with pytest.raises(OutputError, match="refusing to replace a folder that netgpt did not write"):
         write_store_atomically(target, lambda folder: pytest.fail("nothing may be built there"))
     assert sorted(p.name for p in target.iterdir()) == before
+
+
+def test_a_missing_owner_file_is_an_error_naming_it_when_a_batch_needs_its_rows(store) -> None:
+    """Partition 0 opens and samples from its own files; the owner's file is read when its rows are."""
+    (partition_dir(store, 1) / "x_title.npy").unlink()
+    sampler = NeighborSampler(open_partition(store, 0), [-1, -1], num_hops=2)
+    with pytest.raises(StoreError, match=r"part-00001/x_title.npy: missing partition file"):
+        sampler.sample(sampler.seed_sample_ids, np.random.default_rng(0))

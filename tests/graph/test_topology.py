@@ -6,7 +6,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from netgpt.data.schema import SAMPLES_FILE
-from netgpt.graph.partition import assign_partitions
 from netgpt.graph.topology import PAD, GraphInputError, read_topology
 
 
@@ -20,35 +19,6 @@ def test_group_prefixes_are_causal_and_exclude_the_own_video(tables_dir) -> None
         assert (topo.day[later] > topo.day[s]).all()
         excluded = group.excl[s][group.excl[s] != PAD]
         assert set(prefix[excluded].tolist()) == set(prefix[topo.video[prefix] == topo.video[s]].tolist())
-
-
-@pytest.mark.parametrize("method", ["metis", "topic", "hash"])
-def test_partitions_cover_every_sample_and_keep_videos_whole(tables_dir, method) -> None:
-    topo = read_topology(tables_dir)
-    part = assign_partitions(topo, 3, method)
-    assert set(part.tolist()) == {0, 1, 2}
-    for video in range(len(topo.video_ids)):
-        assert len(set(part[topo.video == video].tolist())) == 1
-
-
-@pytest.mark.parametrize("num_partitions", [2, 3])
-def test_metis_and_topic_keep_topics_whole_where_hash_cuts_them(tables_dir, num_partitions) -> None:
-    """A cut topic costs its whole causal prefix in every partition it touches (partition.py)."""
-    topo = read_topology(tables_dir)
-
-    def topics_cut(method: str) -> int:
-        part = assign_partitions(topo, num_partitions, method)
-        return sum(len(set(part[topo.topic == t].tolist())) > 1 for t in range(len(topo.topic_names)))
-
-    assert topics_cut("topic") == topics_cut("metis") == 0 < topics_cut("hash")
-
-
-def test_metis_needs_a_topic_per_partition(tables_dir) -> None:
-    topo = read_topology(tables_dir)
-    with pytest.raises(
-        ValueError, match=r"4 topics, fewer than graph.num_partitions=5; .* use partitioner='hash'"
-    ):
-        assign_partitions(topo, 5, "metis")
 
 
 def test_history_from_the_future_is_an_error(tables_dir, tmp_path) -> None:

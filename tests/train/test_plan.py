@@ -9,6 +9,7 @@ import torch
 
 from netgpt.cli import main as cli_main
 from netgpt.config import load_config
+from netgpt.graph.rows import ATTRIBUTE_TYPES
 from netgpt.graph.types import feature_dims
 from netgpt.train.plan import (
     GIB,
@@ -227,7 +228,12 @@ def test_sampler_memory_comes_from_the_store_partition_sizes(tmp_path):
     config = _short_config(tmp_path, "graph.samplers_per_partition=2")
     plan = ResourcePlan.of(config, meta=_meta([GIB, 2 * GIB]))
     assert plan.num_samplers == 4  # the store's 2 partitions × 2, not graph.num_partitions
-    assert plan.sampler_memory == 2 * (GIB + 2 * GIB) + 4 * GIB // 2
+    cache = config.graph.remote_cache_rows * 4 * (DIMS["video"] + DIMS["comment"])
+    cache += config.graph.remote_cache_rows * 4 * sum(DIMS[t] for t in ATTRIBUTE_TYPES)
+    # each actor: its partition, its cache of other partitions' rows at capacity, its process
+    assert plan.sampler_memory == 2 * (GIB + 2 * GIB + 2 * cache) + 4 * GIB // 2
+    one = ResourcePlan.of(config, meta=_meta([GIB]))
+    assert one.sampler_memory == 2 * GIB + 2 * GIB // 2  # one partition fetches nothing: no cache
     assert ResourcePlan.of(config).sampler_memory is None  # no store: unknown, not checked
 
 

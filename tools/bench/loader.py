@@ -1,19 +1,27 @@
-"""Sampler benchmark: our vectorised sampler vs the best baseline available here, on the same graph.
+"""Loader benchmark: a partitioned store whose sampler memory falls as 1/K, its balance, and its throughput.
 
-Prints ONE JSON line: seeds/s and sampled edges/s of our sampler on one partition (the K=1 store, i.e. the
-whole graph, so both samplers see the same graph) and of the baseline, their ratio, the memory of the
-largest partition for K = 1, 2, 4 against the whole graph, and the build time at the benchmark's scale.
-Memory is given as built (the bench's small feature widths) and recomputed from the stored row counts at the
-paper's widths (768-d text, 3,584-d content), where per-video features dominate: once as stored (one row
-per distinct per-video value) and once as if every node kept its own row.
+Prints ONE JSON line, at the benchmark's scale (default 11,800 synthetic videos, about 38k samples: 1/10 of
+XS-Video), with the demo preset's feature widths as built and the paper's widths recomputed from the stored
+row counts (768-d text, 3,584-d content; building those would take gigabytes):
 
-Baseline: PyG's `NeighborLoader` when `torch_sparse` imports from `--deps` (install the prebuilt wheels there,
-never into the project venv: `pip install --no-deps --target .bench-deps torch_sparse-*.whl
-torch_scatter-*.whl scipy`, wheels built for the installed torch); it runs in a subprocess with that folder on
-PYTHONPATH, on a `HeteroData` with the same features and the group relations materialised as edges. Otherwise
-a plain per-seed Python sampler.
+- `seed_balance`: the largest partition's share of the seeds times K (1.0 is perfect), K = 2, 4, 8, on the
+  synthetic set and on a copy whose topic labels give one topic 90 % of the videos;
+- `memory`: the largest sampler's memory against the whole store (the K=1 store's files), K = 1, 2, 4, 8:
+  its own partition's files (features and structure: everything it may map) plus its remote-row cache at
+  capacity (`graph.remote_cache_rows` rows of each kind), as built and at the paper's widths; and as measured
+  in each actor after its timed batches (resident pages of its mapped files, from /proc/self/smaps, plus the
+  cache's arrays);
+- `throughput`: seeds per second of one sampler actor through Ray (remote fetches included). Paired: the
+  K=1 actor and each K=4 actor on the same batches, alternating, best of 3, cache off (a lower bound), and
+  their ratio; per K (1, 2, 4, 8): every actor in turn on batches of its own seeds with the default cache
+  (the others idle but serving rows); bytes fetched from other partitions per seed and the cache's hit rate;
+- `baseline`: our sampler in one process on the K=1 store against PyG's `NeighborLoader` on the same graph
+  when `torch_sparse` imports from `--deps` (install the prebuilt wheels there, never into the project venv:
+  `pip install --no-deps --target .bench-deps torch_sparse-*.whl torch_scatter-*.whl scipy`, wheels built for
+  the installed torch; it runs in a subprocess on a `HeteroData` with the same features and the group
+  relations materialised as edges), else a plain per-seed Python sampler (`baseline.name` says which).
 
-    python tools/bench/loader.py --videos 11800          # ~38k samples: 1/10 of XS-Video
+    python tools/bench/loader.py                    # ~38k samples: 1/10 of XS-Video
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -39,22 +48,25 @@ def _arguments() -> argparse.Namespace:
     )
     parser.add_argument("--work", default=str(ROOT / "runs/bench"), help="folder for tables and stores")
     parser.add_argument("--deps", default=str(ROOT / ".bench-deps"), help="folder holding torch_sparse")
-    parser.add_argument("--batch-size", type=int, default=512)
+    parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--fanouts", type=int, nargs="+", default=[50, 51])
-    parser.add_argument("--batches", type=int, default=8, help="timed batches per sampler")
+    parser.add_argument("--batches", type=int, default=4, help="timed batches per sampler actor")
+    parser.add_argument("--cache-rows", type=int, help="graph.remote_cache_rows (default: the config's)")
     parser.add_argument("--baseline-worker", action="store_true", help=argparse.SUPPRESS)
     return parser.parse_args()
 
 
-def _config(num_partitions: int, fanouts: list[int]):
-    from netgpt.config import GraphConfig, TextEncoderConfig
+def _config(num_partitions: int, fanouts: list[int], cache_rows: int):
+    """The demo preset's graph section (its feature widths) cut into `num_partitions`."""
+    from netgpt.config import load_config
 
-    return GraphConfig(
+    demo = load_config("demo").graph
+    return replace(
+        demo,
         num_partitions=num_partitions,
-        text=TextEncoderConfig(dim=64),
-        time_dim=8,
-        content_dim=16,
         fanouts=fanouts,
+        remote_cache_rows=cache_rows,
+        sampler_num_cpus=0.25,
     )
 
 
@@ -70,11 +82,134 @@ def _tables(work: Path, videos: int) -> Path:
     return tables
 
 
+def _one_topic_tables(work: Path, tables: Path, share: float) -> Path:
+    """A copy of `tables` whose topic labels give one topic `share` of the videos (all states of a video
+    together), the rest as they were; the generator itself is left as it is."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from netgpt.data.schema import COMMENTS_FILE, SAMPLES_FILE
+
+    out = work / f"{tables.name}-topic{round(share * 100)}"
+    if not (out / SAMPLES_FILE).is_file():
+        out.mkdir(parents=True, exist_ok=True)
+        samples = pq.read_table(tables / SAMPLES_FILE)
+        videos = sorted(set(samples["video_id"].to_pylist()))
+        chosen = np.random.default_rng(0).random(len(videos)) < share
+        big = {v for v, c in zip(videos, chosen, strict=True) if c}
+        first = samples["topic"][0].as_py()
+        topic = [
+            first if v in big else t
+            for v, t in zip(samples["video_id"].to_pylist(), samples["topic"].to_pylist(), strict=True)
+        ]
+        samples = samples.set_column(
+            samples.schema.get_field_index("topic"), "topic", pa.array(topic, pa.string())
+        )
+        pq.write_table(samples, out / SAMPLES_FILE)
+        (out / COMMENTS_FILE).write_bytes((tables / COMMENTS_FILE).read_bytes())
+    return out
+
+
+def _seed_balance(tables: Path, partitioner: str) -> dict[str, float]:
+    """Largest partition's share of the seeds times K, K = 2, 4, 8 (1.0: every partition the same)."""
+    from netgpt.graph.partition import assign_partitions
+    from netgpt.graph.topology import read_topology
+
+    topology = read_topology(tables)
+    seeds = topology.split != "final"
+    shares = {}
+    for k in (2, 4, 8):
+        part = assign_partitions(topology, k, partitioner)
+        shares[f"k{k}"] = round(float(np.bincount(part[seeds], minlength=k).max() / seeds.sum() * k), 3)
+    shares["largest_topic_share"] = round(float(np.bincount(topology.topic[seeds]).max() / seeds.sum()), 3)
+    return shares
+
+
 def _seed_batches(store: Path, batch_size: int, count: int) -> list[np.ndarray]:
     from netgpt.graph.plan import EpochPlan
 
     plan = EpochPlan(str(store), "train", batch_size, 1, True, 0)
     return [seeds for _, seeds in plan.epoch(0)[: count + 1]]
+
+
+def _partition_batches(store: Path, batch_size: int, count: int) -> dict[int, list[np.ndarray]]:
+    """Per partition: `count + 1` batches of its own training seeds (the first one warms up)."""
+    from netgpt.graph.plan import EpochPlan
+
+    plan = EpochPlan(str(store), "train", batch_size, 1, True, 0)
+    out: dict[int, list[np.ndarray]] = {}
+    for partition, seeds in plan.epoch(0):
+        if len(out.setdefault(partition, [])) <= count:
+            out[partition].append(seeds)
+    return out
+
+
+def _paired_throughput(stores: dict[int, Path], cfgs: dict, batches: dict[int, list[np.ndarray]]) -> dict:
+    """Seeds per second of one sampler actor, K=1 against K=4, on the same batches (each K=4 partition's
+    batches, which the K=1 actor samples too), alternating batch by batch so both see the same load from the
+    rest of the machine; each batch's time is its best of `ROUNDS`. The cache is off (every halo row is
+    fetched from its owner), so the ratio is a lower bound."""
+    import ray
+
+    from netgpt.graph.loader import GraphStreams
+
+    streams = {k: GraphStreams(replace(cfgs[k], remote_cache_rows=0), str(stores[k])) for k in (1, 4)}
+    try:
+        for group in streams.values():
+            ray.get([replicas[0].batches_sampled.remote() for replicas in group.actors])
+        best: dict[int, dict[tuple[int, int], float]] = {1: {}, 4: {}}
+        for _ in range(ROUNDS):
+            for partition, chosen in sorted(batches.items()):
+                for j, seeds in enumerate(chosen):
+                    for k, actor in ((1, streams[1].actors[0][0]), (4, streams[4].actors[partition][0])):
+                        started = time.perf_counter()
+                        ray.get(actor.sample.remote(seeds, (0, 0, j)))
+                        seconds = time.perf_counter() - started
+                        best[k][partition, j] = min(best[k].get((partition, j), seconds), seconds)
+    finally:
+        for group in streams.values():
+            group.shutdown()
+    seeds = sum(len(s) for chosen in batches.values() for s in chosen)
+    rate = {k: seeds / sum(times.values()) for k, times in best.items()}
+    return {"k1": round(rate[1], 1), "k4": round(rate[4], 1), "k4_vs_k1": round(rate[4] / rate[1], 2)}
+
+
+ROUNDS = 3
+"""Each paired batch is timed this many times, its best time kept (the machine may be shared)."""
+
+
+def _actors(store: Path, cfg, batches: dict[int, list[np.ndarray]]) -> dict:
+    """Every sampler actor of `store` in turn samples its batches (the others idle, serving rows): seeds per
+    second per actor, what was fetched remotely, and each actor's memory afterwards."""
+    import ray
+
+    from netgpt.graph.loader import GraphStreams
+
+    streams = GraphStreams(cfg, str(store))
+    try:
+        ray.get([replicas[0].batches_sampled.remote() for replicas in streams.actors])  # all started
+        rates, seeds_total = [], 0
+        for partition, chosen in sorted(batches.items()):
+            actor = streams.actors[partition][0]
+            ray.get(actor.sample.remote(chosen[0], (0, 0, 0)))
+            started = time.perf_counter()
+            ray.get([actor.sample.remote(seeds, (0, 0, j + 1)) for j, seeds in enumerate(chosen[1:])])
+            seeds = sum(len(s) for s in chosen[1:])
+            rates.append(seeds / (time.perf_counter() - started))
+            seeds_total += sum(len(s) for s in chosen)
+        stats = ray.get([replicas[0].stats.remote() for replicas in streams.actors])
+        memory = ray.get([replicas[0].memory.remote() for replicas in streams.actors])
+    finally:
+        streams.shutdown()
+    lookups = sum(s["cache_lookups"] for s in stats)
+    return {
+        "seeds_per_s_per_actor": float(np.mean(rates)),
+        "slowest_actor_seeds_per_s": float(np.min(rates)),
+        "remote_bytes_per_seed": sum(s["remote_bytes"] for s in stats) / seeds_total,
+        "remote_requests": sum(s["requests"] for s in stats),
+        "cache_hit_rate": sum(s["cache_hits"] for s in stats) / lookups if lookups else None,
+        "largest_resident_bytes": max(m["resident_bytes"] + m["cache_bytes"] for m in memory),
+    }
 
 
 def _edges(batch) -> int:
@@ -112,46 +247,43 @@ def _feature_type(file_name: str) -> str | None:
     return stem.removesuffix("_x") if stem.endswith("_x") else None
 
 
-def _partition_bytes(info: dict, dims: dict[str, int], deduplicated: bool) -> int:
-    """A partition's bytes if its features had the widths `dims`; without `deduplicated`, as if it kept one
-    feature row per node (no `_row` indices). Structure arrays count as written."""
-    files = info["files"]
+def _partition_bytes(info: dict, dims: dict[str, int]) -> int:
+    """A partition's bytes if its features had the widths `dims` (structure arrays count as written)."""
     total = 0
-    for name, spec in files.items():
+    for name, spec in info["files"].items():
         node_type = _feature_type(name)
-        if node_type is None:
-            total += 0 if name.endswith("_row.npy") and not deduplicated else spec["bytes"]
-            continue
-        index = files.get(name.replace(".npy", "_row.npy"))
-        rows = spec["shape"][0] if deduplicated or index is None else index["shape"][0]
-        total += rows * dims[node_type] * 4
+        total += spec["bytes"] if node_type is None else spec["shape"][0] * dims[node_type] * 4
     return total
 
 
-def _memory(stores: dict[int, Path]) -> dict[str, dict[str, float]]:
-    """Largest partition against the whole graph, as built and at the paper's widths (with and without
-    storing per-video values and re-shown comments once)."""
+def _memory(stores: dict[int, Path], cache_rows: int, measured: dict[int, int]) -> dict[str, dict]:
+    """The largest sampler (own partition's files + cache at capacity) against the whole store, as built and
+    at the paper's widths, and as measured in the actors."""
+    from netgpt.graph.rows import cache_capacity_bytes
     from netgpt.graph.store import read_meta
     from netgpt.graph.types import feature_dims
 
-    built = {k: read_meta(store)["partitions"] for k, store in stores.items()}
+    built = {k: read_meta(store) for k, store in stores.items()}
     paper = feature_dims(PAPER_WIDTHS["text_dim"], PAPER_WIDTHS["time_dim"], PAPER_WIDTHS["content_dim"])
-    largest = {
-        "as_built": {k: max(p["bytes"] for p in parts) for k, parts in built.items()},
-        "paper_widths": {
-            k: max(_partition_bytes(p, paper, True) for p in parts) for k, parts in built.items()
-        },
-        "paper_widths_one_row_per_node": {
-            k: max(_partition_bytes(p, paper, False) for p in parts) for k, parts in built.items()
-        },
+    out: dict[str, dict] = {}
+    for name, dims in (("demo_widths", None), ("paper_widths", paper)):
+        whole = sum(_partition_bytes(p, dims or built[1]["feature_dims"]) for p in built[1]["partitions"])
+        cache = cache_capacity_bytes(cache_rows, dims or built[1]["feature_dims"])
+        largest = {
+            k: max(_partition_bytes(p, dims or meta["feature_dims"]) for p in meta["partitions"])
+            + (cache if k > 1 else 0)
+            for k, meta in built.items()
+        }
+        out[name] = {
+            "largest_sampler_vs_whole": {f"k{k}": round(b / whole, 3) for k, b in largest.items()},
+            "whole_store_mb": round(whole / 1e6, 1),
+            "cache_at_capacity_mb": round(cache / 1e6, 1),
+        }
+    whole = sum(p["bytes"] for p in built[1]["partitions"])
+    out["demo_widths"]["measured_resident_vs_whole"] = {
+        f"k{k}": round(b / whole, 3) for k, b in measured.items()
     }
-    return {
-        "largest_partition_vs_whole": {
-            name: {f"k{k}": round(b / by_k[1], 3) for k, b in by_k.items()} for name, by_k in largest.items()
-        },
-        "whole_graph_mb": {name: round(by_k[1] / 1e6, 1) for name, by_k in largest.items()},
-        "largest_k4_partition_mb": {name: round(by_k[4] / 1e6, 1) for name, by_k in largest.items()},
-    }
+    return out
 
 
 def _whole_graph(tables: Path, dims: dict[str, int]):
@@ -254,12 +386,12 @@ def _per_seed_baseline(tables: Path, fanouts: list[int], batches: list[np.ndarra
     rand = random.Random(0)
 
     def in_neighbours(v: int) -> list[list[int]]:
+        """Video in-neighbours of `v`, per video-to-video relation."""
         lists = [topo.history_idx[topo.history_ptr[v] : topo.history_ptr[v + 1]].tolist()]
         for group in topo.groups.values():
             start = group.gptr[group.gid[v]]
             excluded = {int(e) for e in group.excl[v] if e != PAD}
             lists.append([int(group.members[start + p]) for p in range(group.length[v]) if p not in excluded])
-        lists.append(list(range(topo.comment_ptr[v], topo.comment_ptr[v + 1])))
         return lists
 
     seeds = edges = 0
@@ -270,7 +402,10 @@ def _per_seed_baseline(tables: Path, fanouts: list[int], batches: list[np.ndarra
             for fanout in fanouts:
                 nxt = []
                 for v in frontier:
-                    edges += 13
+                    comments = list(range(topo.comment_ptr[v], topo.comment_ptr[v + 1]))
+                    edges += 13 + min(len(comments), fanout)
+                    if len(comments) > fanout:
+                        rand.sample(comments, fanout)
                     for candidates in in_neighbours(v):
                         picked = candidates if len(candidates) <= fanout else rand.sample(candidates, fanout)
                         edges += len(picked)
@@ -312,38 +447,70 @@ def main() -> None:
         return
     import ray
 
+    from netgpt.config import GraphConfig
     from netgpt.graph.build import build_graph
     from netgpt.graph.store import read_meta
 
+    args.cache_rows = GraphConfig().remote_cache_rows if args.cache_rows is None else args.cache_rows
     work = Path(args.work)
     tables = _tables(work, args.videos)
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    stores, build_seconds = {}, {}
-    for k in (1, 2, 4):
-        stores[k] = work / f"store-{args.videos}-k{k}"
-        started = time.perf_counter()
-        build_graph(tables, _config(k, args.fanouts), stores[k])
-        build_seconds[k] = round(time.perf_counter() - started, 2)
-    ray.shutdown()
+    balance = {
+        "synthetic": _seed_balance(tables, "topic"),
+        "one_topic_90pct": _seed_balance(_one_topic_tables(work, tables, 0.9), "topic"),
+    }
+    ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False)
+    stores, build_seconds, actors = {}, {}, {}
+    try:
+        for k in (1, 2, 4, 8):
+            cfg = _config(k, args.fanouts, args.cache_rows)
+            stores[k] = work / f"store-{args.videos}-k{k}"
+            started = time.perf_counter()
+            build_graph(tables, cfg, stores[k])
+            build_seconds[k] = round(time.perf_counter() - started, 2)
+            batches = _partition_batches(stores[k], args.batch_size, args.batches)
+            actors[k] = _actors(stores[k], cfg, batches)
+        cfgs = {k: _config(k, args.fanouts, args.cache_rows) for k in (1, 4)}
+        paired = _paired_throughput(stores, cfgs, _partition_batches(stores[4], args.batch_size, 1))
+    finally:
+        ray.shutdown()
     meta = read_meta(stores[1])
     batches = _seed_batches(stores[1], args.batch_size, args.batches)
     ours = _time_ours(stores[1], args.fanouts, batches)
-    baseline = _baseline(args, tables, meta["feature_dims"], batches)
+    baseline = _baseline(args, tables, meta["feature_dims"], batches[:2])
+    per_actor = {f"k{k}": round(a["seeds_per_s_per_actor"], 1) for k, a in actors.items()}
     print(
         json.dumps(
             {
                 "bench": "loader",
                 "samples": meta["counts"]["nodes"]["video"],
                 "comments": meta["counts"]["nodes"]["comment"],
-                "group_edges_not_materialised": sum(
-                    v for k, v in meta["counts"]["edges"].items() if "same" in k
-                ),
                 "fanouts": args.fanouts,
                 "batch_size": args.batch_size,
-                "ours": {k: round(v, 1) for k, v in ours.items()},
+                "remote_cache_rows": args.cache_rows,
+                "seed_balance": balance,
+                "memory": _memory(
+                    stores, args.cache_rows, {k: a["largest_resident_bytes"] for k, a in actors.items()}
+                ),
+                "throughput": {
+                    "paired_same_batches_no_cache": paired,
+                    "seeds_per_s_per_actor": per_actor,
+                    "slowest_actor_seeds_per_s": {
+                        f"k{k}": round(a["slowest_actor_seeds_per_s"], 1) for k, a in actors.items()
+                    },
+                    "own_seeds_k4_vs_k1": round(
+                        actors[4]["seeds_per_s_per_actor"] / actors[1]["seeds_per_s_per_actor"], 2
+                    ),
+                    "remote_bytes_per_seed": {
+                        f"k{k}": round(a["remote_bytes_per_seed"]) for k, a in actors.items()
+                    },
+                    "cache_hit_rate": {
+                        f"k{k}": (round(a["cache_hit_rate"], 3) if a["cache_hit_rate"] is not None else None)
+                        for k, a in actors.items()
+                    },
+                },
+                "ours_in_process_k1": {k: round(v, 1) for k, v in ours.items()},
                 "baseline": {k: (round(v, 1) if isinstance(v, float) else v) for k, v in baseline.items()},
-                "seeds_per_s_ratio": round(ours["seeds_per_s"] / baseline["seeds_per_s"], 2),
-                "memory": _memory(stores),
+                "seeds_per_s_ratio_vs_baseline": round(ours["seeds_per_s"] / baseline["seeds_per_s"], 2),
                 "build_seconds": build_seconds,
             }
         )
