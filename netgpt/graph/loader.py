@@ -23,11 +23,11 @@ smaller so that the batch count per epoch is a multiple of `multiple` (a stage's
 step over all ranks), and any world size that divides `multiple` consumes it in lock step, every seed exactly
 once per epoch. Positions are global: position `g` is batch `g % per_epoch` of epoch `g // per_epoch`, and a
 stream begun at `start` on `world_size` ranks gives rank `r` the positions `start + r, start + r + world_size,
-...`. Each rank's stream is a Ray Data pipeline (`range` -> `map_batches` that asks the partition's sampler
-actor for the batch), executed lazily with order preserved: training starts with the first batch, and Ray
-Data's streaming executor bounds how many batches are in flight (backpressure), so no epoch is ever
-materialised. Every batch is sampled with its own generator seeded by (seed, epoch, j): same seed, same
-batches, whichever actor or rank produces them.
+...`. Each rank's stream is a Ray Data read (`SampledBatches`: each read task asks the partitions'
+sampler actors for its block's batches), executed lazily with order preserved: training starts with the
+first batch, and Ray Data's streaming executor bounds how many batches are in flight (backpressure), so no
+epoch is ever materialised. Every batch is sampled with its own generator seeded by (seed, epoch, j): same
+seed, same batches, whichever actor or rank produces them.
 
 Resuming, also on another world size. A stream can begin at any global position that the world size divides
 (a resumed run's checkpoint): its range covers the positions from there on only, so the batch at each
@@ -54,7 +54,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from torch_geometric.data import HeteroData
 
 from netgpt.config import GraphConfig
-from netgpt.graph.plan import EpochPlan, StreamShape, sample_batches, split_seeds
+from netgpt.graph.plan import EpochPlan, SampledBatches, StreamShape, split_seeds
 from netgpt.graph.rows import read_rows
 from netgpt.graph.sampler import NeighborSampler
 from netgpt.graph.store import StoreError, open_partition, read_meta
@@ -169,10 +169,10 @@ def _rank_stream(
     world_size`), holding about `buffer_mb` of sampled batches ahead of its consumer (plus the blocks in
     flight: Ray Data's backpressure counts whole blocks).
 
-    Each Ray Data block (one task) carries `block_batches` batches, their sampling spread over the sampler
-    actors: Ray Data's cost is per task (tens of milliseconds of CPU for scheduling, logging and memory
-    accounting), which blocks of one or two batches of a few milliseconds' sampling made the largest cost of
-    a CPU step."""
+    Each Ray Data block (one 0-CPU read task of `SampledBatches`, at most two at a time) carries
+    `block_batches` batches, their sampling spread over the sampler actors: Ray Data's cost is per task (tens
+    of milliseconds of CPU for scheduling, logging and memory accounting), which blocks of one or two batches
+    of a few milliseconds' sampling made the largest cost of a CPU step."""
     total = plan.epochs * world_size * plan.batches_per_rank(world_size)
     if not 0 <= start <= total or start % world_size:
         raise ValueError(
@@ -180,14 +180,9 @@ def _rank_stream(
             f"{total} batches ({plan.epochs} epochs) and begin together at a multiple of {world_size}"
         )
     rows = (total - start) // world_size
-    stream = ray.data.range(rows, override_num_blocks=max(1, -(-rows // block_batches)))
-    stream = stream.map_batches(
-        sample_batches,
-        fn_kwargs={"plan": plan, "actors": actors, "rank": rank, "world_size": world_size, "start": start},
-        batch_size=block_batches,
-        compute=ray.data.TaskPoolStrategy(size=2),
-        num_cpus=0,
-        batch_format="numpy",
+    source = SampledBatches(plan, actors, rank, world_size, start, rows, block_batches)
+    stream = ray.data.read_datasource(
+        source, num_cpus=0, concurrency=2, override_num_blocks=source.num_blocks()
     )
     stream.context.enable_progress_bars = False
     options = stream.context.execution_options

@@ -7,6 +7,7 @@ import torch.distributed as dist
 
 from netgpt.config import StageConfig
 from netgpt.train.monitor import FlopCounter, StepMeter
+from netgpt.train.profile import OFF
 
 
 def encode_prompts(prompt_builder, batch, with_answer: bool, device: torch.device):
@@ -26,6 +27,7 @@ def train_step(
     prompt_builder,
     meter: StepMeter,
     flops: FlopCounter | None = None,
+    profile=OFF,
 ) -> dict[str, float]:
     """Forward/backward each micro-batch of `window`, then one optimizer step; returns mean loss terms.
 
@@ -35,7 +37,8 @@ def train_step(
     1/accumulation scaling is off and the accumulation boundary is set per window, so a stage's windows may
     differ in length (the end of an epoch) and stages may differ in accumulation. A non-finite loss on any
     rank stops all ranks before the optimizer step, with the stage's name. `meter` gets the step's seeds,
-    tokens and model FLOPs (counted by `flops`; none without it).
+    tokens and model FLOPs (counted by `flops`; none without it). `profile` (`netgpt.train.profile`) times
+    the forward, backward and optimizer phases when the step-time bench turns it on.
     """
     engine.train()
     world = dist.get_world_size()
@@ -50,10 +53,11 @@ def train_step(
         batch = batch.to(engine.device)
         prompts = encode_prompts(prompt_builder, batch, True, engine.device) if stage.uses_llm else None
         engine.set_gradient_accumulation_boundary(i == len(window) - 1)
-        with autocast(engine):
+        with autocast(engine), profile.phase("forward"):
             out = engine(batch, prompts, dict(stage.losses), stage.graph_tokens)
         finite &= bool(torch.isfinite(out.loss).item())
-        engine.backward(out.loss * (sizes[i] * world / total_seeds.item()), scale_wrt_gas=False)
+        with profile.phase("backward"):
+            engine.backward(out.loss * (sizes[i] * world / total_seeds.item()), scale_wrt_gas=False)
         for name, value in {"loss": out.loss, **out.losses}.items():
             sums[name] = sums.get(name, 0.0) + float(value.detach()) * sizes[i]
         nodes = sum(int(batch[t].num_nodes or 0) for t in batch.node_types)
@@ -66,7 +70,8 @@ def train_step(
             f"non-finite loss in stage {stage.name!r}; lower train.stages[{stage.name}].lr or check the data"
         )
     _drop_leaf_grads_on_cpu(engine)
-    engine.step()
+    with profile.phase("optimizer"):
+        engine.step()
     return {name: value / sum(sizes) for name, value in sums.items()}
 
 

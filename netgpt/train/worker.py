@@ -41,6 +41,7 @@ from netgpt.train.checkpoint import (
 from netgpt.train.engine import avoid_jit_builds, build_engine, param_count
 from netgpt.train.monitor import FlopCounter, StepMeter, TensorBoardLog
 from netgpt.train.prefetch import prefetch
+from netgpt.train.profile import StepProfile
 from netgpt.train.stages import (
     freeze_for_stage,
     lr_factor,
@@ -99,6 +100,10 @@ class Curriculum:
         self.startup = StepMeter()
         """Each stage's first step: its stream's start-up (actors, pipeline) and ZeRO-3's first trace."""
         self.state = TrainerState()
+        self.profile = StepProfile.from_env()
+        """Per-phase step timers, on only for `tools/bench/train_step.py` (`netgpt.train.profile`)."""
+        self.profile.attach(self.model)
+        self.stage_profiles: dict[str, float] = {}
         if self.progress is not None:
             self.progress.worker.remote(self.rank, os.getpid(), ray.get_runtime_context().get_node_id())
 
@@ -122,6 +127,7 @@ class Curriculum:
         figures = {f"run/{k.split('/')[-1]}": v for k, v in self.totals.rates(self.world).items()}
         figures["run/first_steps_s"] = self.startup.busy_s
         figures["run/first_steps_wait_s"] = self.startup.wait_s
+        figures.update(self.stage_profiles)
         return figures
 
     # ---------------------------------------------------------------- resume
@@ -232,6 +238,7 @@ class Curriculum:
         first_step = True
         while state.stage_step < total:
             step_started = time.perf_counter()
+            self.profile.begin_step()
             step = StepMeter(steps=1)
             window, last_position = self._next_window(batches, streams.train_batches, accum, step)
             factor = lr_factor(state.stage_step, total, stage.warmup_steps, stage.min_lr_ratio)
@@ -243,8 +250,10 @@ class Curriculum:
                 self.prompt_builders[stage.graph_tokens],
                 step,
                 self.flops,
+                self.profile,
             )
             step.busy_s = time.perf_counter() - step_started
+            self._profile_step(stage, step, first_step)
             meter.absorb(step)
             (self.startup if first_step else self.totals).absorb(step)
             first_step = False
@@ -277,6 +286,19 @@ class Curriculum:
         tested = self.test(stage) if self.evaluate_test else {}
         self.state = state.for_next_stage(tested)
         save_checkpoint(self.engine, self.state, {"stage_end": float(index)}, self.rank)
+
+    def _profile_step(self, stage: StageConfig, step: StepMeter, first_step: bool) -> None:
+        """Close the step in the profile (when on); the stage's first step is kept apart, as in `startup`."""
+        if not self.profile.enabled:
+            return
+        self.profile.end_step(step.wait_s, step.busy_s)
+        prefix = f"profile/{stage.name}/"
+        if first_step:
+            self.stage_profiles[f"{prefix}first_step_s"] = step.busy_s
+            self.stage_profiles[f"{prefix}first_step_wait_s"] = step.wait_s
+            self.profile.reset()
+        else:
+            self.stage_profiles.update({prefix + k: v for k, v in self.profile.figures().items()})
 
     def _next_window(self, batches, per_epoch: int, accum: int, meter: StepMeter):
         """The micro-batches of one optimizer step: `accum` of them, fewer at the end of an epoch (`per_epoch`

@@ -1,0 +1,85 @@
+"""The step-time bench's per-phase profile: off by default (nothing wrapped), on it times a real step."""
+
+import pytest
+import torch
+import torch.distributed as dist
+
+from netgpt.graph.types import feature_dims
+from netgpt.train.engine import avoid_jit_builds, build_engine
+from netgpt.train.monitor import StepMeter
+from netgpt.train.profile import COLLECTIVES, ENV, OFF, StepProfile
+from netgpt.train.stages import freeze_for_stage, set_stage_hparams
+from netgpt.train.step import train_step
+
+FEATURE_DIMS = feature_dims(text_dim=6, time_dim=4, content_dim=5)
+
+
+def test_off_unless_the_environment_asks(monkeypatch):
+    monkeypatch.delenv(ENV, raising=False)
+    assert StepProfile.from_env() is OFF
+    monkeypatch.setenv(ENV, "0")
+    assert StepProfile.from_env() is OFF
+    monkeypatch.setenv(ENV, "1")
+    assert isinstance(StepProfile.from_env(), StepProfile)
+
+
+def test_off_times_nothing_and_wraps_nothing():
+    before = {name: getattr(dist, name, None) for name in COLLECTIVES}
+    OFF.attach(object())
+    with OFF.phase("backward") as inside:
+        assert inside is None
+    assert {name: getattr(dist, name, None) for name in COLLECTIVES} == before
+
+
+def test_figures_are_means_per_step_with_idle_the_rest():
+    profile = StepProfile()
+    for _ in range(2):
+        profile.begin_step()
+        profile.seconds["forward"] += 0.3
+        profile.seconds["encoder_forward"] += 0.1
+        profile.seconds["backward"] += 0.2
+        profile.seconds["optimizer"] += 0.1
+        profile.collectives["all_reduce"] += 3
+        profile.end_step(wait_s=0.05, step_s=1.0)
+    figures = profile.figures()
+    assert figures["step_s"] == pytest.approx(1.0)
+    assert figures["encoder_forward_s"] == pytest.approx(0.1)
+    assert figures["other_forward_s"] == pytest.approx(0.2)
+    assert figures["idle_s"] == pytest.approx(1.0 - 0.3 - 0.2 - 0.1 - 0.05)
+    assert figures["collectives"] == 3 and figures["collectives/all_reduce"] == 3
+    assert figures["steps"] == 2
+
+
+@pytest.fixture(scope="module")
+def engine(process_group, make_tiny_config, tokenizer):
+    avoid_jit_builds()
+    config = make_tiny_config()
+    engine, _ = build_engine(config, FEATURE_DIMS, tokenizer, world_size=1)
+    return engine, config
+
+
+def test_a_profiled_step_times_its_phases_and_counts_its_collectives(engine, batch_maker, monkeypatch):
+    engine, config = engine
+    from deepspeed.comm import comm
+
+    for owner in (dist, comm.cdb):  # restored after the test: attach wraps them process-wide
+        for name in COLLECTIVES:
+            if hasattr(owner, name):
+                monkeypatch.setattr(owner, name, getattr(owner, name))
+    profile = StepProfile()
+    profile.attach(engine.module)
+    stage = config.train.stages[-1]  # fine-tuning: encoder and LLM both run
+    set_stage_hparams(engine.optimizer, stage, freeze_for_stage(engine.module, stage), factor=1.0)
+    profile.begin_step()
+    train_step(
+        engine, [batch_maker(2, seed=1)], stage, engine.module.prompt_builder(), StepMeter(), None, profile
+    )
+    profile.end_step(wait_s=0.0, step_s=60.0)
+    figures = profile.figures()
+    for phase in ("encoder_forward", "llm_forward", "backward", "optimizer"):
+        assert figures[f"{phase}_s"] > 0, phase
+    # the step's seed count and finiteness flag, at least; ZeRO-3 adds its own
+    assert figures["collectives/all_reduce"] >= 2
+    calls = figures["collectives"]
+    dist.all_reduce(torch.zeros(1))  # outside a step: not counted
+    assert profile.figures()["collectives"] == calls
