@@ -65,7 +65,7 @@ def test_quick_run_prints_one_json_line_with_every_row_in_range(tmp_path):
         0,
         True,
     )
-    assert line["llm_stage_steps"] == {"alignment": 2, "finetune": 2}
+    assert line["workers"] == 1 and {stage["max_steps"] for stage in line["stages"].values()} == {2}
     assert [(row["model"], row["prediction"]) for row in line["rows"]] == DEMO_ROWS
     assert [row["text"] for row in line["rows"]] == [None, "use", None, None, "use", "use", "use"]
     counts = {row["count"] for row in line["rows"]}
@@ -135,6 +135,7 @@ def test_two_text_kinds_label_their_rows_and_the_baselines_appear_once(monkeypat
     row = line["rows"][1]
     assert (row["count"], row["unparsable"], row["acc"]) == (4, 1, scores.acc) and set(FIGURES) <= set(row)
     assert (line["videos"], line["seed"], line["text_kinds"]) == (30, 3, ["hashed", "use"])
+    assert line["stages"]["graph_pretrain"] == {"epochs": 4, "max_steps": 0}  # the demo preset's
     assert sum(line["oracle"]["levels"]) == 30 and 0.0 <= line["oracle"]["latent"] <= 1.0
 
 

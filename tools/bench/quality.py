@@ -5,7 +5,8 @@ alone; the LLM alone, without graph tokens; NetGPT's graph head, generated answe
 ACC, MAE, MSE, macro-F1, within-one, unparsable count and sample count; the accuracies an oracle reaches on
 the same data (`netgpt.data.synthetic.oracle`: knowing every latent term but the noise, and also the likes
 seen so far: about the most any model can reach); the data size, the seed, the wall time and each phase's
-seconds. The majority level and the graph encoder alone are the baselines, measured in the same run.
+seconds; each stage's epochs and step cap (`max_steps` 0: none). The majority level and the graph encoder
+alone are the baselines, measured in the same run.
 
     python tools/bench/quality.py                        # 3,000 videos, seed 0, demo models, both text kinds
     python tools/bench/quality.py --llm small            # SmolLM2-135M through the three stages
@@ -196,7 +197,8 @@ def run(args: argparse.Namespace, work: Path) -> dict:
         "seed": args.seed,
         "quick": args.quick,
         "text_kinds": args.text_kinds,
-        "llm_stage_steps": {s.name: s.max_steps for s in first.train.stages if s.uses_llm},
+        "workers": first.train.num_workers,
+        "stages": {s.name: {"epochs": s.epochs, "max_steps": s.max_steps} for s in first.train.stages},
         "split": first.evaluate.split,
         "rows": rows,
         "oracle": {
