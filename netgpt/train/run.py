@@ -30,6 +30,7 @@ from netgpt.config import NetGPTConfig, save_config
 from netgpt.data.tables import read_samples
 from netgpt.graph.loader import GraphStreams, split_size, stream_name
 from netgpt.graph.store import read_meta, verify_store
+from netgpt.model.pretrained import PACKAGE_PREFIX
 from netgpt.train.checkpoint import FINAL_METRICS
 from netgpt.train.ds_config import read_ds_config
 from netgpt.train.plan import ensure_resources
@@ -88,9 +89,9 @@ def prepare_tokenizer(config: NetGPTConfig, run_dir: Path) -> Path:
 
 def with_absolute_paths(config: NetGPTConfig) -> NetGPTConfig:
     """A copy whose data, store and LLM paths are absolute: workers and actors do not share the driver's cwd
-    (the DeepSpeed JSON travels to them as content, `read_ds_config`)."""
+    (the DeepSpeed JSON travels to them as content, `read_ds_config`). A `package:` LLM is no path: kept."""
     config = copy.deepcopy(config)
-    if config.model.llm_path:
+    if config.model.llm_path and not config.model.llm_path.startswith(PACKAGE_PREFIX):
         config.model.llm_path = str(Path(config.model.llm_path).resolve())
     config.data.tables_dir = str(Path(config.data.tables_dir).resolve())
     config.graph.store_dir = str(Path(config.graph.store_dir).resolve())

