@@ -74,8 +74,13 @@ class NetGPT(nn.Module):
         self.config = model_cfg
         self.feature_dims = dict(feature_dims)
         self.tokenizer = add_graph_tokens(tokenizer)
-        if llm.get_input_embeddings().num_embeddings < len(self.tokenizer):
-            llm.resize_token_embeddings(len(self.tokenizer))
+        embeddings = llm.get_input_embeddings()
+        if embeddings.num_embeddings < len(self.tokenizer):
+            # HF initialises new rows from the old rows' mean, which a meta-device skeleton (netgpt.convert
+            # builds one to write a folder) has no values for; its rows are overwritten by the checkpoint's
+            llm.resize_token_embeddings(
+                len(self.tokenizer), mean_resizing=embeddings.weight.device.type != "meta"
+            )
         llm_hidden = llm.config.get_text_config().hidden_size
         self.encoder = build_encoder(
             model_cfg.encoder,

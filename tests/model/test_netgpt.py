@@ -223,3 +223,18 @@ def test_constrained_answers_are_always_levels(model, make_batch):
     # Constrained to one answer, the model writes that one.
     only = model.generate_levels(batch, prompts, synced_gpus=False, answers=[builder.answer_ids(7)])
     assert only == [7.0, 7.0]
+
+
+def test_a_meta_skeleton_whose_llm_lacks_the_graph_tokens_is_resized(model_cfg, tokenizer, feature_dims):
+    """netgpt.convert builds the model on `meta`; a pretrained LLM's vocabulary lacks the graph tokens, and
+    HF's mean resizing would read the old rows' values, which `meta` has none of."""
+    from transformers import AutoModelForCausalLM
+
+    from netgpt.model.llm import tiny_llm_config
+
+    llm_config = tiny_llm_config(model_cfg.tiny_llm, tokenizer, model_cfg)
+    llm_config.vocab_size = len(tokenizer) - 3
+    with torch.device("meta"):
+        skeleton = NetGPT(model_cfg, feature_dims, tokenizer, AutoModelForCausalLM.from_config(llm_config))
+    embeddings = skeleton.llm.get_input_embeddings().weight
+    assert embeddings.device.type == "meta" and embeddings.shape[0] == len(tokenizer)
