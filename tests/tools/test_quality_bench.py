@@ -153,6 +153,12 @@ def test_settings_reach_the_config(monkeypatch, tmp_path):
         "alignment": 7,
         "finetune": 7,
     }
+    default = bench.bench_config(bench._arguments([]), tmp_path, "hashed")
+    assert {s.name: s.max_steps for s in default.train.stages} == {
+        "graph_pretrain": 0,
+        "alignment": bench.DEFAULT_LLM_STEPS,
+        "finetune": bench.DEFAULT_LLM_STEPS,
+    }
     overridden = bench.bench_config(bench._arguments(["train.num_workers=1"]), tmp_path, "hashed")
     assert overridden.train.num_workers == 1 and overridden.train.run_name == "netgpt_hashed"
 
