@@ -19,7 +19,7 @@ from netgpt.config import load_config
 from netgpt.data.prepare import prepare
 from netgpt.data.synthetic import write_synthetic
 from netgpt.evaluate.rate import rate_batch
-from netgpt.evaluate.scoring import score_rows
+from netgpt.evaluate.scoring import as_rows, score_rows
 from netgpt.graph.build import build_graph
 from netgpt.graph.plan import EpochPlan
 from netgpt.graph.sampler import NeighborSampler
@@ -36,11 +36,8 @@ SEED = 0
 def _rows(batches, model: NetGPT, predictions: list[str]) -> list[dict]:
     model.eval()
     builder = model.prompt_builder()
-    rows = []
-    for batch in batches:
-        rated = rate_batch(model, batch, builder, "cpu", predictions)
-        rows += [dict(zip(rated, values, strict=True)) for values in zip(*rated.values(), strict=True)]
-    return rows
+    rated = (rate_batch(model, batch, builder, "cpu", predictions) for batch in batches)
+    return [row for columns in rated for row in as_rows(columns)]
 
 
 @pytest.fixture
@@ -90,13 +87,13 @@ def test_netgpt_beats_the_graph_encoder_alone(tmp_path, ray_cluster, one_thread)
         size = stage.micro_batch_size * DEMO_WORKERS
         total = stage.epochs * EpochPlan(store, "train", size, 1, True, SEED).batches_per_epoch()
         step = 0
+        builder = model.prompt_builder(stage.graph_tokens)
         model.train()
         for epoch in range(stage.epochs):
             for batch in batches("train", size, epoch, shuffle=True):
                 set_stage_hparams(
                     optimizer, stage, active, lr_factor(step, total, stage.warmup_steps, stage.min_lr_ratio)
                 )
-                builder = model.prompt_builder(stage.graph_tokens)
                 prompts = builder.encode(batch.seed_fields, True) if stage.uses_llm else None
                 out = model(batch, prompts, dict(stage.losses), stage.graph_tokens)
                 optimizer.zero_grad()
