@@ -14,6 +14,7 @@ from netgpt.config import load_config
 from netgpt.graph.example_batch import example_batch
 from netgpt.graph.types import feature_dims
 from netgpt.model.tokenizer import train_tokenizer
+from netgpt.train.engine import avoid_jit_builds, build_engine
 
 FEATURE_DIMS = feature_dims(text_dim=6, time_dim=4, content_dim=5)
 
@@ -77,6 +78,15 @@ def make_tiny_config():
 @pytest.fixture()
 def tiny_config(make_tiny_config):
     return make_tiny_config()
+
+
+@pytest.fixture(scope="module")
+def engine(process_group, make_tiny_config, tokenizer):
+    """A one-process ZeRO-3 engine on the tiny config, and the config; one per test module."""
+    avoid_jit_builds()
+    config = make_tiny_config()
+    engine, _ = build_engine(config, FEATURE_DIMS, tokenizer, world_size=1)
+    return engine, config
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ import ray.train
 import torch
 
 from netgpt.config import RETIRED_KEYS
-from netgpt.graph.types import feature_dims
 from netgpt.train import checkpoint
 from netgpt.train.checkpoint import (
     ResumeRefused,
@@ -21,22 +20,11 @@ from netgpt.train.checkpoint import (
     resume_settings,
     save_best,
 )
-from netgpt.train.engine import avoid_jit_builds, build_engine
 from netgpt.train.manifest import checkpoint_problems
 from netgpt.train.monitor import StepMeter
 from netgpt.train.rng_state import RngStateError
 from netgpt.train.stages import set_stage_hparams
 from netgpt.train.step import train_step
-
-FEATURE_DIMS = feature_dims(text_dim=6, time_dim=4, content_dim=5)
-
-
-@pytest.fixture(scope="module")
-def engine(tokenizer, process_group, make_tiny_config):
-    config = make_tiny_config()
-    avoid_jit_builds()
-    engine, _ = build_engine(config, FEATURE_DIMS, tokenizer, world_size=1)
-    return engine, config
 
 
 def _weights(engine):

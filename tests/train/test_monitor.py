@@ -4,13 +4,10 @@ import pytest
 import torch
 from transformers import Qwen2Config
 
-from netgpt.graph.types import feature_dims
-from netgpt.train.engine import avoid_jit_builds, build_engine, param_count
+from netgpt.train.engine import param_count
 from netgpt.train.monitor import FlopCounter, StepMeter, llm_attention_width, train_flops
 from netgpt.train.stages import freeze_for_stage, set_stage_hparams
 from netgpt.train.step import train_step
-
-FEATURE_DIMS = feature_dims(text_dim=6, time_dim=4, content_dim=5)
 
 
 def test_train_flops_without_and_with_the_attention_term():
@@ -41,14 +38,6 @@ def test_the_default_counter_counts_tokens_but_no_flops():
     meter = StepMeter()
     FlopCounter().count(meter, torch.ones(2, 3, dtype=torch.long), nodes=4)
     assert (meter.tokens, meter.flops, meter.attention_flops) == (6, 0.0, 0.0)
-
-
-@pytest.fixture(scope="module")
-def engine(process_group, make_tiny_config, tokenizer):
-    avoid_jit_builds()
-    config = make_tiny_config()
-    engine, _ = build_engine(config, FEATURE_DIMS, tokenizer, world_size=1)
-    return engine, config
 
 
 def test_train_step_counts_attention_into_the_meter_tensorboard_reads(engine, batch_maker):

@@ -4,14 +4,10 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from netgpt.graph.types import feature_dims
-from netgpt.train.engine import avoid_jit_builds, build_engine
 from netgpt.train.monitor import StepMeter
 from netgpt.train.profile import COLLECTIVES, ENV, OFF, StepProfile
 from netgpt.train.stages import freeze_for_stage, set_stage_hparams
 from netgpt.train.step import train_step
-
-FEATURE_DIMS = feature_dims(text_dim=6, time_dim=4, content_dim=5)
 
 
 def test_off_unless_the_environment_asks(monkeypatch):
@@ -48,14 +44,6 @@ def test_figures_are_means_per_step_with_idle_the_rest():
     assert figures["idle_s"] == pytest.approx(1.0 - 0.3 - 0.2 - 0.1 - 0.05)
     assert figures["collectives"] == 3 and figures["collectives/all_reduce"] == 3
     assert figures["steps"] == 2
-
-
-@pytest.fixture(scope="module")
-def engine(process_group, make_tiny_config, tokenizer):
-    avoid_jit_builds()
-    config = make_tiny_config()
-    engine, _ = build_engine(config, FEATURE_DIMS, tokenizer, world_size=1)
-    return engine, config
 
 
 def test_a_profiled_step_times_its_phases_and_counts_its_collectives(engine, batch_maker, monkeypatch):
