@@ -17,6 +17,28 @@ def ray_cluster():
     ray.shutdown()
 
 
+QWEN2_7B = {
+    "hidden_size": 3584,
+    "num_hidden_layers": 28,
+    "intermediate_size": 18944,
+    "vocab_size": 152064,
+    "num_attention_heads": 28,
+    "num_key_value_heads": 4,
+    "tie_word_embeddings": False,
+}
+
+
+@pytest.fixture(scope="session")
+def qwen2_7b_dir(tmp_path_factory):
+    """A folder holding only Qwen2-7B's config.json (the LLM the xs_video preset names): all the resource
+    plan reads of an LLM."""
+    from transformers import Qwen2Config
+
+    folder = tmp_path_factory.mktemp("qwen2_7b")
+    Qwen2Config(**QWEN2_7B).save_pretrained(folder)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def held_out_world(tmp_path_factory, ray_cluster):
     """A synthetic XS-Video (100 videos) imported twice, whole and without some held-out samples, a graph

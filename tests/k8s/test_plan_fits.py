@@ -4,33 +4,11 @@ worker groups: the plan check of `netgpt plan`, applied to the manifests instead
 from __future__ import annotations
 
 import shlex
-from pathlib import Path
-
-import pytest
 
 from netgpt.config import load_config
 from netgpt.train.plan import DATA_READ_CPUS, ResourcePlan
 
-QWEN2_7B = {
-    "hidden_size": 3584,
-    "num_hidden_layers": 28,
-    "intermediate_size": 18944,
-    "vocab_size": 152064,
-    "num_attention_heads": 28,
-    "num_key_value_heads": 4,
-    "tie_word_embeddings": False,
-}
-"""The LLM the xs_video preset names (/models/Qwen2-7B-Instruct): the plan reads its config.json alone."""
 SUFFIXES = {"m": 1e-3, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "K": 1e3, "M": 1e6, "G": 1e9}
-
-
-@pytest.fixture(scope="module")
-def qwen2_7b_dir(tmp_path_factory) -> Path:
-    from transformers import Qwen2Config
-
-    folder = tmp_path_factory.mktemp("qwen2_7b")
-    Qwen2Config(**QWEN2_7B).save_pretrained(folder)
-    return folder
 
 
 def quantity(text: str | int | float) -> float:

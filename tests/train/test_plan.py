@@ -21,15 +21,6 @@ from netgpt.train.plan import (
 
 REPO = Path(__file__).resolve().parents[2]
 DIMS = feature_dims(text_dim=6, time_dim=4, content_dim=5)
-QWEN2_7B = {
-    "hidden_size": 3584,
-    "num_hidden_layers": 28,
-    "intermediate_size": 18944,
-    "vocab_size": 152064,
-    "num_attention_heads": 28,
-    "num_key_value_heads": 4,
-    "tie_word_embeddings": False,
-}
 QWEN2_7B_PARAMS = 7_615_616_512
 """Qwen2-7B's published parameter count."""
 BIG = {"CPU": 1e6, "GPU": 1e6, "memory": 1e15, "object_store_memory": 1e15}
@@ -37,16 +28,6 @@ BIG = {"CPU": 1e6, "GPU": 1e6, "memory": 1e15, "object_store_memory": 1e15}
 
 def _meta(partition_bytes: list[int]) -> dict:
     return {"feature_dims": DIMS, "partitions": [{"bytes": b} for b in partition_bytes]}
-
-
-@pytest.fixture(scope="module")
-def qwen2_7b_dir(tmp_path_factory) -> Path:
-    """A folder holding only Qwen2-7B's config.json: all the plan reads of an LLM."""
-    from transformers import Qwen2Config
-
-    folder = tmp_path_factory.mktemp("qwen2_7b")
-    Qwen2Config(**QWEN2_7B).save_pretrained(folder)
-    return folder
 
 
 @pytest.mark.parametrize("encoder", ["rgcn", "hgt"])
