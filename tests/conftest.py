@@ -17,6 +17,25 @@ def ray_cluster():
     ray.shutdown()
 
 
+class _RunsCode:
+    """Unpickling this runs `touch` on a marker file (what a hostile checkpoint would do)."""
+
+    def __init__(self, marker) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.fixture
+def code_running_pickle():
+    """`code_running_pickle(marker)`: an object whose unpickling creates `marker`; a loader that refuses it
+    leaves no marker."""
+    return _RunsCode
+
+
 QWEN2_7B = {
     "hidden_size": 3584,
     "num_hidden_layers": 28,

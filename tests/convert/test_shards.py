@@ -63,25 +63,12 @@ def test_damaged_model_states(copy_run, tmp_path):
     assert _nothing_written(tmp_path)
 
 
-class _RunsCode:
-    """Unpickling this would run `touch` on a marker file (what a hostile checkpoint would do)."""
-
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        import os
-
-        return (os.system, (f"touch {self.marker}",))
-
-
-def test_model_states_are_read_without_running_pickled_code(tmp_path):
+def test_model_states_are_read_without_running_pickled_code(tmp_path, code_running_pickle):
     ds = tmp_path / "ckpt" / "ds"
     ds.mkdir(parents=True)
     marker = tmp_path / "ran"
-    torch.save(
-        {"dp_world_size": 1, "hook": _RunsCode(marker)}, ds / "zero_pp_rank_0_mp_rank_00_model_states.pt"
-    )
+    hostile = {"dp_world_size": 1, "hook": code_running_pickle(marker)}
+    torch.save(hostile, ds / "zero_pp_rank_0_mp_rank_00_model_states.pt")
     with pytest.raises(ConvertError, match="unreadable DeepSpeed model states"):
         inspect(tmp_path / "ckpt", "ds")
     assert not marker.exists()

@@ -59,19 +59,9 @@ def test_an_old_pickled_rng_file_still_loads(tmp_path):
     assert _draws() == expected
 
 
-class _RunsCode:
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        import os
-
-        return (os.system, (f"touch {self.marker}",))
-
-
-def test_an_old_rng_file_cannot_run_code(tmp_path):
+def test_an_old_rng_file_cannot_run_code(tmp_path, code_running_pickle):
     legacy_rng_file(tmp_path, 0).parent.mkdir()
-    torch.save({"python": _RunsCode(tmp_path / "ran")}, legacy_rng_file(tmp_path, 0))
+    torch.save({"python": code_running_pickle(tmp_path / "ran")}, legacy_rng_file(tmp_path, 0))
     with pytest.raises(RngStateError, match=r"rng/rank0.pt: unreadable RNG state file of an older netgpt"):
         load_rng_state(tmp_path, 0)
     assert not (tmp_path / "ran").exists()
