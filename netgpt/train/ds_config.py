@@ -73,7 +73,10 @@ def build_ds_config(
         "zero_optimization.reduce_bucket_size": max(hidden * hidden, MIN_BUCKET),
         "zero_optimization.allgather_bucket_size": max(hidden * hidden, MIN_BUCKET),
         "zero_optimization.stage3_prefetch_bucket_size": max(int(0.9 * hidden * hidden), MIN_BUCKET),
-        "zero_optimization.stage3_param_persistence_threshold": 10 * hidden,
+        # Nothing kept whole on every rank (Hugging Face's 10 × hidden keeps biases and norms): DeepSpeed
+        # gathers kept parameters after every optimizer step with one collective each (dozens a step, most of
+        # a small model's step on gloo), while partitioned ones travel with their module's coalesced fetch.
+        "zero_optimization.stage3_param_persistence_threshold": 0,
     }
 
     def fill(node: dict[str, Any], prefix: str) -> None:

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from netgpt.graph.types import EDGE_TYPES, VIDEO
-from netgpt.model.encoder import VIDEO_RELATIONS, build_encoder
+from netgpt.model.encoder import VIDEO_RELATIONS, RGCNLayer, build_encoder
 
 
 def encoder(kind: str, feature_dims: dict[str, int], num_layers: int = 2, num_tokens: int = 1):
@@ -20,20 +20,30 @@ def test_rgcn_layer_is_the_relational_mean_rule(feature_dims, make_batch):
     model = encoder("rgcn", feature_dims, num_layers=1)
     batch = make_batch(num_seeds=2, num_videos=4)
     layer = model.layers[0]
+    *relation_weights, self_weight = layer.linear.weight.split(8, dim=1)
     with torch.no_grad():
         h = model.project_inputs(batch)
         expected = []
         for seed in range(2):
-            total = layer.self_loop(h[VIDEO][seed])
-            for et in EDGE_TYPES:
+            total = h[VIDEO][seed] @ self_weight.T + layer.linear.bias
+            for et, weight in zip(EDGE_TYPES, relation_weights, strict=True):
                 edges = batch[et].edge_index
                 neighbours = edges[0, edges[1] == seed]
                 if len(neighbours):
-                    weight = layer.relations.convs[et].lin_l.weight
                     total = total + h[et[0]][neighbours].mean(0) @ weight.T
             expected.append(torch.relu(total))
         got = model(batch).summary
     torch.testing.assert_close(got, torch.stack(expected))
+
+
+def test_rgcn_blocks_start_as_separate_linear_layers_would():
+    """Each relation's block of the layer's one weight is drawn as `nn.Linear(hidden, hidden)` draws its
+    weight (bound 1/sqrt(hidden)), not with the bound of the whole concatenation's width."""
+    layer = RGCNLayer(64)
+    bound = 1 / 64**0.5
+    for block in layer.linear.weight.split(64, dim=1):
+        assert block.abs().max() <= bound and block.abs().max() > 0.9 * bound
+    assert layer.linear.bias.abs().max() <= bound
 
 
 def zero3_units(model) -> dict:
