@@ -7,9 +7,10 @@ at once with a message that says what is missing and why (`ensure_resources`).
 
 What the plan counts:
 
-* CPU: `train.num_workers` × `train.cpus_per_worker` + sampler actors × `graph.sampler_num_cpus` + 1 for
-  Ray Data's read tasks, where sampler actors = partitions × `graph.samplers_per_partition` (partitions
-  from the store's `meta.json` when it exists, else `graph.num_partitions`).
+* CPU: `train.num_workers` × `train.cpus_per_worker` + sampler actors × `graph.sampler_num_cpus`, where
+  sampler actors = partitions × `graph.samplers_per_partition` (partitions from the store's `meta.json`
+  when it exists, else `graph.num_partitions`). The streams' read tasks take no CPU of their own (they only
+  wait on the sampler actors), so a cluster whose every CPU is reserved still streams.
 * GPU: one per Train worker when `train.use_gpu`.
 * Custom resources (placement): `train.worker_resources` per Train worker, `graph.sampler_resources` per
   sampler actor; a name no node was started with is a shortfall like any other.
@@ -53,10 +54,6 @@ OPTIMIZER_BYTES = 12
 ACTIVATION_BYTES_PER_TOKEN_HIDDEN_LAYER = 34
 """Korthikanti et al. (2022), a transformer layer at 16 bits without recomputation, attention scores not
 stored (SDPA / flash attention): 34 bytes per token per hidden unit."""
-DATA_READ_CPUS = 1
-"""A CPU left free for Ray Data: each stream's `ray.data.range` read tasks take 1 CPU (they are not fused
-with the 0-CPU sampling map), so with every CPU reserved by Train workers and samplers no stream ever
-yields a batch (seen: on a Ray with no CPU free, ReadRange read nothing for over a minute)."""
 GPU_RUNTIME_BYTES = 2 * GIB
 """CUDA context, NCCL buffers and allocator fragmentation per GPU."""
 SAMPLER_PROCESS_BYTES = GIB // 2
@@ -368,7 +365,7 @@ class ResourcePlan:
     @property
     def cpus(self) -> float:
         trains = self.num_workers * self.cpus_per_worker
-        return trains + self.num_samplers * self.sampler_num_cpus + DATA_READ_CPUS
+        return trains + self.num_samplers * self.sampler_num_cpus
 
     @property
     def gpus(self) -> int:
@@ -481,8 +478,7 @@ class ResourcePlan:
             (
                 "CPU",
                 self.cpus,
-                f"{workers} × {self.cpus_per_worker} CPU + {samplers} × {self.sampler_num_cpus:g} CPU "
-                f"+ {DATA_READ_CPUS} CPU for Ray Data's read tasks",
+                f"{workers} × {self.cpus_per_worker} CPU + {samplers} × {self.sampler_num_cpus:g} CPU",
             ),
             ("GPU", self.gpus, f"{workers} × 1 GPU"),
             *((name, need, why) for name, (need, why) in self.custom_resources().items()),
@@ -519,8 +515,7 @@ class ResourcePlan:
             (
                 "CPU",
                 f"{self.cpus:g}",
-                f"{n} × {self.cpus_per_worker} + {self.num_samplers} × {self.sampler_num_cpus:g} + "
-                f"{DATA_READ_CPUS} free for Ray Data's read tasks",
+                f"{n} × {self.cpus_per_worker} + {self.num_samplers} × {self.sampler_num_cpus:g}",
             ),
             ("GPU", f"{self.gpus}", "1 per Train worker" if self.use_gpu else "train.use_gpu is false"),
             *((name, f"{need:g}", why) for name, (need, why) in self.custom_resources().items()),

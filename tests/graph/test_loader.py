@@ -121,6 +121,36 @@ def test_a_stream_resumed_on_another_world_size_sees_every_seed_once(
         assert sorted(seen) == train, (first, second)  # every seed of the split, none twice
 
 
+@pytest.mark.integration
+@pytest.mark.timeout(120)
+def test_a_stream_yields_when_every_cpu_is_reserved(streams, ray_cluster) -> None:
+    """The resource plan reserves no CPU for the streams' read tasks: they must run on a cluster whose
+    every CPU is taken (by Train workers and sampler actors in a real run; here by one actor)."""
+
+    @ray_cluster.remote(num_cpus=0)
+    class Holder:
+        def ready(self) -> bool:
+            return True
+
+    free = ray_cluster.available_resources().get("CPU", 0.0)
+    holder = Holder.options(num_cpus=free).remote()
+    try:
+        ray_cluster.get(holder.ready.remote(), timeout=30)
+        assert ray_cluster.available_resources().get("CPU", 0.0) == 0
+        dataset = streams.dataset("train", batch_size=8, epochs=1, shuffle=False, seed=0)
+        iterator = streams.data_config(["busy"]).configure({"busy": dataset}, 1, None, None)[0]["busy"]
+
+        def first_batch(iterator) -> int:
+            for _, _, batch in iter_graph_batches(iterator, 0, 1):
+                return int(batch["video"].batch_size)
+            return 0
+
+        consume = ray_cluster.remote(num_cpus=0)(first_batch)
+        assert ray_cluster.get(consume.remote(iterator), timeout=60) > 0
+    finally:
+        ray_cluster.kill(holder)
+
+
 def test_a_start_past_the_end_of_the_stream_is_refused(streams, ray_cluster) -> None:
     dataset = streams.dataset("train", batch_size=8, epochs=1, shuffle=False, seed=0)
     late = 2 * num_batches_per_rank(streams.store_dir, "train", 8, 2) + 2

@@ -6,7 +6,7 @@ from __future__ import annotations
 import shlex
 
 from netgpt.config import load_config
-from netgpt.train.plan import DATA_READ_CPUS, ResourcePlan
+from netgpt.train.plan import ResourcePlan
 
 SUFFIXES = {"m": 1e-3, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "K": 1e3, "M": 1e6, "G": 1e9}
 
@@ -88,12 +88,12 @@ def test_the_plan_of_each_clusters_run_fits_its_groups(rendered, qwen2_7b_dir):
         plan = ResourcePlan.of(config)
         shortfalls = plan.check(total)
         assert not shortfalls, f"{where}: the run " + "; ".join(s.message() for s in shortfalls)
-        # Sampler actors start before the Train workers and may all land on a GPU pod, and Ray Data's read
-        # tasks run anywhere: the pod's Train workers must still find their CPUs there.
+        # Sampler actors start before the Train workers and may all land on a GPU pod: the pod's Train
+        # workers must still find their CPUs there.
         for pod, _ in pods:
             if pod["GPU"]:
                 workers = pod["GPU"] * plan.cpus_per_worker
-                samplers = plan.num_samplers * plan.sampler_num_cpus + DATA_READ_CPUS
+                samplers = plan.num_samplers * plan.sampler_num_cpus
                 assert workers + samplers <= pod["CPU"], (
                     f"{where}: a GPU pod has {pod['CPU']:g} CPU, its {pod['GPU']:g} Train workers need "
                     f"{workers:g} and the sampler actors may take {samplers:g} there first"

@@ -174,8 +174,7 @@ def test_shortfalls_name_each_missing_resource(tmp_path):
     plan = ResourcePlan.of(_short_config(tmp_path, "train.use_gpu=true"))
     shortfalls = plan.check({**BIG, "CPU": 32, "GPU": 0})
     assert [s.message() for s in shortfalls] == [
-        "needs 37 CPU, the cluster has 32 CPU: 4 Train workers × 8 CPU + 8 sampler actors × 0.5 CPU "
-        "+ 1 CPU for Ray Data's read tasks",
+        "needs 36 CPU, the cluster has 32 CPU: 4 Train workers × 8 CPU + 8 sampler actors × 0.5 CPU",
         "needs 4 GPU, the cluster has 0 GPU: 4 Train workers × 1 GPU",
     ]
     memory = plan.check({**BIG, "memory": GIB, "object_store_memory": 1e6})
@@ -221,7 +220,7 @@ def test_sampler_memory_comes_from_the_store_partition_sizes(tmp_path):
 def test_a_cluster_that_cannot_grow_fails_at_once(tmp_path):
     config = _short_config(tmp_path)
     with pytest.raises(
-        InsufficientResources, match=r"needs 37 CPU, the cluster has 32 CPU: .*cluster_can_grow"
+        InsufficientResources, match=r"needs 36 CPU, the cluster has 32 CPU: .*cluster_can_grow"
     ):
         ensure_resources(config, lambda: {**BIG, "CPU": 32}, sleep=pytest.fail)
 
@@ -238,7 +237,7 @@ def test_a_growing_cluster_is_waited_for_then_given_up_on(tmp_path):
     plan = ensure_resources(
         config, lambda: {**BIG, "CPU": next(sizes)}, sleep=sleep, clock=lambda: now[0], log=logs.append
     )
-    assert plan.cpus == 37 and len(logs) == 2 and "waiting for the cluster to grow" in logs[0]
+    assert plan.cpus == 36 and len(logs) == 2 and "waiting for the cluster to grow" in logs[0]
     with pytest.raises(InsufficientResources, match=r"after waiting train.resource_wait_s=30 s"):
         ensure_resources(
             config, lambda: {**BIG, "CPU": 32}, sleep=sleep, clock=lambda: now[0], log=logs.append
@@ -256,7 +255,7 @@ def test_train_fails_before_building_anything_on_a_short_cluster(tmp_path, monke
     monkeypatch.setattr(ray, "is_initialized", lambda: True)
     monkeypatch.setattr(ray, "cluster_resources", lambda: {**BIG, "CPU": 32})
     monkeypatch.setattr(run, "build_trainer", lambda *args: pytest.fail("built a trainer"))
-    with pytest.raises(InsufficientResources, match=r"needs 37 CPU, the cluster has 32 CPU"):
+    with pytest.raises(InsufficientResources, match=r"needs 36 CPU, the cluster has 32 CPU"):
         run.train(_short_config(tmp_path), progress=object())
 
 
