@@ -75,9 +75,11 @@ def loopback_cluster():
             time.sleep(2)
         yield address, env
     finally:
+        # `ray start --block` took over 30 s to stop on SIGTERM (every run hit that wait); after a few seconds
+        # its whole process group, the Ray processes it started, is killed instead
         os.killpg(head.pid, signal.SIGTERM)
         try:
-            head.wait(timeout=30)
+            head.wait(timeout=5)
         except subprocess.TimeoutExpired:
             os.killpg(head.pid, signal.SIGKILL)
             head.wait(timeout=10)
