@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import statistics
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -107,6 +108,8 @@ class StepProfile:
         self.seconds: dict[str, float] = defaultdict(float)
         self.collectives: dict[str, int] = defaultdict(int)
         self.steps = 0
+        self.step_times: list[float] = []
+        """Each step's seconds (one float a step): the median and the slowest, which a mean hides."""
         self._depth = 0
         self.active = False
         """Timers and counters run only inside a step (`begin_step` .. `end_step`), not in validation."""
@@ -120,6 +123,7 @@ class StepProfile:
         self.seconds.clear()
         self.collectives.clear()
         self.steps = 0
+        self.step_times.clear()
 
     @contextlib.contextmanager
     def phase(self, name: str) -> Iterator[None]:
@@ -194,9 +198,11 @@ class StepProfile:
         self.steps += 1
         self.seconds["data_wait"] += wait_s
         self.seconds["step"] += step_s
+        self.step_times.append(step_s)
 
     def figures(self) -> dict[str, float]:
-        """Mean seconds per step of each phase, `idle` (the step's rest), collective calls per step."""
+        """Mean seconds per step of each phase, `idle` (the step's rest), collective calls per step; the
+        median and the slowest step."""
         steps = max(self.steps, 1)
         mean = {name: value / steps for name, value in self.seconds.items()}
         forward = mean.pop("forward", 0.0)
@@ -207,6 +213,9 @@ class StepProfile:
         figures = {f"{name}_s": value for name, value in mean.items()}
         figures["collectives"] = sum(self.collectives.values()) / steps
         figures.update({f"collectives/{name}": count / steps for name, count in self.collectives.items()})
+        if self.step_times:
+            figures["step_median_s"] = statistics.median(self.step_times)
+            figures["step_max_s"] = max(self.step_times)
         figures["steps"] = float(self.steps)
         figures["torch_threads"] = float(torch.get_num_threads())
         return figures

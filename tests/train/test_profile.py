@@ -46,6 +46,18 @@ def test_figures_are_means_per_step_with_idle_the_rest():
     assert figures["steps"] == 2
 
 
+def test_the_median_and_the_slowest_step_show_a_stall_the_mean_spreads():
+    profile = StepProfile()
+    for step_s in (0.1, 0.1, 3.0, 0.1, 0.1):
+        profile.begin_step()
+        profile.end_step(wait_s=0.0, step_s=step_s)
+    figures = profile.figures()
+    assert figures["step_s"] == pytest.approx(0.68)
+    assert figures["step_median_s"] == pytest.approx(0.1) and figures["step_max_s"] == pytest.approx(3.0)
+    profile.reset()
+    assert "step_median_s" not in profile.figures()
+
+
 def test_a_profiled_step_times_its_phases_and_counts_its_collectives(engine, batch_maker, monkeypatch):
     engine, config = engine
     from deepspeed.comm import comm

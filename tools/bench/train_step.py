@@ -5,8 +5,10 @@ line. A stage's line has the 2-worker run's mean seconds per step in each phase 
 `data_wait` (sampling and transfer not hidden by the prefetch), `encoder_forward`, `llm_forward`,
 `other_forward`, `backward`, `optimizer`, `idle` (the rest), plus `collectives_s` (time inside
 `torch.distributed` calls, overlapping the phases) and `collectives` (calls per step, by kind in
-`collectives_by_kind`); its first step (the stream's start-up and ZeRO-3's first trace) apart; and the
-1-process run's step time at the same global batch with the ratio (goal <= 1.0).
+`collectives_by_kind`); its first step (the stream's start-up and ZeRO-3's first trace) apart; the median
+and the slowest step (one stall, such as a Ray worker process starting on a busy machine, moves a mean of
+a dozen steps far); and the 1-process run's step time at the same global batch with the ratio of means
+(goal <= 1.0) and of medians.
 
     python tools/bench/train_step.py [--steps 12] [--videos 300]      # a few minutes on 2 cores
 
@@ -122,6 +124,11 @@ def _stage_line(stage: str, one: dict[str, float], two: dict[str, float]) -> dic
         "step_s_2workers_zero3": round(step_two, 4),
         "step_s_1proc": round(step_one, 4),
         "ratio_2workers_over_1proc": round(step_two / step_one, 3),
+        # a mean hides whether every step is slow or one stalled (a Ray worker process starting on 2 cores)
+        "step_median_s_2workers": round(two[f"{prefix}step_median_s"], 4),
+        "step_median_s_1proc": round(one[f"{prefix}step_median_s"], 4),
+        "ratio_of_medians": round(two[f"{prefix}step_median_s"] / one[f"{prefix}step_median_s"], 3),
+        "step_max_s_2workers": round(two[f"{prefix}step_max_s"], 4),
     }
     line.update({f"{phase}_s": round(two.get(f"{prefix}{phase}_s", 0.0), 4) for phase in PHASES})
     line["collectives"] = round(two.get(f"{prefix}collectives", 0.0), 1)
