@@ -17,6 +17,13 @@ def ray_cluster():
     ray.shutdown()
 
 
+@pytest.fixture(scope="session")
+def llm_cache(tmp_path_factory):
+    """One GGUF conversion cache (`model.llm_cache_dir`) for the session: each shipped GGUF is dequantized
+    once, whichever test needs it first (the others find the converted folder)."""
+    return tmp_path_factory.mktemp("llm-cache")
+
+
 class _RunsCode:
     """Unpickling this runs `touch` on a marker file (what a hostile checkpoint would do)."""
 

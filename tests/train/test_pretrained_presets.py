@@ -22,11 +22,6 @@ from netgpt.train.step import train_step
 FEATURE_DIMS = feature_dims(text_dim=6, time_dim=4, content_dim=5)
 
 
-@pytest.fixture(scope="module")
-def llm_cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("llm-cache")
-
-
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize(
     ("preset", "language", "model_type", "hidden"),
@@ -40,7 +35,7 @@ def test_pretrained_preset_loads_and_trains_one_step(
         ["train.num_workers=1", "model.hidden_size=16", f"model.llm_cache_dir={llm_cache}"],
     )
     assert config.model.prompt_language == language
-    tokenizer = load_tokenizer(config.model)  # converts the GGUF into the cache
+    tokenizer = load_tokenizer(config.model)  # converts the GGUF into the cache (or finds it there)
     folder = llm_folder(config.model)
     assert folder.parent == llm_cache and (folder / SOURCE_FILE).is_file()
     assert (folder / "model.safetensors").is_file() and (folder / "tokenizer.json").is_file()
