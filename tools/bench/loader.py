@@ -16,10 +16,11 @@ row counts (768-d text, 3,584-d content; building those would take gigabytes):
   their ratio; per K (1, 2, 4, 8): every actor in turn on batches of its own seeds with the default cache
   (the others idle but serving rows); bytes fetched from other partitions per seed and the cache's hit rate;
 - `baseline`: our sampler in one process on the K=1 store against PyG's `NeighborLoader` on the same graph
-  when `torch_sparse` imports from `--deps` (install the prebuilt wheels there, never into the project venv:
-  `pip install --no-deps --target .bench-deps torch_sparse-*.whl torch_scatter-*.whl scipy`, wheels built for
-  the installed torch; it runs in a subprocess on a `HeteroData` with the same features and the group
-  relations materialised as edges), else a plain per-seed Python sampler (`baseline.name` says which).
+  when `torch_sparse` imports from `--deps` (install it there, never into the project venv; no wheel exists
+  for torch 2.13 on CPU, so build it from PyPI's sources against the installed torch, ~12 minutes on 2 cores:
+  `MAX_JOBS=2 pip install --no-build-isolation --no-deps --target .bench-deps torch_scatter torch_sparse
+  scipy`; it runs in a subprocess on a `HeteroData` with the same features and the group relations
+  materialised as edges), else a plain per-seed Python sampler (`baseline.name` says which).
 
     python tools/bench/loader.py                    # ~38k samples: 1/10 of XS-Video
 """
