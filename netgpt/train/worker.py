@@ -281,6 +281,7 @@ class Curriculum:
                 break
             if state.global_step % self.config.train.checkpoint_every == 0:
                 save_checkpoint(self.engine, state, {"train_loss": terms["loss"]}, self.rank)
+        self._profile_stage(stage)
         if state.best_step is not None and state.best_step != state.global_step:
             restore_best(self.engine, self.run_dir, stage.name, self.rank)
         tested = self.test(stage) if self.evaluate_test else {}
@@ -292,12 +293,16 @@ class Curriculum:
         if not self.profile.enabled:
             return
         self.profile.end_step(step.wait_s, step.busy_s)
-        prefix = f"profile/{stage.name}/"
         if first_step:
+            prefix = f"profile/{stage.name}/"
             self.stage_profiles[f"{prefix}first_step_s"] = step.busy_s
             self.stage_profiles[f"{prefix}first_step_wait_s"] = step.wait_s
             self.profile.reset()
-        else:
+
+    def _profile_stage(self, stage: StageConfig) -> None:
+        """The stage's figures from its steps after the first (when the profile is on and there were any)."""
+        if self.profile.enabled and self.profile.steps:
+            prefix = f"profile/{stage.name}/"
             self.stage_profiles.update({prefix + k: v for k, v in self.profile.figures().items()})
 
     def _next_window(self, batches, per_epoch: int, accum: int, meter: StepMeter):
