@@ -109,23 +109,23 @@ class RGCNLayer(nn.Module):
     W_1..W_R and W_self are the blocks of one linear map over the concatenation
     [mean_1 | ... | mean_R | h] (blocks in `EDGE_TYPES` order, then the self block): the same rule as PyG's
     `HeteroConv` of per-relation mean `SAGEConv`s, written by hand because that is R + 1 parameters in
-    R + 1 modules, which ZeRO-3 gathers with R + 1 collectives a layer (36 a step for the paper's two
-    layers: most of a small model's step) and multiplies with R + 1 small products. Here it is one parameter,
-    one gather, one product. PyG's `RGCNConv` computes the same rule on a flattened node set but multiplies
-    every node of the batch, attribute nodes included, by every relation's weight: 17× the work at the
-    paper's sizes. Each block is initialised as its own `nn.Linear(hidden, hidden)` would be."""
+    R + 1 modules, each partitioned and fetched by ZeRO-3 on its own, multiplied by R + 1 small products.
+    Here it is one parameter and one product. PyG's `RGCNConv` computes the same rule on a flattened node
+    set but multiplies every node of the batch, attribute nodes included, by every relation's weight: 17×
+    the work at the paper's sizes. Each block is initialised as its own `nn.Linear(hidden, hidden)` would
+    be."""
 
     def __init__(self, hidden_size: int) -> None:
         super().__init__()
-        self.hidden_size = hidden_size
         self.mean = MeanAggregation()
         self.linear = nn.Linear((len(EDGE_TYPES) + 1) * hidden_size, hidden_size)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        for block in self.linear.weight.split(self.hidden_size, dim=1):
+        hidden = self.linear.out_features
+        for block in self.linear.weight.split(hidden, dim=1):
             nn.init.kaiming_uniform_(block, a=math.sqrt(5))
-        bound = 1 / math.sqrt(self.hidden_size)
+        bound = 1 / math.sqrt(hidden)
         nn.init.uniform_(self.linear.bias, -bound, bound)
 
     def forward(

@@ -40,7 +40,7 @@ def test_hgt_layers_are_zero3_leaves_and_train(tokenizer, process_group, make_ti
     assert any(not torch.equal(a, b) for a, b in zip(before, hgt_weights(), strict=True))
 
 
-def test_zero3_keeps_no_parameter_whole_and_fetches_modules_coalesced(engine):
+def test_zero3_keeps_no_parameter_whole(engine):
     """Parameters kept whole on every rank are gathered after each optimizer step with one collective each
     (dozens of tiny ones a step for this model); partitioned, they travel inside their module's coalesced
     fetch. Every parameter, biases and norms included, is partitioned."""
