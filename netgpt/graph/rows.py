@@ -148,17 +148,15 @@ class RowGather:
     def __call__(self, wanted: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, np.ndarray]:
         """`wanted[kind] = (owners, rows)`: the feature arrays of those rows, in that order."""
         part = self.partition
-        out = {
-            name: np.empty((len(wanted[kind][0]), *part[name].shape[1:]), dtype=part[name].dtype)
-            for kind in KINDS
-            for name in FEATURES[kind]
-        }
+        out: dict[str, np.ndarray] = {}
         misses: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for kind in KINDS:
             owners, rows = wanted[kind]
             remote = np.flatnonzero(owners != part.index)
             if not len(remote):
                 continue
+            for name in FEATURES[kind]:
+                out[name] = np.empty((len(owners), *part[name].shape[1:]), dtype=part[name].dtype)
             keys = (owners[remote].astype(np.int64) << _ROW_BITS) | rows[remote]
             slots = self.caches[kind].lookup(keys)
             hit = slots >= 0
@@ -173,7 +171,10 @@ class RowGather:
             owners, rows = wanted[kind]
             own = np.flatnonzero(owners == part.index)
             for name, values in read_rows(part, {kind: rows[own]}).items():
-                out[name][own] = values
+                if name in out:
+                    out[name][own] = values
+                else:  # every row of this kind is this partition's: the read is the output, not copied again
+                    out[name] = values
         self._receive(pending, misses, wanted, out)
         return out
 
