@@ -1,16 +1,17 @@
 """Loader benchmark: a partitioned store whose sampler memory falls as 1/K, its balance, and its throughput.
 
 Prints ONE JSON line, at the benchmark's scale (default 11,800 synthetic videos, about 38k samples: 1/10 of
-XS-Video), with the demo preset's feature widths as built and the paper's widths recomputed from the stored
-row counts (768-d text, 3,584-d content; building those would take gigabytes):
+XS-Video), with the stores built at the demo preset's feature widths (`--widths demo`, the default) or at the
+paper's (`--widths paper`: 768-d text, 16-d time, 3,584-d content; four stores of about 0.5 GB each at 1/10
+scale); the other widths' figures are recomputed from the stored row counts:
 
 - `seed_balance`: the largest partition's share of the seeds times K (1.0 is perfect), K = 2, 4, 8, on the
   synthetic set and on a copy whose topic labels give one topic 90 % of the videos;
 - `memory`: the largest sampler's memory against the whole store (the K=1 store's files), K = 1, 2, 4, 8:
   its own partition's files (features and structure: everything it may map) plus its remote-row cache at
-  capacity (`graph.remote_cache_rows` rows of each kind), as built and at the paper's widths; and as measured
-  in each actor after its timed batches (resident pages of its mapped files, from /proc/self/smaps, plus the
-  cache's arrays);
+  capacity (`graph.remote_cache_rows` rows of each kind), at the demo's and the paper's widths; and, at the
+  widths built, as measured in each actor after its timed batches (resident pages of its mapped files, from
+  /proc/self/smaps, plus the cache's arrays), against the whole store and against the K=1 actor;
 - `throughput`: seeds per second of one sampler actor through Ray (remote fetches included). Paired: the
   K=1 actor and each K=4 actor on the same batches, alternating, best of 3, cache off (a lower bound), and
   their ratio; per K (1, 2, 4, 8): every actor in turn on batches of its own seeds with the default cache
@@ -22,7 +23,8 @@ row counts (768-d text, 3,584-d content; building those would take gigabytes):
   scipy`; it runs in a subprocess on a `HeteroData` with the same features and the group relations
   materialised as edges), else a plain per-seed Python sampler (`baseline.name` says which).
 
-    python tools/bench/loader.py                    # ~38k samples: 1/10 of XS-Video
+    python tools/bench/loader.py                    # ~38k samples: 1/10 of XS-Video, demo widths
+    python tools/bench/loader.py --widths paper     # the same, stores at the paper's widths
 """
 
 from __future__ import annotations
@@ -53,15 +55,25 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--fanouts", type=int, nargs="+", default=[50, 51])
     parser.add_argument("--batches", type=int, default=4, help="timed batches per sampler actor")
     parser.add_argument("--cache-rows", type=int, help="graph.remote_cache_rows (default: the config's)")
+    parser.add_argument(
+        "--widths", choices=("demo", "paper"), default="demo", help="feature widths the stores are built at"
+    )
     parser.add_argument("--baseline-worker", action="store_true", help=argparse.SUPPRESS)
     return parser.parse_args()
 
 
-def _config(num_partitions: int, fanouts: list[int], cache_rows: int):
-    """The demo preset's graph section (its feature widths) cut into `num_partitions`."""
+def _config(num_partitions: int, fanouts: list[int], cache_rows: int, widths: str):
+    """The demo preset's graph section cut into `num_partitions`, at its own feature widths or the paper's."""
     from netgpt.config import load_config
 
     demo = load_config("demo").graph
+    if widths == "paper":
+        demo = replace(
+            demo,
+            text=replace(demo.text, dim=PAPER_WIDTHS["text_dim"]),
+            time_dim=PAPER_WIDTHS["time_dim"],
+            content_dim=PAPER_WIDTHS["content_dim"],
+        )
     return replace(
         demo,
         num_partitions=num_partitions,
@@ -257,32 +269,37 @@ def _partition_bytes(info: dict, dims: dict[str, int]) -> int:
     return total
 
 
-def _memory(stores: dict[int, Path], cache_rows: int, measured: dict[int, int]) -> dict[str, dict]:
-    """The largest sampler (own partition's files + cache at capacity) against the whole store, as built and
-    at the paper's widths, and as measured in the actors."""
+def _memory(
+    stores: dict[int, Path], cache_rows: int, measured: dict[int, int], widths: str
+) -> dict[str, dict]:
+    """The largest sampler (own partition's files + cache at capacity) against the whole store, at the
+    demo's and the paper's widths, and as measured in the actors at the widths built."""
+    from netgpt.graph.features import text_dim
     from netgpt.graph.rows import cache_capacity_bytes
     from netgpt.graph.store import read_meta
     from netgpt.graph.types import feature_dims
 
     built = {k: read_meta(store) for k, store in stores.items()}
-    paper = feature_dims(PAPER_WIDTHS["text_dim"], PAPER_WIDTHS["time_dim"], PAPER_WIDTHS["content_dim"])
     out: dict[str, dict] = {}
-    for name, dims in (("demo_widths", None), ("paper_widths", paper)):
-        whole = sum(_partition_bytes(p, dims or built[1]["feature_dims"]) for p in built[1]["partitions"])
-        cache = cache_capacity_bytes(cache_rows, dims or built[1]["feature_dims"])
+    for name in ("demo", "paper"):
+        cfg = _config(1, [1], cache_rows, name)
+        dims = feature_dims(text_dim(cfg.text), cfg.time_dim, cfg.content_dim)
+        whole = sum(_partition_bytes(p, dims) for p in built[1]["partitions"])
+        cache = cache_capacity_bytes(cache_rows, dims)
         largest = {
-            k: max(_partition_bytes(p, dims or meta["feature_dims"]) for p in meta["partitions"])
-            + (cache if k > 1 else 0)
+            k: max(_partition_bytes(p, dims) for p in meta["partitions"]) + (cache if k > 1 else 0)
             for k, meta in built.items()
         }
-        out[name] = {
+        out[f"{name}_widths"] = {
             "largest_sampler_vs_whole": {f"k{k}": round(b / whole, 3) for k, b in largest.items()},
             "whole_store_mb": round(whole / 1e6, 1),
             "cache_at_capacity_mb": round(cache / 1e6, 1),
         }
     whole = sum(p["bytes"] for p in built[1]["partitions"])
-    out["demo_widths"]["measured_resident_vs_whole"] = {
-        f"k{k}": round(b / whole, 3) for k, b in measured.items()
+    out[f"{widths}_widths"] |= {
+        "measured_resident_vs_whole": {f"k{k}": round(b / whole, 3) for k, b in measured.items()},
+        "measured_resident_vs_k1": {f"k{k}": round(b / measured[1], 3) for k, b in measured.items()},
+        "measured_resident_mb": {f"k{k}": round(b / 1e6, 1) for k, b in measured.items()},
     }
     return out
 
@@ -463,14 +480,14 @@ def main() -> None:
     stores, build_seconds, actors = {}, {}, {}
     try:
         for k in (1, 2, 4, 8):
-            cfg = _config(k, args.fanouts, args.cache_rows)
-            stores[k] = work / f"store-{args.videos}-k{k}"
+            cfg = _config(k, args.fanouts, args.cache_rows, args.widths)
+            stores[k] = work / f"store-{args.videos}-{args.widths}-k{k}"
             started = time.perf_counter()
             build_graph(tables, cfg, stores[k])
             build_seconds[k] = round(time.perf_counter() - started, 2)
             batches = _partition_batches(stores[k], args.batch_size, args.batches)
             actors[k] = _actors(stores[k], cfg, batches)
-        cfgs = {k: _config(k, args.fanouts, args.cache_rows) for k in (1, 4)}
+        cfgs = {k: _config(k, args.fanouts, args.cache_rows, args.widths) for k in (1, 4)}
         paired = _paired_throughput(stores, cfgs, _partition_batches(stores[4], args.batch_size, 1))
     finally:
         ray.shutdown()
@@ -488,9 +505,13 @@ def main() -> None:
                 "fanouts": args.fanouts,
                 "batch_size": args.batch_size,
                 "remote_cache_rows": args.cache_rows,
+                "widths": args.widths,
                 "seed_balance": balance,
                 "memory": _memory(
-                    stores, args.cache_rows, {k: a["largest_resident_bytes"] for k, a in actors.items()}
+                    stores,
+                    args.cache_rows,
+                    {k: a["largest_resident_bytes"] for k, a in actors.items()},
+                    args.widths,
                 ),
                 "throughput": {
                     "paired_same_batches_no_cache": paired,
