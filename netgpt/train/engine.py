@@ -11,6 +11,7 @@ import torch
 
 from netgpt.config import NetGPTConfig
 from netgpt.train.ds_config import build_ds_config, zero_stage
+from netgpt.train.frozen_steps import skip_frozen_sub_groups
 from netgpt.train.stages import parameter_groups
 
 
@@ -72,6 +73,7 @@ def build_engine(
 
         set_z3_leaf_modules(model, leaves)
     engine, *_ = deepspeed.initialize(model=model, model_parameters=parameter_groups(model), config=ds_config)
+    skip_frozen_sub_groups(engine.optimizer)
     return engine, ds_config
 
 

@@ -3,7 +3,8 @@
 One DeepSpeed engine serves the whole curriculum, so stage N starts from stage N-1's weights without a
 reload. Its optimizer has one parameter group per part (encoder, projector, llm, graph_head, prompt_head);
 a stage freezes a part by `requires_grad=False` (no backward through it; ZeRO-3 hands the optimizer zeros for
-it) and by a learning rate of 0 in its group (AdamW then leaves it exactly as it is, weight decay included).
+it) and by a learning rate of 0 in its group (AdamW then leaves it exactly as it is, weight decay included);
+under ZeRO-3 its group is left out of the optimizer step altogether (`netgpt.train.frozen_steps`).
 A part trains in a stage only when the stage lists it AND one of the stage's losses reaches it
 (`StageConfig.active_parts`, from the loss-term table `netgpt.config.LOSS_TERMS`).
 """
@@ -15,6 +16,7 @@ import math
 import torch
 
 from netgpt.config import TRAINABLE_PARTS, StageConfig
+from netgpt.train.frozen_steps import FROZEN
 
 
 def parameter_groups(model: torch.nn.Module) -> list[dict]:
@@ -52,12 +54,14 @@ def lr_factor(step: int, total_steps: int, warmup_steps: int, min_lr_ratio: floa
 def set_stage_hparams(
     optimizer: torch.optim.Optimizer, stage: StageConfig, active: list[str], factor: float
 ) -> float:
-    """Learning rate and weight decay of each part's group for this step; returns the active rate."""
+    """Learning rate and weight decay of each part's group for this step, and whether the group is frozen
+    (which ZeRO-3's step then leaves out, `netgpt.train.frozen_steps`); returns the active rate."""
     lr = stage.lr * factor
     for group in optimizer.param_groups:
         on = group["name"] in active
         group["lr"] = lr if on else 0.0
         group["weight_decay"] = stage.weight_decay if on else 0.0
+        group[FROZEN] = not on
     return lr
 
 
