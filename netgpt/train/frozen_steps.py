@@ -3,7 +3,7 @@
 A stage freezes the parts it does not train (`netgpt.train.stages`: no gradient, a learning rate of 0), but
 DeepSpeed's ZeRO-3 optimizer still prepares, clips and steps every sub-group of every parameter group at each
 step. For graph pretraining with a 135M-parameter LLM on CPU that is an AdamW step over 135M parameters to
-train an encoder of 44k: 97 % of the step (py-spy, `small` preset, one worker: 6.5 s a step). DeepSpeed has
+train an encoder of 44k: 97 % of the step's time in py-spy (`small` preset, one worker). DeepSpeed has
 no option to leave a group out, so the per-sub-group calls of `DeepSpeedZeroOptimizer_Stage3.step` are
 wrapped here to do nothing for a sub-group whose parameter group is marked frozen (`FROZEN`).
 
