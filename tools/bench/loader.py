@@ -17,11 +17,12 @@ scale); the other widths' figures are recomputed from the stored row counts:
   their ratio; per K (1, 2, 4, 8): every actor in turn on batches of its own seeds with the default cache
   (the others idle but serving rows); bytes fetched from other partitions per seed and the cache's hit rate;
 - `baseline`: our sampler in one process on the K=1 store against PyG's `NeighborLoader` on the same graph
-  when `torch_sparse` imports from `--deps` (install it there, never into the project venv; no wheel exists
-  for torch 2.13 on CPU, so build it from PyPI's sources against the installed torch, ~12 minutes on 2 cores:
-  `MAX_JOBS=2 pip install --no-build-isolation --no-deps --target .bench-deps torch_scatter torch_sparse
-  scipy`; it runs in a subprocess on a `HeteroData` with the same features and the group relations
-  materialised as edges), else a plain per-seed Python sampler (`baseline.name` says which).
+  and the same timed batches (`--batches`, after one to warm up) when `torch_sparse` imports from `--deps`
+  (install it there, never into the project venv; no wheel exists for torch 2.13 on CPU, so build it from
+  PyPI's sources against the installed torch, ~12 minutes on 2 cores: `MAX_JOBS=2 pip install
+  --no-build-isolation --no-deps --target .bench-deps torch_scatter torch_sparse scipy`; it runs in a
+  subprocess on a `HeteroData` with the same features and the group relations materialised as edges), else
+  a plain per-seed Python sampler on one batch (`baseline.name` says which).
 
     python tools/bench/loader.py                    # ~38k samples: 1/10 of XS-Video, demo widths
     python tools/bench/loader.py --widths paper     # the same, stores at the paper's widths
@@ -438,8 +439,8 @@ def _per_seed_baseline(tables: Path, fanouts: list[int], batches: list[np.ndarra
 def _baseline(args, tables: Path, dims: dict[str, int], batches: list[np.ndarray]) -> dict[str, float]:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([args.deps, str(ROOT)]))
     probe = subprocess.run([sys.executable, "-c", "import torch_sparse"], env=env, capture_output=True)
-    if probe.returncode != 0:
-        return _per_seed_baseline(tables, args.fanouts, batches)
+    if probe.returncode != 0:  # one timed batch: a Python loop per seed is slow
+        return _per_seed_baseline(tables, args.fanouts, batches[:2])
     spec = {
         "tables": str(tables),
         "dims": dims,
@@ -494,7 +495,7 @@ def main() -> None:
     meta = read_meta(stores[1])
     batches = _seed_batches(stores[1], args.batch_size, args.batches)
     ours = _time_ours(stores[1], args.fanouts, batches)
-    baseline = _baseline(args, tables, meta["feature_dims"], batches[:2])
+    baseline = _baseline(args, tables, meta["feature_dims"], batches)  # PyG times the batches ours did
     per_actor = {f"k{k}": round(a["seeds_per_s_per_actor"], 1) for k, a in actors.items()}
     print(
         json.dumps(
