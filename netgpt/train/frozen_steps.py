@@ -54,23 +54,18 @@ def skip_frozen_sub_groups(zero_optimizer: Any) -> bool:
             adamw.state.get(zero_optimizer.fp32_partitioned_groups_flat[sub_group])
         )
 
-    def per_sub_group(call):
+    def count_step(sub_group: int) -> None:
+        # every group's step counts together (see the module's docstring)
+        adamw.state[zero_optimizer.fp32_partitioned_groups_flat[sub_group]]["step"] += 1
+
+    def skipping(call, on_skip=None):
         @functools.wraps(call)
         def wrapped(sub_group: int, *args, **kwargs):
-            if sub_group in skipped:
-                return None
-            return call(sub_group, *args, **kwargs)
-
-        return wrapped
-
-    def optimizer_step(call):
-        @functools.wraps(call)
-        def wrapped(sub_group: int, *args, **kwargs):
-            if sub_group in skipped:
-                state = adamw.state[zero_optimizer.fp32_partitioned_groups_flat[sub_group]]
-                state["step"] += 1  # every group's step counts together (see the module's docstring)
-                return None
-            return call(sub_group, *args, **kwargs)
+            if sub_group not in skipped:
+                return call(sub_group, *args, **kwargs)
+            if on_skip is not None:
+                on_skip(sub_group)
+            return None
 
         return wrapped
 
@@ -86,7 +81,7 @@ def skip_frozen_sub_groups(zero_optimizer: Any) -> bool:
             skipped.clear()
 
     for name in PER_SUB_GROUP:
-        wrap = optimizer_step if name == "_optimizer_step" else per_sub_group
-        setattr(zero_optimizer, name, wrap(getattr(zero_optimizer, name)))
+        on_skip = count_step if name == "_optimizer_step" else None
+        setattr(zero_optimizer, name, skipping(getattr(zero_optimizer, name), on_skip))
     zero_optimizer.step = step_leaving_out_frozen
     return True

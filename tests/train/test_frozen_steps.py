@@ -9,7 +9,7 @@ import torch
 
 from netgpt.graph.types import feature_dims
 from netgpt.train.engine import avoid_jit_builds, build_engine
-from netgpt.train.frozen_steps import PER_SUB_GROUP
+from netgpt.train.frozen_steps import PER_SUB_GROUP, skip_frozen_sub_groups
 from netgpt.train.monitor import StepMeter
 from netgpt.train.stages import freeze_for_stage, set_stage_hparams
 from netgpt.train.step import train_step
@@ -72,3 +72,15 @@ def test_a_step_leaves_out_frozen_groups_and_trains_as_a_full_step(
         torch.testing.assert_close(after[name], after_full[name], rtol=0, atol=0, msg=name)
     steps = {float(state["step"]) for state in engines[0].optimizer.optimizer.state.values()}
     assert steps == {float(STEPS)}
+
+
+def test_an_optimizer_other_than_plain_zero3_is_left_as_deepspeed_has_it(
+    process_group, make_tiny_config, tokenizer
+):
+    avoid_jit_builds()
+    config = make_tiny_config()
+    config.train.ds_config = "ds_configs/zero2.json"
+    engine, ds_config = build_engine(config, FEATURE_DIMS, tokenizer, world_size=1)
+    assert ds_config["zero_optimization"]["stage"] == 2
+    assert not skip_frozen_sub_groups(engine.optimizer)
+    assert not any(name in vars(engine.optimizer) for name in (*PER_SUB_GROUP, "step"))
