@@ -22,6 +22,8 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+import torch
+
 FROZEN = "frozen"
 """Key of a parameter group (set per step by `set_stage_hparams`): True when the stage does not train it."""
 
@@ -35,7 +37,15 @@ PER_SUB_GROUP = (
 """The calls `DeepSpeedZeroOptimizer_Stage3.step` makes for each sub-group (DeepSpeed 0.19), first argument
 the sub-group's index."""
 
-_NEEDED = (*PER_SUB_GROUP, "step", "fp16_groups", "fp32_partitioned_groups_flat", "sub_group_to_group_id")
+_NEEDED = (
+    *PER_SUB_GROUP,
+    "step",
+    "get_grad_norm_direct",
+    "device",
+    "fp16_groups",
+    "fp32_partitioned_groups_flat",
+    "sub_group_to_group_id",
+)
 
 
 def skip_frozen_sub_groups(zero_optimizer: Any) -> bool:
@@ -80,8 +90,19 @@ def skip_frozen_sub_groups(zero_optimizer: Any) -> bool:
         finally:
             skipped.clear()
 
+    from deepspeed.runtime.zero.utils import get_norm_dtype  # the dtype DeepSpeed's norms come in
+
+    grad_norm = zero_optimizer.get_grad_norm_direct
+
+    @functools.wraps(grad_norm)
+    def grad_norm_leaving_out_frozen(gradients, params, *args, **kwargs):
+        if any(param.requires_grad for param in params):
+            return grad_norm(gradients, params, *args, **kwargs)
+        return torch.zeros((), dtype=get_norm_dtype(), device=zero_optimizer.device)
+
     for name in PER_SUB_GROUP:
         on_skip = count_step if name == "_optimizer_step" else None
         setattr(zero_optimizer, name, skipping(getattr(zero_optimizer, name), on_skip))
     zero_optimizer.step = step_leaving_out_frozen
+    zero_optimizer.get_grad_norm_direct = grad_norm_leaving_out_frozen
     return True
