@@ -45,6 +45,9 @@ def cluster(tmp_path, monkeypatch):
     node_cwd = tmp_path / "node_cwd"
     node_cwd.mkdir()
     monkeypatch.chdir(node_cwd)
+    # every node keeps idle workers, as the KubeRay manifests set it (docs/cluster.md): its nodes have no
+    # free CPU, and without it each stream of the run started its read tasks in new processes
+    monkeypatch.setenv("RAY_num_workers_soft_limit", "8")
     temp_dir = tempfile.mkdtemp(prefix="ngt-mn-", dir="/tmp")  # short: Ray's socket paths have a length limit
     cluster = Cluster(
         initialize_head=True,

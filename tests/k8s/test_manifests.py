@@ -220,6 +220,19 @@ def test_every_pod_is_secure_and_sized(rendered):
     assert not problems, "\n".join(problems)
 
 
+def test_every_ray_node_keeps_idle_workers_for_the_streams_read_tasks(rendered):
+    """Each stream's read tasks reserve no CPU; on a node whose CPUs are all reserved Ray would end their
+    processes a second after each task, and the next stream would start them anew (docs/cluster.md)."""
+    nodes = 0
+    for where, doc in _docs(rendered):
+        for at, template in ray_node_templates(doc):
+            (container,) = template["spec"]["containers"]
+            env = {e["name"]: e.get("value") for e in container.get("env", [])}
+            assert int(env.get("RAY_num_workers_soft_limit", 0)) >= 8, f"{where} {at}"
+            nodes += 1
+    assert nodes >= 4
+
+
 def _base_pod() -> dict:
     docs = yaml.safe_load_all((REPO / "k8s/base/tensorboard.yaml").read_text(encoding="utf-8"))
     (doc,) = [d for d in docs if d and d["kind"] == "Deployment"]
