@@ -164,10 +164,15 @@ def _rank_stream(
     buffer_mb: float,
     start: int,
     block_batches: int,
+    consumer_node: str | None = None,
 ) -> ray.data.Dataset:
     """Rank `rank`'s stream from global position `start` on (row `i` is position `start + rank + i *
     world_size`), holding about `buffer_mb` of sampled batches ahead of its consumer (plus the blocks in
     flight: Ray Data's backpressure counts whole blocks).
+
+    With `consumer_node` (the Ray node of the rank's Train worker) its read tasks run there when they can:
+    each batch is put into the object store of the node that reads it, and never on a head started with
+    no CPUs (Ray Data spreads read tasks over every node otherwise, as they reserve none).
 
     Each Ray Data block (one 0-CPU read task of `SampledBatches`, at most two at a time) carries
     `block_batches` batches, their sampling spread over the sampler actors: Ray Data's cost is per task (tens
@@ -181,8 +186,15 @@ def _rank_stream(
         )
     rows = (total - start) // world_size
     source = SampledBatches(plan, actors, rank, world_size, start, rows, block_batches)
+    placement = {}
+    if consumer_node is not None:
+        placement["scheduling_strategy"] = NodeAffinitySchedulingStrategy(consumer_node, soft=True)
     stream = ray.data.read_datasource(
-        source, num_cpus=0, concurrency=2, override_num_blocks=source.num_blocks()
+        source,
+        num_cpus=0,
+        concurrency=2,
+        override_num_blocks=source.num_blocks(),
+        ray_remote_args=placement,
     )
     stream.context.enable_progress_bars = False
     options = stream.context.execution_options
@@ -342,7 +354,14 @@ class GraphDataConfig(ray.train.DataConfig):
             plan = replace(plan, multiple=multiple or world_size)
             for rank in range(world_size):
                 stream = _rank_stream(
-                    plan, self._actors, rank, world_size, self._buffer_mb, start, self._block_batches
+                    plan,
+                    self._actors,
+                    rank,
+                    world_size,
+                    self._buffer_mb,
+                    start,
+                    self._block_batches,
+                    worker_node_ids[rank] if worker_node_ids else None,
                 )
                 output[rank][name] = stream.iterator()
         if others:
