@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import importlib
 import importlib.util
 import json
-import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -157,15 +157,7 @@ def _gguf_parsed_once() -> Iterator[None]:
     import gguf
 
     parse = gguf.GGUFReader
-    readers: dict[tuple[str, str], Any] = {}
-
-    def parsed_once(path: str | os.PathLike, mode: str = "r") -> Any:
-        key = (os.fspath(path), mode)
-        if key not in readers:
-            readers[key] = parse(path, mode)
-        return readers[key]
-
-    gguf.GGUFReader = parsed_once
+    gguf.GGUFReader = functools.cache(parse)  # one reader per (path, mode), dropped when the block ends
     try:
         yield
     finally:
