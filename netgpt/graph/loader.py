@@ -44,20 +44,21 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import ray
 import ray.data
 import ray.train
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-from torch_geometric.data import HeteroData
 
 from netgpt.config import GraphConfig
 from netgpt.graph.plan import EpochPlan, SampledBatches, StreamShape, split_seeds
 from netgpt.graph.rows import read_rows
-from netgpt.graph.sampler import NeighborSampler
 from netgpt.graph.store import StoreError, open_partition, read_meta
+
+if TYPE_CHECKING:
+    from torch_geometric.data import HeteroData
 
 SAMPLER_RESTARTS = 3
 """Times Ray restarts a sampler actor that died (its partition is reopened from the store, so it serves the
@@ -77,11 +78,19 @@ class SamplerActor:
     It serves its own samples' feature rows to the other partitions' actors (`rows`) and asks them for
     theirs: one request per owner and batch (`ActorRows`). The two run in separate concurrency groups, so
     an actor waiting for rows in `sample` still answers the requests of others (two actors asking each other
-    at once cannot deadlock), while its sampler state is used by one `sample` at a time."""
+    at once cannot deadlock), while its sampler state is used by one `sample` at a time.
+
+    This module imports neither torch nor PyG at its top, and must not: Ray loads an actor's class, i.e.
+    imports its module, in every process that receives a handle to the actor. The streams' read tasks and
+    Ray Train's dataset manager receive these handles; with torch and PyG imported there, each new read-task
+    process spent about 7 s of CPU importing them (py-spy), and on 2 cores a stage's first batch waited
+    20-40 s while four such processes started. Only the actor itself samples, so only it imports them."""
 
     def __init__(
         self, store_dir: str, index: int, cfg: GraphConfig, peers: str = "", replicas: int = 1
     ) -> None:
+        from netgpt.graph.sampler import NeighborSampler  # torch and PyG: see the class docstring
+
         meta = read_meta(store_dir)
         self.partition = open_partition(store_dir, index, meta)
         source = ActorRows(peers, replicas) if peers else None
