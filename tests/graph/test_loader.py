@@ -4,6 +4,7 @@ sampling the batches before the resume position, also on another number of consu
 from __future__ import annotations
 
 import pickle
+import threading
 import time
 
 import numpy as np
@@ -24,6 +25,7 @@ from netgpt.graph.loader import (
 from netgpt.graph.plan import EpochPlan, rank_positions
 from netgpt.graph.sampler import NeighborSampler
 from netgpt.graph.store import open_partition, read_meta
+from netgpt.train.prefetch import prefetch
 
 
 @pytest.fixture(scope="module")
@@ -290,3 +292,39 @@ def test_the_stream_starts_before_the_epoch_is_sampled_and_runs_ahead_only_its_b
         assert sum(1 for _ in batches) == total - 1
     finally:
         streams.shutdown()
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(120)
+def test_a_closed_stream_stops_sampling(streams, ray_cluster) -> None:
+    # a stage cut short closes its streams (netgpt/train/prefetch.py): their executions must end there
+    dataset = streams.dataset("train", batch_size=8, epochs=50, shuffle=True, seed=2)
+    (shard,) = streams.data_config(["train"]).configure({"train": dataset}, 1, None, None)
+    batches = prefetch(iter_graph_batches(shard["train"]))
+    next(batches)
+    batches.close()
+    time.sleep(1)  # what was in flight lands
+    closed_at = _batches_sampled(streams)
+    time.sleep(3)
+    assert _batches_sampled(streams) == closed_at
+    assert not [t.name for t in threading.enumerate() if t.name.startswith(("StreamingExecutor", "netgpt-"))]
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(120)
+def test_a_process_given_sampler_handles_imports_neither_torch_nor_pyg(streams, ray_cluster) -> None:
+    # Ray imports an actor's module wherever a handle to it arrives: each read task's process, before its
+    # first batch. torch and PyG cost seconds of CPU there (netgpt/graph/loader.py, SamplerActor).
+    fresh = {"env_vars": {"NETGPT_TEST_FRESH_WORKER": str(time.time())}}  # a new process, not a pooled one
+
+    @ray.remote(num_cpus=0, runtime_env=fresh)
+    def modules_after_receiving(actors: list) -> tuple[int, bool, bool]:
+        import sys
+
+        return len(actors), "torch" in sys.modules, "torch_geometric" in sys.modules
+
+    assert ray_cluster.get(modules_after_receiving.remote(streams.actors)) == (
+        len(streams.actors),
+        False,
+        False,
+    )
