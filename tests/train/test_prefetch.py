@@ -36,3 +36,24 @@ def test_an_abandoned_stream_leaves_only_a_daemon_thread():
     stream = prefetch(iter(range(100)), depth=1)
     assert next(stream) == 0
     assert all(t.daemon for t in threading.enumerate() if t.name == "netgpt-prefetch")
+
+
+def test_closing_the_stream_stops_its_thread_and_closes_the_source():
+    # a stage cut short closes its stream so that the source (a Ray Data execution) ends with it
+    source_closed = threading.Event()
+
+    def endless():
+        try:
+            while True:
+                yield 1
+        finally:
+            source_closed.set()
+
+    stream = prefetch(endless(), depth=1)
+    assert next(stream) == 1
+    stream.close()
+    assert source_closed.wait(timeout=5), "the source was left open"
+    deadline = time.monotonic() + 5
+    while any(t.name == "netgpt-prefetch" for t in threading.enumerate()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [t for t in threading.enumerate() if t.name == "netgpt-prefetch"]
