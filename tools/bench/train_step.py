@@ -10,12 +10,13 @@ and the slowest step (one stall, such as a Ray worker process starting on a busy
 a dozen steps far); and the 1-process run's step time at the same global batch with the ratio of means
 (goal <= 1.0) and of medians.
 
-    python tools/bench/train_step.py [--steps 12] [--videos 300]      # a few minutes on 2 cores
+    python tools/bench/train_step.py [--steps 12] [--videos 300] [KEY=VALUE ...]   # a few minutes on 2 cores
 
 Both runs go through the real path: a local Ray, Ray Train workers, the streaming graph loader, DeepSpeed
-ZeRO-3 on gloo; the demo's model and curriculum on synthetic data, each stage cut to `--steps` steps,
-validation and test left out. The profile is on (`NETGPT_STEP_PROFILE=1` in the workers' environment) in
-both runs; it adds no device sync on CPU, only clock reads and counters.
+ZeRO-3 on gloo; the demo's model and curriculum on synthetic data, each stage cut to `--steps` steps and
+its stream to the whole epochs those steps need, validation and test left out. The profile is on
+(`NETGPT_STEP_PROFILE=1` in the workers' environment) in both runs; it adds no device sync on CPU, only
+clock reads and counters. The 1-process run's phases are in `phases_1proc`.
 """
 
 from __future__ import annotations
@@ -47,11 +48,12 @@ PHASES = (
 GOALS = {"step_s_graph_pretrain": 0.3, "first_step_wait_s": 5.0, "ratio_2workers_over_1proc": 1.0}
 
 
-def _config(folder: Path, workers: int, steps: int, name: str):
+def _config(folder: Path, workers: int, steps: int, name: str, overrides: list[str]):
     """The demo curriculum on `workers` workers at the demo's global batch, each stage cut to `steps`."""
     config = load_config(
         "demo",
         [
+            *overrides,
             f"data.tables_dir={folder / 'tables'}",
             f"graph.store_dir={folder / 'graph'}",
             f"train.storage_path={folder / 'runs'}",
@@ -65,15 +67,32 @@ def _config(folder: Path, workers: int, steps: int, name: str):
     demo_workers = load_config("demo").train.num_workers
     for stage in config.train.stages:
         stage.max_steps = steps
-        stage.epochs = max(stage.epochs, 50)  # the steps, not the epochs, end a stage
         stage.micro_batch_size = stage.micro_batch_size * demo_workers // workers
     return config
+
+
+def _fit_epochs(config, steps: int) -> None:
+    """Each stage's stream as long as its `steps` need (whole epochs), as in a run its epochs end: a stream
+    samples ahead of its consumer within its buffer, so one of 50 epochs under 12 steps (this bench's
+    earlier setting) kept the sampler actors busy through every step with batches nobody read."""
+    from netgpt.graph.loader import num_batches_per_rank
+
+    workers = config.train.num_workers
+    for stage in config.train.stages:
+        per_step = stage.grad_accum * workers
+        per_epoch = workers * num_batches_per_rank(
+            config.graph.store_dir, "train", stage.micro_batch_size, workers, per_step
+        )
+        stage.epochs = -(-steps * per_step // per_epoch)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=12, help="optimizer steps per stage (first one apart)")
     parser.add_argument("--videos", type=int, default=300, help="synthetic videos (the demo has 300)")
+    parser.add_argument(
+        "overrides", nargs="*", help="config overrides for both runs, e.g. graph.fanouts=[5,5]"
+    )
     args = parser.parse_args()
     if args.steps < 3:
         parser.error("--steps must be at least 3 (each stage's first step is reported apart)")
@@ -100,7 +119,7 @@ def _run(folder: Path, args: argparse.Namespace) -> dict[str, dict[str, float]]:
     from netgpt.graph.build import build_graph
     from netgpt.train.run import train
 
-    base = _config(folder, 1, args.steps, "one")
+    base = _config(folder, 1, args.steps, "one", args.overrides)
     raw = write_synthetic(folder / "raw.json", videos=args.videos, seed=0)
     prepare(raw, folder / "tables", base.data)
     build_graph(folder / "tables", base.graph, folder / "graph")
@@ -108,7 +127,8 @@ def _run(folder: Path, args: argparse.Namespace) -> dict[str, dict[str, float]]:
     results = {}
     for workers, name in ((1, "one"), (2, "two")):
         started = time.perf_counter()
-        config = _config(folder, workers, args.steps, name)
+        config = _config(folder, workers, args.steps, name, args.overrides)
+        _fit_epochs(config, args.steps)
         metrics = train(config, show_progress=False, evaluate_test=False).metrics
         results[name] = {**metrics, "wall_s": time.perf_counter() - started}
     return results
@@ -131,6 +151,7 @@ def _stage_line(stage: str, one: dict[str, float], two: dict[str, float]) -> dic
         "step_max_s_2workers": round(two[f"{prefix}step_max_s"], 4),
     }
     line.update({f"{phase}_s": round(two.get(f"{prefix}{phase}_s", 0.0), 4) for phase in PHASES})
+    line["phases_1proc"] = {phase: round(one.get(f"{prefix}{phase}_s", 0.0), 4) for phase in PHASES}
     line["collectives"] = round(two.get(f"{prefix}collectives", 0.0), 1)
     line["collectives_by_kind"] = {
         key[len(prefix) + len("collectives/") :]: round(value, 1)
@@ -155,6 +176,7 @@ def _report(results: dict[str, dict[str, float]], args: argparse.Namespace) -> N
                 "summary": True,
                 "steps_per_stage": args.steps,
                 "videos": args.videos,
+                "overrides": args.overrides,
                 "step_s_1proc": round(one["run/step_s"], 4),
                 "step_s_2workers_zero3": round(two["run/step_s"], 4),
                 "ratio_2workers_over_1proc": round(two["run/step_s"] / one["run/step_s"], 3),
