@@ -299,8 +299,9 @@ def test_the_stream_starts_before_the_epoch_is_sampled_and_runs_ahead_only_its_b
 def test_a_closed_stream_stops_sampling(streams, ray_cluster) -> None:
     # a stage cut short closes its streams (netgpt/train/prefetch.py): their executions must end there
     dataset = streams.dataset("train", batch_size=8, epochs=50, shuffle=True, seed=2)
-    (shard,) = streams.data_config(["train"]).configure({"train": dataset}, 1, None, None)
-    batches = prefetch(iter_graph_batches(shard["train"]))
+    # a name of its own: the fixture's streams keep the start positions other tests published for theirs
+    (shard,) = streams.data_config(["closing"]).configure({"closing": dataset}, 1, None, None)
+    batches = prefetch(iter_graph_batches(shard["closing"]))
     next(batches)
     batches.close()
     time.sleep(1)  # what was in flight lands
