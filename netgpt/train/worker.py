@@ -233,60 +233,58 @@ class Curriculum:
         first, stride = self.rank, self.world
         batches = prefetch(iter_graph_batches(streams.train, streams.train_start + first, stride))
         val_batches = iter_graph_batches(streams.val, streams.val_start + first, stride)
-        try:
-            meter = StepMeter()
-            self._post("stage_update", stage.name, index, state.stage_step, total, None)
-            first_step = True
-            while state.stage_step < total:
-                step_started = time.perf_counter()
-                self.profile.begin_step()
-                step = StepMeter(steps=1)
-                window, last_position = self._next_window(batches, streams.train_batches, accum, step)
-                factor = lr_factor(state.stage_step, total, stage.warmup_steps, stage.min_lr_ratio)
-                lr = set_stage_hparams(self.engine.optimizer, stage, active, factor)
-                terms = train_step(
-                    self.engine,
-                    window,
-                    stage,
-                    self.prompt_builders[stage.graph_tokens],
-                    step,
-                    self.flops,
-                    self.profile,
-                )
-                step.busy_s = time.perf_counter() - step_started
-                self._profile_step(stage, step, first_step)
-                meter.absorb(step)
-                (self.startup if first_step else self.totals).absorb(step)
-                first_step = False
-                state.stage_step += 1
-                state.global_step += 1
-                self._record_seeds(stage, last_position // streams.train_batches, window)
-                state.position = last_position - self.rank + self.world
-                state.epoch = state.position // streams.train_batches
-                self._post("stage_update", stage.name, index, state.stage_step, total, terms["loss"])
-                if state.global_step % self.config.train.log_every == 0 or state.stage_step == total:
-                    grad_norm = self.engine.get_global_grad_norm()
-                    scalars = {f"train/{k}": v for k, v in terms.items()}
-                    scalars.update({"train/lr": lr, "train/grad_norm": float(grad_norm or 0.0)})
-                    scalars.update(meter.rates(self.world))
-                    self.log.scalars(scalars, state.global_step)
-                    meter = StepMeter()
-                epoch_end = state.position % streams.train_batches == 0
-                stage_end = state.stage_step == total
-                if (epoch_end or stage_end) and self.config.train.val_every_epoch and streams.val_batches:
-                    stop = self.validate_and_keep_best(stage, val_batches, streams.val_batches // self.world)
-                    if stop:
-                        stage_end = True
-                        total = state.stage_step
-                if stage_end:
-                    break
-                if state.global_step % self.config.train.checkpoint_every == 0:
-                    save_checkpoint(self.engine, state, {"train_loss": terms["loss"]}, self.rank)
-        finally:
-            # A stage cut short (max_steps, early stopping) leaves its streams unread: end their Ray Data
-            # executions, or they keep sampling ahead beside the next stage's (netgpt/train/prefetch.py).
-            batches.close()
-            val_batches.close()
+        meter = StepMeter()
+        self._post("stage_update", stage.name, index, state.stage_step, total, None)
+        first_step = True
+        while state.stage_step < total:
+            step_started = time.perf_counter()
+            self.profile.begin_step()
+            step = StepMeter(steps=1)
+            window, last_position = self._next_window(batches, streams.train_batches, accum, step)
+            factor = lr_factor(state.stage_step, total, stage.warmup_steps, stage.min_lr_ratio)
+            lr = set_stage_hparams(self.engine.optimizer, stage, active, factor)
+            terms = train_step(
+                self.engine,
+                window,
+                stage,
+                self.prompt_builders[stage.graph_tokens],
+                step,
+                self.flops,
+                self.profile,
+            )
+            step.busy_s = time.perf_counter() - step_started
+            self._profile_step(stage, step, first_step)
+            meter.absorb(step)
+            (self.startup if first_step else self.totals).absorb(step)
+            first_step = False
+            state.stage_step += 1
+            state.global_step += 1
+            self._record_seeds(stage, last_position // streams.train_batches, window)
+            state.position = last_position - self.rank + self.world
+            state.epoch = state.position // streams.train_batches
+            self._post("stage_update", stage.name, index, state.stage_step, total, terms["loss"])
+            if state.global_step % self.config.train.log_every == 0 or state.stage_step == total:
+                grad_norm = self.engine.get_global_grad_norm()
+                scalars = {f"train/{k}": v for k, v in terms.items()}
+                scalars.update({"train/lr": lr, "train/grad_norm": float(grad_norm or 0.0)})
+                scalars.update(meter.rates(self.world))
+                self.log.scalars(scalars, state.global_step)
+                meter = StepMeter()
+            epoch_end = state.position % streams.train_batches == 0
+            stage_end = state.stage_step == total
+            if (epoch_end or stage_end) and self.config.train.val_every_epoch and streams.val_batches:
+                stop = self.validate_and_keep_best(stage, val_batches, streams.val_batches // self.world)
+                if stop:
+                    stage_end = True
+                    total = state.stage_step
+            if stage_end:
+                break
+            if state.global_step % self.config.train.checkpoint_every == 0:
+                save_checkpoint(self.engine, state, {"train_loss": terms["loss"]}, self.rank)
+        # A stage cut short (max_steps, early stopping) leaves its streams unread: end their Ray Data
+        # executions, or they keep sampling ahead beside the next stage's (netgpt/train/prefetch.py).
+        batches.close()
+        val_batches.close()
         self._profile_stage(stage)
         if state.best_step is not None and state.best_step != state.global_step:
             restore_best(self.engine, self.run_dir, stage.name, self.rank)
