@@ -298,6 +298,7 @@ def test_the_stream_starts_before_the_epoch_is_sampled_and_runs_ahead_only_its_b
 @pytest.mark.timeout(120)
 def test_a_closed_stream_stops_sampling(streams, ray_cluster) -> None:
     # a stage cut short closes its streams (netgpt/train/prefetch.py): their executions must end there
+    running_before = set(_stream_threads())
     dataset = streams.dataset("train", batch_size=8, epochs=50, shuffle=True, seed=2)
     # a name of its own: the fixture's streams keep the start positions other tests published for theirs
     (shard,) = streams.data_config(["closing"]).configure({"closing": dataset}, 1, None, None)
@@ -308,7 +309,11 @@ def test_a_closed_stream_stops_sampling(streams, ray_cluster) -> None:
     closed_at = _batches_sampled(streams)
     time.sleep(3)
     assert _batches_sampled(streams) == closed_at
-    assert not [t.name for t in threading.enumerate() if t.name.startswith(("StreamingExecutor", "netgpt-"))]
+    assert not set(_stream_threads()) - running_before  # this stream's threads all ended
+
+
+def _stream_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith(("StreamingExecutor", "netgpt-"))]
 
 
 @pytest.mark.integration
