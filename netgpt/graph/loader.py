@@ -84,7 +84,7 @@ class SamplerActor:
     imports its module, in every process that receives a handle to the actor. The streams' read tasks and
     Ray Train's dataset manager receive these handles; with torch and PyG imported there, each new read-task
     process spent about 7 s of CPU importing them (py-spy), and on 2 cores a stage's first batch waited
-    20-40 s while four such processes started. Only the actor itself samples, so only it imports them."""
+    18-36 s while four or five such processes started. Only the actor samples, so only it imports them."""
 
     def __init__(
         self, store_dir: str, index: int, cfg: GraphConfig, peers: str = "", replicas: int = 1
