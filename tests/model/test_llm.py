@@ -64,6 +64,9 @@ def test_pretrained_smollm2_forward_backward(smollm2_folder, make_batch, feature
     torch.manual_seed(0)
     model = NetGPT.build(cfg, feature_dims, tokenizer)
     assert model.llm.config.hidden_size == 576 and model.llm.dtype == torch.bfloat16
+    # On CPU training runs in float32 (DeepSpeed's zero.Init builds the LLM in fp32 there); a bf16 backward
+    # on a CPU without bf16 instructions takes minutes.
+    model.float()
     batch = make_batch()
     prompts = model.prompt_builder().encode(batch.seed_fields, with_answer=True)
     out = model(batch, prompts, {"answer_ce": 1.0, "prompt_regression": 1.0})
