@@ -156,12 +156,33 @@ class RGCNEncoder(GraphEncoder):
         return self.graph_tokens(x_dict[VIDEO], edges, int(batch[VIDEO].batch_size))
 
 
-class HGTEncoder(GraphEncoder):
-    """Heterogeneous graph transformer layers (PyG `HGTConv`); only video nodes are updated, as only they
-    receive messages. HGTConv reads its `p_rel`/`skip` parameter dicts directly and keeps an output layer per
-    node type of which only video's runs, so it is a ZeRO-3 leaf."""
+class HGTLayer(nn.Module):
+    """One PyG `HGTConv` over tensors in, a tensor out: the unit ZeRO-3 gathers whole (a leaf).
 
-    zero3_leaves = (HGTConv,)
+    HGTConv reads its `p_rel`/`skip` parameter dicts directly and keeps an output layer per node type of
+    which only video's runs, so ZeRO-3 must gather it as one unit. DeepSpeed reduces a leaf's gradients in
+    a full backward hook on the leaf, and PyTorch fires such a hook only for tensors among a module's inputs
+    and outputs: HGTConv itself takes and returns dicts, and as the leaf its gradients were never reduced
+    (under ZeRO-3 it did not train; only weight decay moved it)."""
+
+    def __init__(self, hidden_size: int, heads: int) -> None:
+        super().__init__()
+        self.conv = HGTConv(hidden_size, hidden_size, (list(NODE_TYPE_NAMES), list(EDGE_TYPES)), heads)
+
+    def forward(self, *features_then_edges: torch.Tensor) -> torch.Tensor:
+        """Each node type's features in `NODE_TYPE_NAMES` order, then each relation's edge index in
+        `EDGE_TYPES` order; returns the video nodes' new features."""
+        count = len(NODE_TYPE_NAMES)
+        x_dict = dict(zip(NODE_TYPE_NAMES, features_then_edges[:count], strict=True))
+        edges = dict(zip(EDGE_TYPES, features_then_edges[count:], strict=True))
+        return self.conv(x_dict, edges)[VIDEO]
+
+
+class HGTEncoder(GraphEncoder):
+    """Heterogeneous graph transformer layers (`HGTLayer`); only video nodes are updated, as only they
+    receive messages."""
+
+    zero3_leaves = (HGTLayer,)
 
     def __init__(
         self,
@@ -175,17 +196,15 @@ class HGTEncoder(GraphEncoder):
         super().__init__(feature_dims, hidden_size, dropout, num_tokens)
         if hidden_size % heads:
             raise ValueError(f"model.hgt_heads: expected a divisor of hidden_size {hidden_size}, got {heads}")
-        metadata = (list(NODE_TYPE_NAMES), list(EDGE_TYPES))
-        self.layers = nn.ModuleList(
-            HGTConv(hidden_size, hidden_size, metadata, heads) for _ in range(num_layers)
-        )
+        self.layers = nn.ModuleList(HGTLayer(hidden_size, heads) for _ in range(num_layers))
 
     def forward(self, batch: HeteroData) -> EncoderOutput:
         x_dict = self.project_inputs(batch)
         edges = self.edge_index_dict(batch, x_dict[VIDEO].device)
-        for conv in self.layers:
-            out = conv(x_dict, edges)
-            x_dict = {**x_dict, VIDEO: self.dropout(torch.relu(out[VIDEO]))}
+        edge_list = [edges[et] for et in EDGE_TYPES]
+        for layer in self.layers:
+            video = layer(*(x_dict[nt] for nt in NODE_TYPE_NAMES), *edge_list)
+            x_dict = {**x_dict, VIDEO: self.dropout(torch.relu(video))}
         return self.graph_tokens(x_dict[VIDEO], edges, int(batch[VIDEO].batch_size))
 
 
