@@ -163,7 +163,10 @@ class HGTLayer(nn.Module):
     which only video's runs, so ZeRO-3 must gather it as one unit. DeepSpeed reduces a leaf's gradients in
     a full backward hook on the leaf, and PyTorch fires such a hook only for tensors among a module's inputs
     and outputs: HGTConv itself takes and returns dicts, and as the leaf its gradients were never reduced
-    (under ZeRO-3 it did not train; only weight decay moved it)."""
+    (under ZeRO-3 it did not train; only weight decay moved it). The hook fires once the gradients of the
+    inputs are computed, i.e. after the layer's own backward, because its features come from the input
+    projections, which train whenever the encoder does (a leaf no input of which needs a gradient gets the
+    hook at once, before its backward)."""
 
     def __init__(self, hidden_size: int, heads: int) -> None:
         super().__init__()
