@@ -37,7 +37,7 @@ COLUMNS = ("acc", "mse", "mae", "macro_f1", "within_one", "unparsable", "count")
 
 
 class _Rater:
-    """A Ray Data actor: one copy of a model, rating pickled sampled batches."""
+    """A Ray Data actor: one copy of a model, rating pickled sampled batches (`SampledSubgraph`)."""
 
     def __init__(self, model_dir: str, predictions: list[str], graph_tokens: bool, use_gpu: bool) -> None:
         import torch
@@ -50,7 +50,8 @@ class _Rater:
     def __call__(self, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         columns: dict[str, list] = {}
         for blob in rows["batch"]:
-            rated = rate_batch(self.model, pickle.loads(blob), self.builder, self.device, self.predictions)
+            batch = pickle.loads(blob).to_hetero_data()
+            rated = rate_batch(self.model, batch, self.builder, self.device, self.predictions)
             for name, values in rated.items():
                 columns.setdefault(name, []).extend(values)
         if "answer" in columns:  # None (unparsable) travels as NaN, which the metrics count as unparsable

@@ -55,6 +55,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from netgpt.config import GraphConfig
 from netgpt.graph.plan import EpochPlan, SampledBatches, StreamShape, split_seeds
 from netgpt.graph.rows import read_rows
+from netgpt.graph.sampler import NeighborSampler
 from netgpt.graph.store import StoreError, open_partition, read_meta
 
 if TYPE_CHECKING:
@@ -80,17 +81,16 @@ class SamplerActor:
     an actor waiting for rows in `sample` still answers the requests of others (two actors asking each other
     at once cannot deadlock), while its sampler state is used by one `sample` at a time.
 
-    This module imports neither torch nor PyG at its top, and must not: Ray loads an actor's class, i.e.
-    imports its module, in every process that receives a handle to the actor. The streams' read tasks and
-    Ray Train's dataset manager receive these handles; with torch and PyG imported there, each new read-task
-    process spent about 7 s of CPU importing them (py-spy), and on 2 cores a stage's first batch waited
-    18-36 s while four or five such processes started. Only the actor samples, so only it imports them."""
+    Neither this module nor the sampler imports torch or PyG at its top, and must not: Ray loads an actor's
+    class, i.e. imports its module, in every process that receives a handle to the actor (the streams' read
+    tasks, Ray Train's dataset manager), and each new process that imported them spent about 7 s of CPU on
+    it (py-spy); on 2 cores a stage's first batch waited 18-36 s while four or five such processes started.
+    The actor itself ships numpy arrays (`SampledSubgraph`), which the Train worker turns into a
+    `HeteroData`, so it never loads them either."""
 
     def __init__(
         self, store_dir: str, index: int, cfg: GraphConfig, peers: str = "", replicas: int = 1
     ) -> None:
-        from netgpt.graph.sampler import NeighborSampler  # torch and PyG: see the class docstring
-
         meta = read_meta(store_dir)
         self.partition = open_partition(store_dir, index, meta)
         source = ActorRows(peers, replicas) if peers else None
@@ -106,7 +106,7 @@ class SamplerActor:
 
     @ray.method(concurrency_group="sample")
     def sample(self, sample_ids: np.ndarray, rng_key: tuple[int, ...]) -> bytes:
-        batch = self.sampler.sample(sample_ids, np.random.default_rng(list(rng_key)))
+        batch = self.sampler.sample_arrays(sample_ids, np.random.default_rng(list(rng_key)))
         self.sampled += 1
         return pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL)
 
@@ -422,4 +422,4 @@ def iter_graph_batches(
                 f"{start_position}; get the shard with graph_dataset_shard and the same start position)"
             )
         expected += stride
-        yield int(row["epoch"]), position, pickle.loads(row["batch"])
+        yield int(row["epoch"]), position, pickle.loads(row["batch"]).to_hetero_data()

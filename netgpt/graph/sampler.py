@@ -1,4 +1,5 @@
-"""Neighbourhood sampling on one partition: seeds -> an L-hop heterogeneous subgraph as a PyG `HeteroData`.
+"""Neighbourhood sampling on one partition: seeds -> an L-hop heterogeneous subgraph (`SampledSubgraph`:
+numpy arrays, which `to_hetero_data` turns into the PyG `HeteroData` the model reads).
 
 Semantics follow PyG's `NeighborLoader` (disjoint=False): hop `h` expands the video nodes first reached at
 hop `h` (the seeds at hop 0), drawing for every relation at most `fanout[h]` distinct in-neighbours, without
@@ -16,22 +17,28 @@ training, their files in one process by default) through a cache of `cache_rows`
 came from never changes the batch.
 
     sampler = NeighborSampler(open_partition(store_dir, 0), fanouts=[50, 51])
-    batch = sampler.sample(seed_sample_ids, np.random.default_rng(0))
+    batch = sampler.sample(seed_sample_ids, np.random.default_rng(0))          # HeteroData
+    arrays = sampler.sample_arrays(seed_sample_ids, np.random.default_rng(0))  # the same, as numpy
+
+This module imports neither torch nor PyG at its top (`netgpt/graph/subgraph.py` says why).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from torch_geometric.data import HeteroData
 
 from netgpt.graph.rows import RowGather, RowSource, StoreRows
 from netgpt.graph.seeds import SEED_FIELDS, SeedFields
 from netgpt.graph.store import Partition, StoreError
+from netgpt.graph.subgraph import SampledSubgraph
 from netgpt.graph.topology import PAD, _ranges
 from netgpt.graph.types import NODE_TYPES, RELATIONS, VIDEO, Relation
+
+if TYPE_CHECKING:
+    from torch_geometric.data import HeteroData
 
 _NODE_TYPE = {n.name: n for n in NODE_TYPES}
 
@@ -172,6 +179,12 @@ class NeighborSampler:
     def sample(self, sample_ids: Sequence[int] | np.ndarray, rng: np.random.Generator) -> HeteroData:
         """The sampled subgraph (docs/graph.md#a-sampled-batch), seeds (in the given order) first among video
         nodes."""
+        return self.sample_arrays(sample_ids, rng).to_hetero_data()
+
+    def sample_arrays(
+        self, sample_ids: Sequence[int] | np.ndarray, rng: np.random.Generator
+    ) -> SampledSubgraph:
+        """`sample`'s subgraph as numpy arrays: what a sampler actor ships (it never loads torch)."""
         seeds = self.local_seeds(sample_ids)
         if len(np.unique(seeds)) != len(seeds):
             raise ValueError("seed sample ids of one batch must be distinct")
@@ -182,7 +195,7 @@ class NeighborSampler:
             for slots in self._shared.values():
                 slots.take()
 
-    def _sample(self, seeds: np.ndarray, rng: np.random.Generator) -> HeteroData:
+    def _sample(self, seeds: np.ndarray, rng: np.random.Generator) -> SampledSubgraph:
         part = self.partition
         self._videos.add(seeds)
         edges: dict[tuple[str, str, str], list[tuple[np.ndarray, np.ndarray]]] = {
@@ -249,10 +262,9 @@ class NeighborSampler:
         attributes: np.ndarray,
         comments: np.ndarray,
         comment_nodes: np.ndarray,
-    ) -> HeteroData:
+    ) -> SampledSubgraph:
         part = self.partition
         videos = self._videos.take()
-        batch = HeteroData()
         sample_ids = np.asarray(part["video_sample_id"][videos])
         owner, row = part["video_owner"], part["video_row"]
         features = self.gather(
@@ -262,29 +274,31 @@ class NeighborSampler:
                 "comment": (np.asarray(owner[comment_nodes]), np.asarray(part["comment_row"][comments])),
             }
         )
+        x, n_id = {}, {}
         for node_type in NODE_TYPES:
             name = node_type.name
             if name == VIDEO:
-                x, n_id = features["video_x"], sample_ids
+                x[name], n_id[name] = features["video_x"], sample_ids
             elif name == "comment":
-                x, n_id = features["comment_x"], part["comment_id"][comments]
+                x[name], n_id[name] = features["comment_x"], part["comment_id"][comments]
             elif not node_type.per_sample:
                 ids = self._shared[name].take()
-                x, n_id = part[f"{name}_x"][ids], ids
+                x[name], n_id[name] = part[f"{name}_x"][ids], ids
             else:
-                x, n_id = features[f"x_{name}"], part["video_sample_id"][attributes]
-            batch[name].x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-            batch[name].n_id = torch.from_numpy(np.asarray(n_id, dtype=np.int64))
-        for edge_type, pieces in edges.items():
-            src = _concat([p[0] for p in pieces])
-            dst = _concat([p[1] for p in pieces])
-            batch[edge_type].edge_index = torch.from_numpy(np.stack([src, dst]))
-        batch[VIDEO].batch_size = len(seeds)
-        batch[VIDEO].y = torch.from_numpy(self._levels[seeds])
-        batch[VIDEO].sample_id = torch.from_numpy(sample_ids)
+                x[name], n_id[name] = features[f"x_{name}"], part["video_sample_id"][attributes]
         seed_fields: list[SeedFields] = self._seed_fields.take(seeds).to_pylist()
-        batch.seed_fields = seed_fields
-        return batch
+        return SampledSubgraph(
+            x={name: np.ascontiguousarray(value, dtype=np.float32) for name, value in x.items()},
+            n_id={name: np.asarray(value, dtype=np.int64) for name, value in n_id.items()},
+            edge_index={
+                edge_type: np.stack([_concat([p[0] for p in pieces]), _concat([p[1] for p in pieces])])
+                for edge_type, pieces in edges.items()
+            },
+            num_seeds=len(seeds),
+            y=self._levels[seeds],
+            sample_id=sample_ids,
+            seed_fields=seed_fields,
+        )
 
 
 def _concat(pieces: list[np.ndarray]) -> np.ndarray:

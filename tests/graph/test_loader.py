@@ -186,7 +186,7 @@ def test_sampler_actors_fetch_halo_rows_from_their_owners_and_a_restarted_one_se
 
     def through_actors() -> list:
         refs = [streams.actors[p][0].sample.remote(seeds[p], (11,)) for p in (0, 1)]
-        return [pickle.loads(batch) for batch in ray_cluster.get(refs)]
+        return [pickle.loads(batch).to_hetero_data() for batch in ray_cluster.get(refs)]
 
     before = through_actors()
     stats = ray_cluster.get([streams.actors[p][0].stats.remote() for p in (0, 1)])

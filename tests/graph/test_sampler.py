@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pickle
+import subprocess
+import sys
 from collections import defaultdict
 from dataclasses import replace
 from pathlib import Path
@@ -296,3 +299,30 @@ def test_the_row_cache_keeps_at_most_its_capacity_and_evicts_the_least_recently_
     assert cache.values("x", slots[[0, 2, 3]])[:, 0].tolist() == [0.0, 2.0, 3.0]
     assert cache.nbytes == 3 * 8
     assert (RowCache(0).lookup(np.array([1])) == -1).all()
+
+
+def test_sampling_arrays_loads_neither_torch_nor_pyg_and_they_make_the_same_batch(stores) -> None:
+    """What a sampler actor runs (`sample_arrays`, then pickling) in a fresh process: neither module loads,
+    and the arrays turn into the batch `sample` gives."""
+    probe = (
+        "import pickle, sys, numpy as np\n"
+        "from netgpt.graph.sampler import NeighborSampler\n"
+        "from netgpt.graph.store import open_partition\n"
+        f"sampler = NeighborSampler(open_partition({str(stores[2])!r}, 1), [3, 2], num_hops=2)\n"
+        "arrays = sampler.sample_arrays(sampler.seed_sample_ids[:5], np.random.default_rng(3))\n"
+        "loaded = [m for m in ('torch', 'torch_geometric') if m in sys.modules]\n"
+        "sys.stdout.buffer.write(pickle.dumps((arrays, loaded)))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, check=True)
+    arrays, loaded = pickle.loads(done.stdout)
+    assert loaded == []
+    sampler = NeighborSampler(open_partition(stores[2], 1), [3, 2], num_hops=2)
+    expected = sampler.sample(sampler.seed_sample_ids[:5], np.random.default_rng(3))
+    batch = arrays.to_hetero_data()
+    assert batch.node_types == expected.node_types and batch.edge_types == expected.edge_types
+    for store, want in zip(batch.stores, expected.stores, strict=True):
+        assert list(store.keys()) == list(want.keys())
+        for key, value in want.items():
+            got = store[key]
+            assert torch.equal(got, value) if torch.is_tensor(value) else got == value, key
+    assert batch.seed_fields == expected.seed_fields
