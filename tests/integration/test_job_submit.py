@@ -1,5 +1,11 @@
 """A real `ray start --head` on loopback (own ports, own temp dir, token auth on) and `ray job submit` of
-`ray_jobs/train.py` with the tiny config; a second submission resumes from the first one's checkpoints."""
+`ray_jobs/train.py` with the tiny config, resubmitting a run whose newest checkpoint is damaged: the job
+resumes from the complete one before it, finishes the run and exports it.
+
+The run submitted is a copy of the session's uninterrupted tiny run (`baseline`), trained in the test
+process's own Ray cluster: a second job to write the checkpoints would cost a whole run's start-up again,
+and resuming on another cluster than the one that wrote them is what a resubmission after a lost cluster
+does anyway."""
 
 from __future__ import annotations
 
@@ -115,33 +121,37 @@ def _submit(address: str, env: dict, preset: Path) -> tuple[dict, str]:
     return json.loads(lines[-1]), job.stdout
 
 
-@pytest.mark.timeout(600)
-def test_ray_job_submit_trains_and_a_resubmission_resumes(loopback_cluster, data_dir, make_config, tmp_path):
+@pytest.mark.timeout(420)
+def test_a_resubmitted_job_resumes_from_the_complete_checkpoint_and_finishes(
+    loopback_cluster, baseline, data_dir, make_config, tmp_path
+):
     from netgpt.config import to_yaml
 
     address, env = loopback_cluster
-    config = make_config(data_dir, tmp_path / "runs", "job")
+    _, base = baseline
+    config = make_config(data_dir, tmp_path / "runs", base.run_dir.name)
     total_steps = sum(stage.max_steps for stage in config.train.stages)
+    run_dir = tmp_path / "runs" / base.run_dir.name
+    shutil.copytree(base.run_dir, run_dir)
+    shutil.rmtree(run_dir / "model")  # the job exports the run anew
     preset = tmp_path / "tiny.yaml"
     preset.write_text(to_yaml(config), encoding="utf-8")
 
-    first, log = _submit(address, env, preset)
-    # no terminal in a job: progress comes as plain lines that `ray job logs -f` can follow
-    assert "stage 1 graph_pretrain: step " in log and "stage 3 finetune: step 3/3" in log, log[-4000:]
-    assert first["global_step"] == total_steps
-    assert first["resumed_from"] == []
-    assert (Path(first["run_dir"]) / "model" / "netgpt_config.json").is_file()
-
-    # The newest registered checkpoint lost a file: the resubmission resumes from the one before, saying so.
-    run_dir = Path(first["run_dir"])
+    # The newest registered checkpoint lost a file: the job resumes from the one before, saying so.
     registry = json.loads((run_dir / "checkpoint_manager_snapshot.json").read_text())
     newest, before = (r["checkpoint_dir_name"] for r in registry["checkpoint_results"][-1:-3:-1])
     (run_dir / newest / "rng" / "rank1.safetensors").unlink()
     before_step = json.loads((run_dir / before / "trainer_state.json").read_text())["global_step"]
-    second, log = _submit(address, env, preset)
+    summary, log = _submit(address, env, preset)
     assert f"skipping checkpoint {run_dir / newest}: " in log and "rank1.safetensors: missing" in log, log[
         -4000:
     ]
-    assert second["resumed_from"] == [before_step], "the resubmitted job did not resume from the complete one"
-    assert second["global_step"] == total_steps
-    assert second["test/regression/acc"] == pytest.approx(first["test/regression/acc"])
+    assert summary["resumed_from"] == [before_step], (
+        "the resubmitted job did not resume from the complete one"
+    )
+    # no terminal in a job: progress comes as plain lines that `ray job logs -f` can follow
+    assert "stage 3 finetune: step 3/3" in log, log[-4000:]
+    assert summary["global_step"] == total_steps
+    assert Path(summary["run_dir"]) == run_dir.resolve()
+    assert (run_dir / "model" / "netgpt_config.json").is_file()
+    assert summary["test/regression/acc"] == pytest.approx(base.metrics["test/regression/acc"])
