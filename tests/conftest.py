@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+
+# Ray Train's controller polls its workers every 2 s by default, and a worker's `ray.train.report` waits
+# until the controller has taken its previous report: the tests' runs checkpoint every 2 steps, so their
+# workers sat in those waits (and a run's end and a lost worker were seen up to 2 s late). Every Ray
+# process a test starts inherits this environment. Measured on the integration tests' tiny run, 2 cores,
+# four runs each: 42.1 s mean at 0.5 s against 47.5 s at 2 s.
+os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
 
 
 @pytest.fixture(scope="session")
