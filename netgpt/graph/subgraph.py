@@ -1,9 +1,9 @@
 """A sampled subgraph as numpy arrays, and its PyG `HeteroData` form.
 
 The sampler actors build and ship the arrays; only the process that trains or rates a batch turns it into a
-`HeteroData`. This module imports neither torch nor PyG at its top, and must not: a sampler actor's process
-then never loads them, which is about 7 s of CPU at each start on a 2-core machine (and each run starts one
-actor per partition beside its Train workers, which load them too, at the same time)."""
+`HeteroData`. This module imports neither torch nor PyG at its top, and must not, so that a sampler actor's
+process never loads them: about 7 s of CPU at each start on a 2-core machine, and each run starts one actor
+per partition beside its Train workers, which load them at the same time."""
 
 from __future__ import annotations
 
