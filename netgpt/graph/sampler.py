@@ -274,22 +274,24 @@ class NeighborSampler:
                 "comment": (np.asarray(owner[comment_nodes]), np.asarray(part["comment_row"][comments])),
             }
         )
-        x, n_id = {}, {}
+        xs, n_ids = {}, {}
         for node_type in NODE_TYPES:
             name = node_type.name
             if name == VIDEO:
-                x[name], n_id[name] = features["video_x"], sample_ids
+                x, n_id = features["video_x"], sample_ids
             elif name == "comment":
-                x[name], n_id[name] = features["comment_x"], part["comment_id"][comments]
+                x, n_id = features["comment_x"], part["comment_id"][comments]
             elif not node_type.per_sample:
                 ids = self._shared[name].take()
-                x[name], n_id[name] = part[f"{name}_x"][ids], ids
+                x, n_id = part[f"{name}_x"][ids], ids
             else:
-                x[name], n_id[name] = features[f"x_{name}"], part["video_sample_id"][attributes]
+                x, n_id = features[f"x_{name}"], part["video_sample_id"][attributes]
+            xs[name] = np.ascontiguousarray(x, dtype=np.float32)
+            n_ids[name] = np.asarray(n_id, dtype=np.int64)
         seed_fields: list[SeedFields] = self._seed_fields.take(seeds).to_pylist()
         return SampledSubgraph(
-            x={name: np.ascontiguousarray(value, dtype=np.float32) for name, value in x.items()},
-            n_id={name: np.asarray(value, dtype=np.int64) for name, value in n_id.items()},
+            x=xs,
+            n_id=n_ids,
             edge_index={
                 edge_type: np.stack([_concat([p[0] for p in pieces]), _concat([p[1] for p in pieces])])
                 for edge_type, pieces in edges.items()
