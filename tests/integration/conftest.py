@@ -100,12 +100,14 @@ def make_config():
 @pytest.fixture(scope="session")
 def baseline(data_dir, tmp_path_factory):
     """One uninterrupted run of the tiny config on 2 workers, exported (shared by the tests of several
-    modules); its progress snapshot records the seeds of every step of every rank (`seen`)."""
+    modules); its progress snapshot records the seeds of every step of every rank (`seen`). It keeps 4
+    checkpoints, the oldest of them in the middle of the second stage (step 6 of 10), which tests copy to
+    resume from."""
     from netgpt.convert import export_run
     from netgpt.train.progress import ProgressActor
     from netgpt.train.run import train
 
-    config = tiny_config(data_dir, tmp_path_factory.mktemp("runs"), "baseline")
+    config = tiny_config(data_dir, tmp_path_factory.mktemp("runs"), "baseline", ["train.keep_checkpoints=4"])
     result = train(config, show_progress=False, progress=ProgressActor.remote(record_seeds=True))
     export_run(result.run_dir)
     return config, result
