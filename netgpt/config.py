@@ -605,6 +605,10 @@ class EvaluateConfig:
     """Seed samples rated at once (one sampled subgraph, one batch of prompts)."""
     replicas: int = 1
     """Copies of each model rating batches in parallel (Ray Data actors)."""
+    models_per_replica: int = 1
+    """Model folders one replica holds, rating each batch with every one of them: the split is sampled and
+    the actors start (each loading torch, transformers and PyG) once per group of this many folders; 0 puts
+    every folder in one group. Each replica holds its group's models in memory at once."""
     cpus_per_replica: float = 1.0
     """CPUs each replica reserves."""
     use_gpu: bool = False
@@ -614,6 +618,12 @@ class EvaluateConfig:
         _check(self.split in ("train", "val", "test"), "evaluate.split", "train, val or test", self.split)
         _check(self.batch_size >= 1, "evaluate.batch_size", "an integer >= 1", self.batch_size)
         _check(self.replicas >= 1, "evaluate.replicas", "an integer >= 1", self.replicas)
+        _check(
+            self.models_per_replica >= 0,
+            "evaluate.models_per_replica",
+            "an integer >= 0 (0: every folder in one group)",
+            self.models_per_replica,
+        )
         _check(self.cpus_per_replica > 0, "evaluate.cpus_per_replica", "a number > 0", self.cpus_per_replica)
 
 

@@ -39,6 +39,7 @@ def test_wrong_type_names_the_key():
         ("graph.text.batch_size=0", r"graph\.text\.batch_size"),
         ("train.worker_resources.CPU=2", r"train\.worker_resources\.CPU.*a custom resource name"),
         ("graph.sampler_resources.netgpt_sampler=0", r"graph\.sampler_resources\.netgpt_sampler.*> 0"),
+        ("evaluate.models_per_replica=-1", r"evaluate\.models_per_replica.*>= 0 \(0: every folder"),
     ],
 )
 def test_rule_violations_name_the_key(override, message):

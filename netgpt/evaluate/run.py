@@ -4,11 +4,12 @@
     print(report.markdown())
 
 Ray Data batch inference: the split's sampled batches stream from the store's sampler actors (the same
-stream training reads, one epoch, unshuffled) into `evaluate.replicas` copies of each model (Ray Data
-actors, one GPU each with `evaluate.use_gpu`), and the rated rows come back to the driver, which scores them
-(`netgpt.metrics`: ACC rounds the clipped prediction half to even, MSE and MAE use it unrounded, an
-unparsable answer counts as the worst error). Each folder is scored on the predictions it was trained for
-and with the prompts it was trained on (graph tokens or not), as its `netgpt_config.json` records.
+stream training reads, one epoch, unshuffled) into `evaluate.replicas` Ray Data actors (one GPU each with
+`evaluate.use_gpu`), each holding a group of `evaluate.models_per_replica` models and rating every batch
+with each of them, and the rated rows come back to the driver, which scores them (`netgpt.metrics`: ACC
+rounds the clipped prediction half to even, MSE and MAE use it unrounded, an unparsable answer counts as the
+worst error). Each folder is scored on the predictions it was trained for and with the prompts it was
+trained on (graph tokens or not), as its `netgpt_config.json` records.
 """
 
 from __future__ import annotations
@@ -36,26 +37,50 @@ LABELS = {"graph": "graph head", "answer": "generated answer", "regression": "re
 COLUMNS = ("acc", "mse", "mae", "macro_f1", "within_one", "unparsable", "count")
 
 
-class _Rater:
-    """A Ray Data actor: one copy of a model, rating pickled sampled batches (`SampledSubgraph`)."""
+SEED_COLUMNS = ("sample_id", "platform", "level")
+"""The columns of `rate_batch` that describe the seed, the same whichever model rates it."""
 
-    def __init__(self, model_dir: str, predictions: list[str], graph_tokens: bool, use_gpu: bool) -> None:
+
+@dataclass
+class _Folder:
+    """A model folder to score: its label in the table and what its training record says."""
+
+    label: str
+    folder: str
+    """As given (reported in the table and the JSON report)."""
+    resolved: str
+    """Absolute (what the actors load: their working folder is not the driver's)."""
+    predictions: list[str]
+    graph_tokens: bool
+
+
+class _Rater:
+    """A Ray Data actor: one copy of each model of a group, rating pickled sampled batches
+    (`SampledSubgraph`) with every one of them; model `i`'s predictions come back as columns `i/<name>`."""
+
+    def __init__(self, folders: list[_Folder], use_gpu: bool) -> None:
         import torch
 
         self.device = torch.device("cuda" if use_gpu else "cpu")
-        self.model = NetGPT.from_pretrained(model_dir).to(self.device).eval()
-        self.builder = self.model.prompt_builder(graph_tokens)
-        self.predictions = predictions
+        self.models = []
+        for entry in folders:
+            model = NetGPT.from_pretrained(entry.resolved).to(self.device).eval()
+            self.models.append((model, model.prompt_builder(entry.graph_tokens), entry.predictions))
 
     def __call__(self, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         columns: dict[str, list] = {}
         for blob in rows["batch"]:
             batch = pickle.loads(blob).to_hetero_data()
-            rated = rate_batch(self.model, batch, self.builder, self.device, self.predictions)
-            for name, values in rated.items():
-                columns.setdefault(name, []).extend(values)
-        if "answer" in columns:  # None (unparsable) travels as NaN, which the metrics count as unparsable
-            columns["answer"] = [math.nan if value is None else value for value in columns["answer"]]
+            for index, (model, builder, predictions) in enumerate(self.models):
+                rated = rate_batch(model, batch, builder, self.device, predictions)
+                for name, values in rated.items():
+                    if name not in SEED_COLUMNS:
+                        columns.setdefault(f"{index}/{name}", []).extend(values)
+                    elif index == 0:
+                        columns.setdefault(name, []).extend(values)
+        for name, values in columns.items():  # None (unparsable) travels as NaN: the metrics count it so
+            if name.endswith("/answer"):
+                columns[name] = [math.nan if value is None else value for value in values]
         return {name: np.asarray(values) for name, values in columns.items()}
 
 
@@ -123,52 +148,71 @@ def evaluate_models(
     the table (default: their paths, marked when their prompts hold no graph tokens)."""
     if labels is not None and len(labels) != len(model_dirs):
         raise ValueError(f"labels: expected one per model folder ({len(model_dirs)}), got {len(labels)}")
-    from netgpt.graph.loader import GraphStreams, split_size
+    from netgpt.graph.loader import GraphStreams
 
     cfg = config.evaluate
     report = EvaluationReport(cfg.split, majority_baseline(config.data.tables_dir, cfg.split))
+    folders = [
+        _folder(path, None if labels is None else labels[index]) for index, path in enumerate(model_dirs)
+    ]
+    group_size = cfg.models_per_replica or max(len(folders), 1)
     streams = GraphStreams(config.graph, config.graph.store_dir)
-    total = split_size(config.graph.store_dir, cfg.split)
     try:
-        for index, folder in enumerate(model_dirs):
-            record = read_training_record(folder)
-            label = (
-                labels[index]
-                if labels is not None
-                else str(folder) + ("" if record["graph_tokens"] else " (no graph tokens)")
-            )
-            predictions = [p for p in PREDICTIONS if p in record["predictions"]]
-            rated = streams.dataset(cfg.split, cfg.batch_size, 1, shuffle=False, seed=0).map_batches(
-                _Rater,
-                fn_constructor_kwargs={
-                    "model_dir": str(Path(folder).resolve()),
-                    "predictions": predictions,
-                    "graph_tokens": record["graph_tokens"],
-                    "use_gpu": cfg.use_gpu,
-                },
-                batch_size=1,
-                concurrency=cfg.replicas,
-                num_cpus=cfg.cpus_per_replica,
-                num_gpus=1 if cfg.use_gpu else 0,
-                batch_format="numpy",
-            )
-            rows = []
-            with tqdm(
-                total=total, desc=f"rating {cfg.split} with {folder}", disable=not show_progress
-            ) as bar:
-                for row in rated.iter_rows():
-                    rows.append({name: _plain(value) for name, value in row.items()})
-                    bar.update(1)
-            if len(rows) != total:
-                raise RuntimeError(
-                    f"{folder}: rated {len(rows)} of the {total} samples of split {cfg.split!r}"
+        for start in range(0, len(folders), group_size):
+            group = folders[start : start + group_size]
+            rows = _rate_split(streams, config, group, show_progress)
+            for index, entry in enumerate(group):
+                own = [
+                    {
+                        **{name: row[name] for name in SEED_COLUMNS},
+                        **{p: row[f"{index}/{p}"] for p in entry.predictions},
+                    }
+                    for row in rows
+                ]
+                report.models.append(
+                    ModelScores(
+                        entry.label, entry.folder, score_rows(own, entry.predictions), entry.graph_tokens
+                    )
                 )
-            report.models.append(
-                ModelScores(label, str(folder), score_rows(rows, predictions), record["graph_tokens"])
-            )
     finally:
         streams.shutdown()
     return report
+
+
+def _folder(path: str | os.PathLike[str], label: str | None) -> _Folder:
+    """What scoring the folder `path` needs from its training record; the label defaults to the path,
+    marked when its prompts hold no graph tokens."""
+    record = read_training_record(path)
+    if label is None:
+        label = str(path) + ("" if record["graph_tokens"] else " (no graph tokens)")
+    predictions = [p for p in PREDICTIONS if p in record["predictions"]]
+    return _Folder(label, str(path), str(Path(path).resolve()), predictions, record["graph_tokens"])
+
+
+def _rate_split(streams, config: NetGPTConfig, group: list[_Folder], show_progress: bool) -> list[dict]:
+    """Every sample of the split, rated by every model of `group` in one pass: one row per sample."""
+    from netgpt.graph.loader import split_size
+
+    cfg = config.evaluate
+    total = split_size(config.graph.store_dir, cfg.split)
+    rated = streams.dataset(cfg.split, cfg.batch_size, 1, shuffle=False, seed=0).map_batches(
+        _Rater,
+        fn_constructor_kwargs={"folders": group, "use_gpu": cfg.use_gpu},
+        batch_size=1,
+        concurrency=cfg.replicas,
+        num_cpus=cfg.cpus_per_replica,
+        num_gpus=1 if cfg.use_gpu else 0,
+        batch_format="numpy",
+    )
+    names = ", ".join(entry.folder for entry in group)
+    rows = []
+    with tqdm(total=total, desc=f"rating {cfg.split} with {names}", disable=not show_progress) as bar:
+        for row in rated.iter_rows():
+            rows.append({name: _plain(value) for name, value in row.items()})
+            bar.update(1)
+    if len(rows) != total:
+        raise RuntimeError(f"{names}: rated {len(rows)} of the {total} samples of split {cfg.split!r}")
+    return rows
 
 
 def _cell(value: float | int) -> str:

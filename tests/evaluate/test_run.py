@@ -66,8 +66,8 @@ def setup(tmp_path_factory, ray_cluster):
     return config, model, netgpt_dir, alone_dir
 
 
-def _direct_scores(config, model) -> dict:
-    """Rate every test seed straight from the store's partitions: no Ray Data, no actors."""
+def _direct_scores(config, model, split: str = "test") -> dict:
+    """Rate every seed of `split` straight from the store's partitions: no Ray Data, no actors."""
     store = config.graph.store_dir
     meta = read_meta(store)
     book = pq.read_table(f"{store}/{BOOK_FILE}").to_pandas()
@@ -76,9 +76,7 @@ def _direct_scores(config, model) -> dict:
         sampler = NeighborSampler(
             open_partition(store, index, meta), config.graph.fanouts, {}, meta["num_hops"]
         )
-        seeds = np.sort(
-            book[(book["split"] == "test") & (book["partition"] == index)]["sample_id"].to_numpy()
-        )
+        seeds = np.sort(book[(book["split"] == split) & (book["partition"] == index)]["sample_id"].to_numpy())
         for start in range(0, len(seeds), 8):
             batch = sampler.sample(seeds[start : start + 8], np.random.default_rng(0))
             rows += as_rows(rate_batch(model, batch, model.prompt_builder(), torch.device("cpu")))
@@ -86,7 +84,9 @@ def _direct_scores(config, model) -> dict:
 
 
 def test_every_sample_rated_once_and_scored_like_the_store_rates_it(setup):
+    """The demo preset's one group: one pool of actors each holding both models."""
     config, model, netgpt_dir, alone_dir = setup
+    assert config.evaluate.models_per_replica == 0
     report = evaluate_models(config, [netgpt_dir, alone_dir], show_progress=False)
     total = split_size(config.graph.store_dir, "test")
     assert total > 10
@@ -106,25 +106,33 @@ def test_every_sample_rated_once_and_scored_like_the_store_rates_it(setup):
 
 
 def test_cli_prints_the_table_and_writes_the_json_report(setup, tmp_path, capsys):
-    config, _, netgpt_dir, _ = setup
+    """Two folders, one model per replica: a pool for each, scored as rating the store directly."""
+    config, model, netgpt_dir, alone_dir = setup
     overrides = [
         *OVERRIDES,
         f"data.tables_dir={config.data.tables_dir}",
         f"graph.store_dir={config.graph.store_dir}",
+        "evaluate.models_per_replica=1",
     ]
     out = tmp_path / "report.json"
-    assert (
-        main(["evaluate", "--model", str(netgpt_dir), "--split", "val", "--out", str(out), *overrides]) == 0
-    )
+    folders = ["--model", str(netgpt_dir), "--model", str(alone_dir)]
+    assert main(["evaluate", *folders, "--split", "val", "--out", str(out), *overrides]) == 0
     printed = capsys.readouterr().out
     assert (
         "| majority level | train split's |" in printed and f"| {netgpt_dir} | regression head |" in printed
     )
+    assert f"| {alone_dir} (no graph tokens) | regression head |" in printed
     saved = json.loads(out.read_text(encoding="utf-8"))
-    assert saved["split"] == "val" and saved["models"][0]["folder"] == str(netgpt_dir)
+    assert saved["split"] == "val"
+    assert [m["folder"] for m in saved["models"]] == [str(netgpt_dir), str(alone_dir)]
     regression = saved["models"][0]["predictions"]["regression"]
     assert regression["count"] == split_size(config.graph.store_dir, "val")
     assert np.array(regression["confusion"]).sum() == regression["count"] - regression["unparsable"]
+    direct = _direct_scores(config, model, "val")
+    for name, scores in saved["models"][0]["predictions"].items():
+        assert scores["acc"] == pytest.approx(direct[name].acc)
+        assert scores["mse"] == pytest.approx(direct[name].mse, abs=1e-4)
+    assert list(saved["models"][1]["predictions"]) == ["answer", "regression"]
     assert not list(tmp_path.glob(".report.json.tmp-*"))
 
 
