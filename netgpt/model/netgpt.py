@@ -28,7 +28,7 @@ from netgpt.config import LOSS_TERMS, PREDICTIONS, ModelConfig, TinyLLMConfig
 from netgpt.graph.types import VIDEO
 from netgpt.model.encoder import build_encoder
 from netgpt.model.heads import LevelHead, answer_cross_entropy, regression_loss
-from netgpt.model.llm import build_llm, load_saved_tokenizer
+from netgpt.model.llm import build_llm, grow_vocabulary, load_saved_tokenizer
 from netgpt.model.projector import Projector
 from netgpt.model.prompt import PromptBatch, PromptBuilder, parse_level
 from netgpt.model.tokenizer import GRAPH_PAD, add_graph_tokens
@@ -74,13 +74,9 @@ class NetGPT(nn.Module):
         self.config = model_cfg
         self.feature_dims = dict(feature_dims)
         self.tokenizer = add_graph_tokens(tokenizer)
-        embeddings = llm.get_input_embeddings()
-        if embeddings.num_embeddings < len(self.tokenizer):
-            # HF initialises new rows from the old rows' mean, which a meta-device skeleton (netgpt.convert
-            # builds one to write a folder) has no values for; its rows are overwritten by the checkpoint's
-            llm.resize_token_embeddings(
-                len(self.tokenizer), mean_resizing=embeddings.weight.device.type != "meta"
-            )
+        # (a meta-device skeleton's new rows, which netgpt.convert builds to write a folder, get no values:
+        # the checkpoint's overwrite them)
+        grow_vocabulary(llm, len(self.tokenizer))
         llm_hidden = llm.config.get_text_config().hidden_size
         self.encoder = build_encoder(
             model_cfg.encoder,

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from netgpt.config import ConfigError, ModelConfig, TinyLLMConfig
-from netgpt.model.llm import build_llm, load_tokenizer
+from netgpt.model.llm import build_llm, load_tokenizer, tiny_llm_config
 from netgpt.model.netgpt import NetGPT
 from netgpt.model.pretrained import llm_folder
 from netgpt.model.tokenizer import GRAPH_TOKENS
@@ -25,6 +25,33 @@ def test_tiny_llm_from_config(model_cfg, tokenizer):
     assert llm.get_input_embeddings().num_embeddings == len(tokenizer)
     ids = tokenizer("Answer: 3", return_tensors="pt")["input_ids"]
     assert llm(input_ids=ids).logits.shape == (1, ids.size(1), len(tokenizer))
+
+
+def save_smaller_llm(folder: Path, model_cfg, tokenizer, missing: int, tied: bool) -> Path:
+    """A tiny pretrained-like LLM folder with `missing` rows fewer than `tokenizer` has tokens."""
+    from transformers import AutoModelForCausalLM
+
+    config = tiny_llm_config(model_cfg.tiny_llm, tokenizer, model_cfg)
+    config.vocab_size, config.tie_word_embeddings = len(tokenizer) - missing, tied
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("tied", [True, False], ids=["tied head", "untied head"])
+def test_a_pretrained_llm_gets_rows_for_new_tokens_at_the_old_rows_mean(tmp_path, model_cfg, tokenizer, tied):
+    from transformers import AutoModelForCausalLM
+
+    folder = save_smaller_llm(tmp_path / "llm", model_cfg, tokenizer, missing=4, tied=tied)
+    saved = AutoModelForCausalLM.from_pretrained(folder)
+    old = saved.config.vocab_size
+    llm = build_llm(ModelConfig(llm_path=str(folder)), tokenizer)
+    embeddings, head = llm.get_input_embeddings().weight, llm.get_output_embeddings().weight
+    assert embeddings.shape[0] == head.shape[0] == len(tokenizer) == old + 4
+    assert (head is embeddings) == tied
+    for grown, before in ((embeddings, saved.get_input_embeddings().weight), (head, saved.lm_head.weight)):
+        assert torch.equal(grown[:old], before)
+        torch.testing.assert_close(grown[old:], before.mean(dim=0).expand(4, -1))
 
 
 def test_tiny_llm_key_value_heads_and_gradient_checkpointing(model_cfg, tokenizer, make_batch, feature_dims):

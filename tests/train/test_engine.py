@@ -1,10 +1,15 @@
 """The DeepSpeed engine as the workers build it (one process, ZeRO-3): the HGT encoder's layers are ZeRO-3
-leaves and train; no parameter is kept whole on every rank."""
+leaves and train; no parameter is kept whole on every rank; a pretrained LLM's rows for the graph tokens are
+its old rows' mean in the shards."""
 
+import deepspeed
 import torch
+from transformers import AutoModelForCausalLM
 
 from netgpt.graph.types import feature_dims
 from netgpt.model.encoder import HGTLayer
+from netgpt.model.llm import tiny_llm_config
+from netgpt.model.tokenizer import add_graph_tokens
 from netgpt.train.engine import avoid_jit_builds, build_engine
 from netgpt.train.monitor import StepMeter
 from netgpt.train.stages import freeze_for_stage, set_stage_hparams
@@ -60,3 +65,23 @@ def test_zero3_keeps_no_parameter_whole(engine):
     params = list(engine.module.parameters())
     assert params and not any(getattr(p, "ds_persist", True) for p in params)
     assert not engine.optimizer.persistent_parameters
+
+
+def test_a_pretrained_llm_gets_its_new_token_rows_in_the_zero3_shards(
+    tokenizer, process_group, make_tiny_config, tmp_path
+):
+    config = make_tiny_config()
+    total = len(add_graph_tokens(tokenizer))
+    llm_config = tiny_llm_config(config.model.tiny_llm, tokenizer, config.model)
+    llm_config.vocab_size = old = total - 3  # a pretrained LLM without rows for the last 3 tokens
+    AutoModelForCausalLM.from_config(llm_config).save_pretrained(tmp_path / "llm")
+    before = AutoModelForCausalLM.from_pretrained(tmp_path / "llm").get_input_embeddings().weight
+    config.model.llm_path = str(tmp_path / "llm")
+    avoid_jit_builds()
+    engine, _ = build_engine(config, FEATURE_DIMS, tokenizer, world_size=1)
+    weight = engine.module.llm.get_input_embeddings().weight
+    with deepspeed.zero.GatheredParameters([weight]):
+        grown = weight.detach().clone()
+    assert grown.shape[0] == total
+    torch.testing.assert_close(grown[:old], before)
+    torch.testing.assert_close(grown[old:], before.mean(dim=0).expand(3, -1))
