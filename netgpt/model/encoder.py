@@ -14,7 +14,6 @@ import torch
 from torch import nn
 from torch_geometric.data import HeteroData
 from torch_geometric.nn import HGTConv
-from torch_geometric.nn.aggr import MeanAggregation
 from torch_geometric.utils import scatter
 
 from netgpt.graph.types import EDGE_TYPES, NODE_TYPE_NAMES, VIDEO
@@ -117,7 +116,6 @@ class RGCNLayer(nn.Module):
 
     def __init__(self, hidden_size: int) -> None:
         super().__init__()
-        self.mean = MeanAggregation()
         self.linear = nn.Linear((len(EDGE_TYPES) + 1) * hidden_size, hidden_size)
         self.reset_parameters()
 
@@ -132,10 +130,31 @@ class RGCNLayer(nn.Module):
         self, x_dict: dict[str, torch.Tensor], edges: dict[tuple[str, str, str], torch.Tensor]
     ) -> torch.Tensor:
         video = x_dict[VIDEO]
-        means = [
-            self.mean(x_dict[et[0]][edges[et][0]], edges[et][1], dim_size=video.size(0)) for et in EDGE_TYPES
-        ]
-        return torch.relu(self.linear(torch.cat([*means, video], dim=-1)))
+        means = relation_means(x_dict, edges, video.size(0))
+        return torch.relu(self.linear(torch.cat([means, video], dim=-1)))
+
+
+def relation_means(
+    x_dict: dict[str, torch.Tensor], edges: dict[tuple[str, str, str], torch.Tensor], num_videos: int
+) -> torch.Tensor:
+    """[num_videos, R * hidden]: each video's mean in-neighbour along each relation, blocks in `EDGE_TYPES`
+    order (zeros where it has none), as one scatter over the edges of every relation (video n's mean along
+    relation r is segment n * R + r).
+
+    One scatter, not a PyG aggregation module per relation: at the demo's sizes a step is almost all fixed
+    cost, and R module calls a layer were a third of a graph-pretraining step's forward (py-spy): each call
+    runs ZeRO-3's forward hooks and adds a backward hook node, and PyG's aggregation wrapper inspects its own
+    signature and enters a torch.compile-disabled frame every time."""
+    num_relations = len(EDGE_TYPES)
+    messages, segments = [], []
+    for r, et in enumerate(EDGE_TYPES):
+        src, dst = edges[et]
+        messages.append(x_dict[et[0]][src])
+        segments.append(dst * num_relations + r)
+    means = scatter(
+        torch.cat(messages), torch.cat(segments), 0, dim_size=num_videos * num_relations, reduce="mean"
+    )
+    return means.view(num_videos, num_relations * means.size(-1))
 
 
 class RGCNEncoder(GraphEncoder):
