@@ -61,7 +61,13 @@ class GraphEncoder(nn.Module):
         self.input_proj = nn.ModuleDict(
             {nt: nn.Linear(self.feature_dims[nt], hidden_size) for nt in NODE_TYPE_NAMES}
         )
-        self.dropout = nn.Dropout(dropout)
+        self.dropout_p = dropout
+        """Dropout on every projected input and after every layer, applied as a function, not an
+        `nn.Dropout` module: ZeRO-3 hooks every module call, forward and backward, and at the demo's sizes
+        those hooks are a step's cost (13 node types + 1 per layer calls a step)."""
+
+    def dropout(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.dropout(x, self.dropout_p, self.training)
 
     def project_inputs(self, batch: HeteroData) -> dict[str, torch.Tensor]:
         """Every node type projected to the hidden size (zero-row types included)."""
