@@ -148,6 +148,13 @@ class PromptBuilder:
         )
         bos = self.tokenizer.bos_token_id
         self._start_ids = [bos] if bos is not None and self.tokenizer("a")["input_ids"][:1] == [bos] else []
+        self._longest_answer = max(len(self.answer_ids(level)) for level in range(NUM_LEVELS))
+        self._field_names = list(
+            dict.fromkeys([*TRUNCATABLE, *(n for _, n in self._pieces if n is not None and n != "graph")])
+        )
+        """The template's fields, each once: a prompt tokenizes them in one batch call of the tokenizer
+        (a call per field, and the ten answers' lengths at every prompt, were a tenth of an LLM stage's step
+        at the demo's sizes)."""
 
     def _ids(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -163,22 +170,25 @@ class PromptBuilder:
     def prompt_ids(self, fields: SeedFields) -> list[int]:
         """The prompt of one seed (without answer), cut to the budget that leaves room for the answer."""
         values = self._values(fields)
-        field_ids = {name: self._ids(values[name]) for name in TRUNCATABLE}
+        texts = [values[name] for name in self._field_names]
+        field_ids = dict(
+            zip(self._field_names, self.tokenizer(texts, add_special_tokens=False)["input_ids"], strict=True)
+        )
         fixed = len(self._start_ids) + len(self._answer_lead)
         fixed += sum(len(self._literal_ids.get(text, [])) for text, _ in self._pieces)
         for _, name in self._pieces:
             if name == "graph":
                 fixed += len(self.graph_ids)
             elif name is not None and name not in TRUNCATABLE:
-                fixed += len(self._ids(values[name]))
+                fixed += len(field_ids[name])
         # The longest answer is reserved whether or not it is appended, so the prompt is the same in both.
-        budget = self.max_tokens - fixed - max(len(self.answer_ids(level)) for level in range(NUM_LEVELS))
+        budget = self.max_tokens - fixed - self._longest_answer
         if budget < 0:
             raise ValueError(
                 f"sample {fields['sample_id']}: the prompt needs {self.max_tokens - budget} tokens without "
                 f"its text fields; expected model.max_prompt_tokens >= that, got {self.max_tokens}"
             )
-        limits = _fair_shares({name: len(ids) for name, ids in field_ids.items()}, budget)
+        limits = _fair_shares({name: len(field_ids[name]) for name in TRUNCATABLE}, budget)
         ids = list(self._start_ids)
         for text, name in self._pieces:
             ids += self._literal_ids.get(text, [])
@@ -187,7 +197,7 @@ class PromptBuilder:
             elif name in TRUNCATABLE:
                 ids += field_ids[name][: limits[name]]
             elif name is not None:
-                ids += self._ids(values[name])
+                ids += field_ids[name]
         return ids + self._answer_lead
 
     def encode(self, seed_fields: list[SeedFields], with_answer: bool) -> PromptBatch:
