@@ -132,35 +132,43 @@ class RGCNLayer(nn.Module):
         bound = 1 / math.sqrt(hidden)
         nn.init.uniform_(self.linear.bias, -bound, bound)
 
-    def forward(
-        self, x_dict: dict[str, torch.Tensor], edges: dict[tuple[str, str, str], torch.Tensor]
-    ) -> torch.Tensor:
-        video = x_dict[VIDEO]
-        means = relation_means(x_dict, edges, video.size(0))
+    def forward(self, means: torch.Tensor, video: torch.Tensor) -> torch.Tensor:
+        """`means`: [videos, R * hidden], the videos' relation means (`relation_means`); `video`: [videos,
+        hidden]. Tensors in, not the dicts of features and edges: ZeRO-3 hooks every tensor among a module
+        call's inputs, and the dicts held 30 of them."""
         return torch.relu(self.linear(torch.cat([means, video], dim=-1)))
 
 
+ATTRIBUTE_RELATIONS = tuple(et for et in EDGE_TYPES if et[0] != VIDEO)
+"""Relations from attribute nodes, which receive no messages: their means are the same at every layer."""
+
+
 def relation_means(
-    x_dict: dict[str, torch.Tensor], edges: dict[tuple[str, str, str], torch.Tensor], num_videos: int
+    x_dict: dict[str, torch.Tensor],
+    edges: dict[tuple[str, str, str], torch.Tensor],
+    num_videos: int,
+    relations: tuple[tuple[str, str, str], ...],
 ) -> torch.Tensor:
-    """[num_videos, R * hidden]: each video's mean in-neighbour along each relation, blocks in `EDGE_TYPES`
-    order (zeros where it has none), as one scatter over the edges of every relation (video n's mean along
-    relation r is segment n * R + r).
+    """[num_videos, R * hidden]: each video's mean in-neighbour along each of `relations`, in its block of
+    `EDGE_TYPES` order (zeros where it has none, and in the blocks of the other relations), as one scatter
+    over the edges of those relations (video n's mean along relation r is segment n * R + r).
 
     One scatter, not a PyG aggregation module per relation: at the demo's sizes a step is almost all fixed
     cost, and R module calls a layer were a third of a graph-pretraining step's forward (py-spy): each call
     runs ZeRO-3's forward hooks and adds a backward hook node, and PyG's aggregation wrapper inspects its own
     signature and enters a torch.compile-disabled frame every time."""
-    num_relations = len(EDGE_TYPES)
+    num_relations, width = len(EDGE_TYPES), x_dict[VIDEO].size(-1)
     messages, segments = [], []
-    for r, et in enumerate(EDGE_TYPES):
+    for et in relations:
         src, dst = edges[et]
         messages.append(x_dict[et[0]][src])
-        segments.append(dst * num_relations + r)
+        segments.append(dst * num_relations + EDGE_TYPES.index(et))
+    if not messages:
+        return x_dict[VIDEO].new_zeros(num_videos, num_relations * width)
     means = scatter(
         torch.cat(messages), torch.cat(segments), 0, dim_size=num_videos * num_relations, reduce="mean"
     )
-    return means.view(num_videos, num_relations * means.size(-1))
+    return means.view(num_videos, num_relations * width)
 
 
 class RGCNEncoder(GraphEncoder):
@@ -175,10 +183,15 @@ class RGCNEncoder(GraphEncoder):
 
     def forward(self, batch: HeteroData) -> EncoderOutput:
         x_dict = self.project_inputs(batch)
-        edges = self.edge_index_dict(batch, x_dict[VIDEO].device)
+        video = x_dict[VIDEO]
+        edges = self.edge_index_dict(batch, video.device)
+        # a mean is a sum over its own segment, so the layers add the video relations' means (recomputed, as
+        # the videos change) to the attribute relations' (computed once): each block is exactly its mean
+        fixed = relation_means(x_dict, edges, video.size(0), ATTRIBUTE_RELATIONS)
         for layer in self.layers:
-            x_dict = {**x_dict, VIDEO: self.dropout(layer(x_dict, edges))}
-        return self.graph_tokens(x_dict[VIDEO], edges, int(batch[VIDEO].batch_size))
+            means = fixed + relation_means({VIDEO: video}, edges, video.size(0), VIDEO_RELATIONS)
+            video = self.dropout(layer(means, video))
+        return self.graph_tokens(video, edges, int(batch[VIDEO].batch_size))
 
 
 class HGTLayer(nn.Module):
