@@ -32,6 +32,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TextIO
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
@@ -60,14 +61,16 @@ _RESULTS = sys.stdout
 """Where the JSON line goes: stdout (`keep_stdout_for_results` sends everything else to stderr)."""
 
 
-def keep_stdout_for_results() -> None:
-    """Point file descriptor 1 at stderr and keep a private copy of stdout for the JSON line: DeepSpeed's
-    logger, Ray and the training progress print to stdout, which must hold the one JSON line only."""
+def keep_stdout_for_results() -> TextIO:
+    """Point file descriptor 1 at stderr and keep a private copy of stdout for the JSON lines, returned:
+    DeepSpeed's logger, Ray and the training progress print to stdout, which must hold those lines only
+    (`tools/bench/model_step.py` uses it too)."""
     global _RESULTS
     sys.stdout.flush()
     _RESULTS = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
     os.dup2(2, 1)
     sys.stdout = sys.stderr
+    return _RESULTS
 
 
 def _arguments(argv: list[str] | None = None) -> argparse.Namespace:

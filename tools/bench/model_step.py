@@ -1,0 +1,168 @@
+"""Benchmark: a step's fixed cost against its arithmetic, in one process without Ray.
+
+Prints ONE JSON line per stage of the demo curriculum (graph_pretrain, alignment, finetune), then one
+summary line. Each stage's optimizer step (`netgpt.train.step.train_step`: forward, backward, DeepSpeed's
+ZeRO-3 step on a one-process gloo group) is timed on sampled batches of the demo's store at two sizes: the
+micro-batch one of the demo's 2 workers takes, and twice that, the micro-batch one process takes for the same
+global batch (what `tools/bench/train_step.py` compares). `arithmetic_share` is the part of the larger step
+that the extra seeds cost, 1 - step(1x) / step(2x): how much two workers could split. A share near 0 means
+the step is fixed cost (module calls, ZeRO-3's hooks, autograd, the optimizer's Python) that each worker
+pays whole, and no number of workers makes such a step shorter.
+
+    python tools/bench/model_step.py [--steps 60] [--videos 300] [KEY=VALUE ...]   # about a minute on 2 cores
+
+No Ray, no streams, no collectives across processes: the same model, batches and step as a Train worker's,
+one thread (a demo worker's one CPU). The median over the steps after the first 3 is reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from quality import keep_stdout_for_results  # noqa: E402  (this folder: DeepSpeed logs to stdout)
+
+WARMUP_STEPS = 3
+DEMO_WORKERS = 2
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=60, help="timed steps per stage and size")
+    parser.add_argument("--videos", type=int, default=300, help="synthetic videos (the demo has 300)")
+    parser.add_argument("overrides", nargs="*", help="config overrides, e.g. model.tiny_llm.hidden_size=256")
+    args = parser.parse_args()
+    if args.steps < 1:
+        parser.error("--steps must be at least 1")
+    results = keep_stdout_for_results()
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory(prefix="netgpt-model-step-") as tmp:
+        lines = _run(Path(tmp), args)
+    for line in lines:
+        print(json.dumps(line), file=results)
+    print(
+        json.dumps(
+            {
+                "bench": "model_step",
+                "summary": True,
+                "steps": args.steps,
+                "videos": args.videos,
+                "overrides": args.overrides,
+                "step_s_1x": round(sum(line["step_s_1x"] for line in lines), 4),
+                "step_s_2x": round(sum(line["step_s_2x"] for line in lines), 4),
+            }
+        ),
+        file=results,
+    )
+
+
+def _run(folder: Path, args: argparse.Namespace) -> list[dict]:
+    import torch.distributed as dist
+
+    from netgpt.config import load_config
+    from netgpt.data.prepare import prepare
+    from netgpt.data.synthetic import write_synthetic
+    from netgpt.graph.build import build_graph
+    from netgpt.graph.store import read_meta
+    from netgpt.model.llm import load_saved_tokenizer
+    from netgpt.train.engine import avoid_jit_builds, build_engine
+    from netgpt.train.run import prepare_tokenizer
+
+    config = load_config(
+        "demo",
+        [
+            f"data.tables_dir={folder / 'tables'}",
+            f"data.synth_videos={args.videos}",
+            f"graph.store_dir={folder / 'graph'}",
+            "train.num_workers=1",
+            *args.overrides,
+        ],
+    )
+    raw = write_synthetic(folder / "raw.json", videos=args.videos, seed=config.data.synth_seed)
+    prepare(raw, config.data.tables_dir, config.data, progress=False)  # stdout holds the JSON lines only
+    build_graph(config.data.tables_dir, config.graph, config.graph.store_dir)
+    _one_process_group()
+    tokenizer = load_saved_tokenizer(prepare_tokenizer(config, folder / "run"))
+    avoid_jit_builds()
+    engine, _ = build_engine(config, read_meta(config.graph.store_dir)["feature_dims"], tokenizer, 1)
+    lines = []
+    try:
+        for stage in config.train.stages:
+            per_worker = stage.micro_batch_size
+            one, two = (
+                _median_step(engine, config, stage, seeds, args.steps)
+                for seeds in (per_worker, 2 * per_worker)
+            )
+            lines.append(
+                {
+                    "bench": "model_step",
+                    "stage": stage.name,
+                    "grad_accum": stage.grad_accum,
+                    "seeds_1x": per_worker,
+                    "seeds_2x": 2 * per_worker,
+                    "step_s_1x": round(one, 4),
+                    "step_s_2x": round(two, 4),
+                    "arithmetic_share": round(1 - one / two, 3),
+                }
+            )
+    finally:
+        dist.destroy_process_group()
+    return lines
+
+
+def _one_process_group() -> None:
+    """A one-process gloo group, as Ray Train sets up for a one-worker run."""
+    import torch.distributed as dist
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK="0", WORLD_SIZE="1")
+    os.environ.update(LOCAL_RANK="0", LOCAL_WORLD_SIZE="1")
+    dist.init_process_group("gloo", rank=0, world_size=1)
+
+
+def _median_step(engine, config, stage, seeds: int, steps: int) -> float:
+    """The median seconds of `stage`'s step over micro-batches of `seeds` train seeds (`grad_accum` of
+    them a step), batches sampled beforehand from the store's first partition."""
+    import numpy as np
+
+    from netgpt.graph.plan import split_seeds
+    from netgpt.graph.sampler import NeighborSampler
+    from netgpt.graph.store import open_partition, read_meta
+    from netgpt.train.monitor import StepMeter
+    from netgpt.train.stages import freeze_for_stage, set_stage_hparams
+    from netgpt.train.step import train_step
+
+    store = config.graph.store_dir
+    meta = read_meta(store)
+    sampler = NeighborSampler(open_partition(store, 0, meta), config.graph.fanouts, {}, meta["num_hops"])
+    rng = np.random.default_rng(0)
+    seed_ids = split_seeds(str(store), "train")[0]
+    batches = [sampler.sample(rng.choice(seed_ids, seeds, replace=False), rng) for _ in range(8)]
+    set_stage_hparams(engine.optimizer, stage, freeze_for_stage(engine.module, stage), factor=1.0)
+    prompts = engine.module.prompt_builder(stage.graph_tokens)
+    times = []
+    for step in range(WARMUP_STEPS + steps):
+        window = [batches[(step * stage.grad_accum + i) % len(batches)] for i in range(stage.grad_accum)]
+        started = time.perf_counter()
+        train_step(engine, window, stage, prompts, StepMeter())
+        times.append(time.perf_counter() - started)
+    return statistics.median(times[WARMUP_STEPS:])
+
+
+if __name__ == "__main__":
+    main()
