@@ -64,7 +64,7 @@ class GraphEncoder(nn.Module):
         self.dropout_p = dropout
         """Dropout on every projected input and after every layer, applied as a function, not an
         `nn.Dropout` module: ZeRO-3 hooks every module call, forward and backward, and at the demo's sizes
-        those hooks are a step's cost (13 node types + 1 per layer calls a step)."""
+        those hooks are most of a step's cost (the module was called once per node type and per layer)."""
 
     def dropout(self, x: torch.Tensor) -> torch.Tensor:
         return nn.functional.dropout(x, self.dropout_p, self.training)
