@@ -191,6 +191,8 @@ def _folder(path: str | os.PathLike[str], label: str | None) -> _Folder:
 
 def _rate_split(streams, config: NetGPTConfig, group: list[_Folder], show_progress: bool) -> list[dict]:
     """Every sample of the split, rated by every model of `group` in one pass: one row per sample."""
+    from ray.data import ActorPoolStrategy
+
     from netgpt.graph.loader import split_size
 
     cfg = config.evaluate
@@ -199,7 +201,7 @@ def _rate_split(streams, config: NetGPTConfig, group: list[_Folder], show_progre
         _Rater,
         fn_constructor_kwargs={"folders": group, "use_gpu": cfg.use_gpu},
         batch_size=1,
-        concurrency=cfg.replicas,
+        compute=ActorPoolStrategy(size=cfg.replicas),
         num_cpus=cfg.cpus_per_replica,
         num_gpus=1 if cfg.use_gpu else 0,
         batch_format="numpy",
