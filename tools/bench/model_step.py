@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import sys
 import tempfile
@@ -33,7 +32,6 @@ sys.path.insert(0, str(REPO))
 from quality import keep_stdout_for_results  # noqa: E402  (this folder: DeepSpeed logs to stdout)
 
 WARMUP_STEPS = 3
-DEMO_WORKERS = 2
 
 
 def main() -> None:
@@ -47,10 +45,17 @@ def main() -> None:
     results = keep_stdout_for_results()
     os.environ["OMP_NUM_THREADS"] = "1"
     import torch
+    import torch.distributed as dist
 
     torch.set_num_threads(1)
-    with tempfile.TemporaryDirectory(prefix="netgpt-model-step-") as tmp:
-        lines = _run(Path(tmp), args)
+    from gpu import init_process_group  # this folder; imports torch, so after the thread setting
+
+    init_process_group(torch.device("cpu"), gpu_backend="nccl")  # gloo on CPU: the backend is not used
+    try:
+        with tempfile.TemporaryDirectory(prefix="netgpt-model-step-") as tmp:
+            lines = _run(Path(tmp), args)
+    finally:
+        dist.destroy_process_group()
     for line in lines:
         print(json.dumps(line), file=results)
     print(
@@ -70,13 +75,15 @@ def main() -> None:
 
 
 def _run(folder: Path, args: argparse.Namespace) -> list[dict]:
-    import torch.distributed as dist
+    import numpy as np
 
     from netgpt.config import load_config
     from netgpt.data.prepare import prepare
     from netgpt.data.synthetic import write_synthetic
     from netgpt.graph.build import build_graph
-    from netgpt.graph.store import read_meta
+    from netgpt.graph.plan import split_seeds
+    from netgpt.graph.sampler import NeighborSampler
+    from netgpt.graph.store import open_partition, read_meta
     from netgpt.model.llm import load_saved_tokenizer
     from netgpt.train.engine import avoid_jit_builds, build_engine
     from netgpt.train.run import prepare_tokenizer
@@ -93,66 +100,47 @@ def _run(folder: Path, args: argparse.Namespace) -> list[dict]:
     )
     raw = write_synthetic(folder / "raw.json", videos=args.videos, seed=config.data.synth_seed)
     prepare(raw, config.data.tables_dir, config.data, progress=False)  # stdout holds the JSON lines only
-    build_graph(config.data.tables_dir, config.graph, config.graph.store_dir)
-    _one_process_group()
+    store = config.graph.store_dir
+    build_graph(config.data.tables_dir, config.graph, store)
+    meta = read_meta(store)
+    sampler = NeighborSampler(open_partition(store, 0, meta), config.graph.fanouts, {}, meta["num_hops"])
+    seed_ids = split_seeds(str(store), "train")[0]
+
+    def batches(seeds: int) -> list:
+        """Eight micro-batches of `seeds` train seeds of the store's first partition, sampled beforehand."""
+        rng = np.random.default_rng(0)
+        return [sampler.sample(rng.choice(seed_ids, seeds, replace=False), rng) for _ in range(8)]
+
     tokenizer = load_saved_tokenizer(prepare_tokenizer(config, folder / "run"))
     avoid_jit_builds()
-    engine, _ = build_engine(config, read_meta(config.graph.store_dir)["feature_dims"], tokenizer, 1)
+    engine, _ = build_engine(config, meta["feature_dims"], tokenizer, 1)
     lines = []
-    try:
-        for stage in config.train.stages:
-            per_worker = stage.micro_batch_size
-            one, two = (
-                _median_step(engine, config, stage, seeds, args.steps)
-                for seeds in (per_worker, 2 * per_worker)
-            )
-            lines.append(
-                {
-                    "bench": "model_step",
-                    "stage": stage.name,
-                    "grad_accum": stage.grad_accum,
-                    "seeds_1x": per_worker,
-                    "seeds_2x": 2 * per_worker,
-                    "step_s_1x": round(one, 4),
-                    "step_s_2x": round(two, 4),
-                    "arithmetic_share": round(1 - one / two, 3),
-                }
-            )
-    finally:
-        dist.destroy_process_group()
+    for stage in config.train.stages:
+        per_worker = stage.micro_batch_size
+        one, two = (
+            _median_step(engine, stage, batches(seeds), args.steps) for seeds in (per_worker, 2 * per_worker)
+        )
+        lines.append(
+            {
+                "bench": "model_step",
+                "stage": stage.name,
+                "grad_accum": stage.grad_accum,
+                "seeds_1x": per_worker,
+                "seeds_2x": 2 * per_worker,
+                "step_s_1x": round(one, 4),
+                "step_s_2x": round(two, 4),
+                "arithmetic_share": round(1 - one / two, 3),
+            }
+        )
     return lines
 
 
-def _one_process_group() -> None:
-    """A one-process gloo group, as Ray Train sets up for a one-worker run."""
-    import torch.distributed as dist
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK="0", WORLD_SIZE="1")
-    os.environ.update(LOCAL_RANK="0", LOCAL_WORLD_SIZE="1")
-    dist.init_process_group("gloo", rank=0, world_size=1)
-
-
-def _median_step(engine, config, stage, seeds: int, steps: int) -> float:
-    """The median seconds of `stage`'s step over micro-batches of `seeds` train seeds (`grad_accum` of
-    them a step), batches sampled beforehand from the store's first partition."""
-    import numpy as np
-
-    from netgpt.graph.plan import split_seeds
-    from netgpt.graph.sampler import NeighborSampler
-    from netgpt.graph.store import open_partition, read_meta
+def _median_step(engine, stage, batches: list, steps: int) -> float:
+    """The median seconds of `stage`'s step over `batches` in turn (`grad_accum` of them a step)."""
     from netgpt.train.monitor import StepMeter
     from netgpt.train.stages import freeze_for_stage, set_stage_hparams
     from netgpt.train.step import train_step
 
-    store = config.graph.store_dir
-    meta = read_meta(store)
-    sampler = NeighborSampler(open_partition(store, 0, meta), config.graph.fanouts, {}, meta["num_hops"])
-    rng = np.random.default_rng(0)
-    seed_ids = split_seeds(str(store), "train")[0]
-    batches = [sampler.sample(rng.choice(seed_ids, seeds, replace=False), rng) for _ in range(8)]
     set_stage_hparams(engine.optimizer, stage, freeze_for_stage(engine.module, stage), factor=1.0)
     prompts = engine.module.prompt_builder(stage.graph_tokens)
     times = []
