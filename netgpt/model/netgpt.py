@@ -74,8 +74,8 @@ class NetGPT(nn.Module):
         self.config = model_cfg
         self.feature_dims = dict(feature_dims)
         self.tokenizer = add_graph_tokens(tokenizer)
-        # (a meta-device skeleton's new rows, which netgpt.convert builds to write a folder, get no values:
-        # the checkpoint's overwrite them)
+        # on a meta-device skeleton (netgpt.convert builds one to write a folder) the new rows get no values:
+        # the checkpoint's overwrite them
         grow_vocabulary(llm, len(self.tokenizer))
         llm_hidden = llm.config.get_text_config().hidden_size
         self.encoder = build_encoder(
