@@ -163,8 +163,6 @@ def relation_means(
         src, dst = edges[et]
         messages.append(x_dict[et[0]][src])
         segments.append(dst * num_relations + EDGE_TYPES.index(et))
-    if not messages:
-        return x_dict[VIDEO].new_zeros(num_videos, num_relations * width)
     means = scatter(
         torch.cat(messages), torch.cat(segments), 0, dim_size=num_videos * num_relations, reduce="mean"
     )
