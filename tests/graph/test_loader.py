@@ -3,6 +3,7 @@ sampling the batches before the resume position, also on another number of consu
 
 from __future__ import annotations
 
+import os
 import pickle
 import threading
 import time
@@ -194,11 +195,22 @@ def test_sampler_actors_fetch_halo_rows_from_their_owners_and_a_restarted_one_se
     for p in (0, 1):
         _assert_same_batch(before[p], direct[p].sample(seeds[p], np.random.default_rng([11])))
     assert direct[0].gather.stats["remote_rows"] > 0  # the batch needs rows partition 1 owns
-    ray_cluster.kill(streams.actors[1][0], no_restart=False)
+    _kill_and_wait_for_its_restart(ray_cluster, streams.actors[1][0])
     after = through_actors()
     assert ray_cluster.get(streams.actors[1][0].batches_sampled.remote()) == 1  # restarted: counts anew
     for p in (0, 1):
         _assert_same_batch(after[p], before[p])
+
+
+def _kill_and_wait_for_its_restart(ray_cluster, actor, timeout_s: float = 60.0) -> None:
+    """`ray.kill` only asks for the kill: until the old process is gone it may still answer calls (a
+    count of 46 rather than 1, seen once in CI), so wait until another process answers."""
+    old_pid = ray_cluster.get(actor.__ray_call__.remote(lambda _: os.getpid()))
+    ray_cluster.kill(actor, no_restart=False)
+    deadline = time.monotonic() + timeout_s
+    while ray_cluster.get(actor.__ray_call__.remote(lambda _: os.getpid())) == old_pid:
+        assert time.monotonic() < deadline, f"actor pid {old_pid} not restarted in {timeout_s} s"
+        time.sleep(0.1)
 
 
 def _assert_same_batch(one, other) -> None:
