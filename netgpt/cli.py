@@ -63,6 +63,7 @@ EXIT_CODES = (
             "netgpt.convert.errors.ConvertError",
             "netgpt.convert.errors.VerificationError",
             "netgpt.train.checkpoint.ResumeRefused",
+            "netgpt.train.registry.NoCompleteCheckpoint",
         ),
     ),
     ExitCode(8, "output refused", ("netgpt.atomic.OutputError",)),
