@@ -50,8 +50,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # results.py, also when a test loads this file
 
 import torch  # noqa: E402
+from results import emit, keep_stdout_for_results  # noqa: E402
 
 SHAPES = {
     # the shapes of Qwen2-0.5B and Qwen2-1.5B; `tiny_llm_config` ties the embeddings, as those models do
@@ -68,24 +70,6 @@ its first warm-up step, so the recovery path (report, drop the engine, build the
 DEMO_ESTIMATE_S = 240.0
 BUILD_ESTIMATE_S = {"0.5b": 25.0, "1.5b": 40.0, "tiny": 10.0}
 """Seconds to build an engine before one was measured (model inside zero.Init + deepspeed.initialize)."""
-
-
-_RESULTS = sys.stdout
-"""Where the JSON lines go: stdout (`keep_stdout_for_results` sends everything else to stderr)."""
-
-
-def keep_stdout_for_results() -> None:
-    """Point file descriptor 1 at stderr and keep a private copy of stdout for the JSON lines: DeepSpeed's
-    logger, the demo's table and native libraries (NCCL) print to stdout, which must hold JSON lines only."""
-    global _RESULTS
-    sys.stdout.flush()
-    _RESULTS = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
-    os.dup2(2, 1)
-    sys.stdout = sys.stderr
-
-
-def emit(record: dict) -> None:
-    print(json.dumps(record), file=_RESULTS, flush=True)
 
 
 def note(text: str) -> None:

@@ -29,7 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from quality import keep_stdout_for_results  # noqa: E402  (this folder: DeepSpeed logs to stdout)
+from results import keep_stdout_for_results  # noqa: E402  (this folder: DeepSpeed logs to stdout)
 
 WARMUP_STEPS = 3
 

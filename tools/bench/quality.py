@@ -25,17 +25,17 @@ its row's `text` is null. Everything is written under `--work` (kept) or a tempo
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import TextIO
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # results.py, also when a test loads this file
+
+from results import emit, keep_stdout_for_results  # noqa: E402
 
 LLM_PRESETS = ("demo", "small", "small_zh")
 TEXT_KINDS = ("hashed", "use")
@@ -56,21 +56,6 @@ QUICK_OVERRIDES = (
 )
 """`--quick`, the smoke test's setting: a data set this small, every stage cut to this many steps, one
 worker and tiny shapes (the pipeline is what it checks, not the figures)."""
-
-_RESULTS = sys.stdout
-"""Where the JSON line goes: stdout (`keep_stdout_for_results` sends everything else to stderr)."""
-
-
-def keep_stdout_for_results() -> TextIO:
-    """Point file descriptor 1 at stderr and keep a private copy of stdout for the JSON lines, returned:
-    DeepSpeed's logger, Ray and the training progress print to stdout, which must hold those lines only
-    (`tools/bench/model_step.py` uses it too)."""
-    global _RESULTS
-    sys.stdout.flush()
-    _RESULTS = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
-    os.dup2(2, 1)
-    sys.stdout = sys.stderr
-    return _RESULTS
 
 
 def _arguments(argv: list[str] | None = None) -> argparse.Namespace:
@@ -231,7 +216,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         with tempfile.TemporaryDirectory(prefix="netgpt-quality-") as folder:
             line = run(args, Path(folder))
-    print(json.dumps(line, ensure_ascii=False), file=_RESULTS, flush=True)
+    emit(line)
 
 
 if __name__ == "__main__":

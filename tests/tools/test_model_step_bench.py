@@ -1,0 +1,42 @@
+"""tools/bench/model_step.py at its smallest (60 videos, 1 timed step), so the bench docs/step-time.md quotes
+cannot rot: stdout is its JSON lines only, one per stage of the demo curriculum with both sizes timed, and a
+summary that adds them up."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from netgpt.config import load_config
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "tools" / "bench" / "model_step.py"
+
+
+@pytest.mark.timeout(240)
+def test_each_stage_is_timed_at_a_workers_micro_batch_and_at_twice_it():
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--steps", "1", "--videos", "60"],
+        capture_output=True,
+        text=True,
+        timeout=200,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        cwd=REPO,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    *stages, summary = [json.loads(line) for line in done.stdout.splitlines()]  # every stdout line is JSON
+    demo = load_config("demo").train.stages
+    assert [line["stage"] for line in stages] == [stage.name for stage in demo]
+    for line, stage in zip(stages, demo, strict=True):
+        assert line["bench"] == "model_step" and line["grad_accum"] == stage.grad_accum
+        assert (line["seeds_1x"], line["seeds_2x"]) == (stage.micro_batch_size, 2 * stage.micro_batch_size)
+        assert 0 < line["step_s_1x"] < 10 and 0 < line["step_s_2x"] < 10, line
+        assert line["arithmetic_share"] == pytest.approx(1 - line["step_s_1x"] / line["step_s_2x"], abs=2e-3)
+    assert summary["summary"] is True and (summary["steps"], summary["videos"]) == (1, 60)
+    for size in ("step_s_1x", "step_s_2x"):
+        assert summary[size] == pytest.approx(sum(line[size] for line in stages), abs=1e-3)
