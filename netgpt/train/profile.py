@@ -110,6 +110,9 @@ class StepProfile:
         self.steps = 0
         self.step_times: list[float] = []
         """Each step's seconds (one float a step): the median and the slowest, which a mean hides."""
+        self.window_unix: list[float] = []
+        """Wall-clock times (`time.time()`, one clock for every process of a machine) of the first step's
+        start and the last step's end: the bench reads the machine's CPU use over them."""
         self._depth = 0
         self.active = False
         """Timers and counters run only inside a step (`begin_step` .. `end_step`), not in validation."""
@@ -124,6 +127,7 @@ class StepProfile:
         self.collectives.clear()
         self.steps = 0
         self.step_times.clear()
+        self.window_unix.clear()
 
     @contextlib.contextmanager
     def phase(self, name: str) -> Iterator[None]:
@@ -191,6 +195,8 @@ class StepProfile:
 
     def begin_step(self) -> None:
         self.active = True
+        if not self.window_unix:
+            self.window_unix.append(time.time())
 
     def end_step(self, wait_s: float, step_s: float) -> None:
         """Close one optimizer step of `step_s` seconds, `wait_s` of them waiting for data."""
@@ -199,10 +205,11 @@ class StepProfile:
         self.seconds["data_wait"] += wait_s
         self.seconds["step"] += step_s
         self.step_times.append(step_s)
+        self.window_unix[1:] = [time.time()]
 
     def figures(self) -> dict[str, float]:
         """Mean seconds per step of each phase, `idle` (the step's rest), collective calls per step; the
-        median and the slowest step."""
+        median and the slowest step; when the steps ran (`window_start_unix`, `window_end_unix`)."""
         steps = max(self.steps, 1)
         mean = {name: value / steps for name, value in self.seconds.items()}
         forward = mean.pop("forward", 0.0)
@@ -216,6 +223,8 @@ class StepProfile:
         if self.step_times:
             figures["step_median_s"] = statistics.median(self.step_times)
             figures["step_max_s"] = max(self.step_times)
+        if len(self.window_unix) == 2:
+            figures["window_start_unix"], figures["window_end_unix"] = self.window_unix
         figures["steps"] = float(self.steps)
         figures["torch_threads"] = float(torch.get_num_threads())
         return figures

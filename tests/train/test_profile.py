@@ -1,5 +1,7 @@
 """The step-time bench's per-phase profile: off by default (nothing wrapped), on it times a real step."""
 
+import time
+
 import pytest
 import torch
 import torch.distributed as dist
@@ -56,6 +58,23 @@ def test_the_median_and_the_slowest_step_show_a_stall_the_mean_spreads():
     assert figures["step_median_s"] == pytest.approx(0.1) and figures["step_max_s"] == pytest.approx(3.0)
     profile.reset()
     assert "step_median_s" not in profile.figures()
+
+
+def test_the_window_spans_the_steps_since_the_reset_in_wall_clock_time():
+    profile = StepProfile()
+    profile.begin_step()
+    profile.end_step(wait_s=0.0, step_s=0.0)
+    profile.reset()  # a stage's first step is kept apart
+    assert "window_start_unix" not in profile.figures()
+    before = time.time()
+    for _ in range(3):
+        profile.begin_step()
+        time.sleep(0.01)
+        profile.end_step(wait_s=0.0, step_s=0.01)
+    after = time.time()
+    figures = profile.figures()
+    assert before <= figures["window_start_unix"] < figures["window_end_unix"] <= after
+    assert figures["window_end_unix"] - figures["window_start_unix"] >= 0.03
 
 
 def test_a_profiled_step_times_its_phases_and_counts_its_collectives(engine, batch_maker, monkeypatch):

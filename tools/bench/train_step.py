@@ -16,7 +16,10 @@ Both runs go through the real path: a local Ray, Ray Train workers, the streamin
 ZeRO-3 on gloo; the demo's model and curriculum on synthetic data, each stage cut to `--steps` steps and
 its stream to the whole epochs those steps need, validation and test left out. The profile is on
 (`NETGPT_STEP_PROFILE=1` in the workers' environment) in both runs; it adds no device sync on CPU, only
-clock reads and counters. The 1-process run's phases are in `phases_1proc`.
+clock reads and counters. The 1-process run's phases are in `phases_1proc`. `cores_2workers` and
+`cores_1proc` say which processes used the machine's cores while the stage's steps ran (`process_cpu.py`:
+the Train workers, the sampler actors, the read tasks, Ray's daemons and other actors, this driver, the
+rest), with their `total`: on 2 cores what the data path and Ray take is what two workers lose.
 """
 
 from __future__ import annotations
@@ -31,6 +34,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from process_cpu import ProcessCpu  # noqa: E402
 
 from netgpt.config import load_config  # noqa: E402
 from netgpt.train.profile import ENV  # noqa: E402
@@ -129,9 +136,21 @@ def _run(folder: Path, args: argparse.Namespace) -> dict[str, dict[str, float]]:
         started = time.perf_counter()
         config = _config(folder, workers, args.steps, name, args.overrides)
         _fit_epochs(config, args.steps)
-        metrics = train(config, show_progress=False, evaluate_test=False).metrics
-        results[name] = {**metrics, "wall_s": time.perf_counter() - started}
+        with ProcessCpu() as cpu:
+            metrics = train(config, show_progress=False, evaluate_test=False).metrics
+        results[name] = {**metrics, **_stage_cores(cpu, metrics), "wall_s": time.perf_counter() - started}
     return results
+
+
+def _stage_cores(cpu: ProcessCpu, metrics: dict[str, float]) -> dict[str, dict[str, float]]:
+    """`cores/<stage>`: the cores each kind of process used while the stage's profiled steps ran."""
+    cores = {}
+    for stage in load_config("demo").train.stages:
+        prefix = f"profile/{stage.name}/"
+        if f"{prefix}window_start_unix" in metrics:
+            window = metrics[f"{prefix}window_start_unix"], metrics[f"{prefix}window_end_unix"]
+            cores[f"cores/{stage.name}"] = cpu.cores(*window)
+    return cores
 
 
 def _stage_line(stage: str, one: dict[str, float], two: dict[str, float]) -> dict:
@@ -162,6 +181,8 @@ def _stage_line(stage: str, one: dict[str, float], two: dict[str, float]) -> dic
     line["first_step_wait_s_2workers"] = round(two[f"{prefix}first_step_wait_s"], 2)
     line["first_step_s_1proc"] = round(one[f"{prefix}first_step_s"], 2)
     line["torch_threads"] = int(two.get(f"{prefix}torch_threads", 0))
+    line["cores_2workers"] = two.get(f"cores/{stage}", {})
+    line["cores_1proc"] = one.get(f"cores/{stage}", {})
     return line
 
 

@@ -1,0 +1,53 @@
+"""tools/bench/process_cpu.py: roles from Ray's process titles, and the cores a busy process used."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "tools" / "bench" / "process_cpu.py"
+_spec = importlib.util.spec_from_file_location("process_cpu", SCRIPT)
+process_cpu = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(process_cpu)
+UNNAMED = "python /x/ray/_private/workers/default_worker.py"  # a Ray worker before Ray titles it
+
+
+@pytest.mark.parametrize(
+    "titles, role",
+    [
+        (["ray::RayTrainWorker"], "train_workers"),
+        (["ray::IDLE", "ray::SamplerActor.sample", "ray::SamplerActor"], "sampler_actors"),
+        (["ray::IDLE", "ray::ReadSampledBatches", "ray::IDLE"], "read_tasks"),
+        (["/x/ray/core/src/ray/raylet/raylet --node"], "ray_daemons"),
+        ([UNNAMED, "ray::ProgressActor"], "other_ray_actors"),
+        ([UNNAMED, "ray::IDLE", "ray::RayTrainWorker"], "train_workers"),
+        (["bash"], "other"),
+    ],
+)
+def test_a_process_keeps_the_first_role_in_order_any_of_its_titles_gave(titles, role):
+    found = None
+    for title in titles:
+        found = process_cpu.role_of(title, found)
+    assert found == role
+
+
+def test_a_process_spinning_through_the_window_counts_about_one_core():
+    spin = "import time\nend = time.time() + 3\nwhile time.time() < end: pass"
+    with process_cpu.ProcessCpu(period_s=0.2) as cpu:
+        child = subprocess.Popen([sys.executable, "-c", spin])
+        time.sleep(0.6)
+        start = time.time()
+        time.sleep(1.6)
+        end = time.time()
+        child.wait(timeout=30)
+    cores = cpu.cores(start, end)
+    assert 1.2 <= cores["window_s"] <= 2.0
+    assert 0.5 <= cores["other"] <= 1.2, cores  # one spinning process on a machine that may be busy
+    assert cores["total"] >= cores["other"] and cores["driver"] < 0.5
+    assert cores["idle"] == pytest.approx(max(0.0, os.cpu_count() - cores["total"]), abs=2e-3)

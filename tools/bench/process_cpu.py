@@ -1,0 +1,116 @@
+"""Which processes of the machine used its cores over a time window, by role (Linux `/proc`).
+
+`tools/bench/train_step.py` runs a `ProcessCpu` beside each training run and asks it, per stage, for the
+cores each role used while the stage's steps ran: what a Train worker got of its core, and what the data
+path (sampler actors, read tasks) and Ray's own processes took from the same 2 cores.
+
+    with ProcessCpu() as cpu:
+        ...                                  # the run
+    cpu.cores(start_unix, end_unix)          # {"train_workers": 1.31, "sampler_actors": 0.13, ...}
+
+psutil would read the same counters; a process's role comes from the title Ray gives it (`ray::Class` or
+`ray::Class.method` while it runs a task), which changes as a pooled worker takes on tasks, so a process
+keeps the first role in `ROLES` order that any of its titles had.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import deque
+from pathlib import Path
+
+ROLES = (
+    ("train_workers", ("ray::RayTrainWorker",)),
+    ("sampler_actors", ("ray::SamplerActor",)),
+    ("read_tasks", ("ray::ReadSampledBatches", "ray::IDLE")),  # Ray Data's read tasks run in pooled workers
+    ("ray_daemons", ("raylet", "gcs_server", "ray::DashboardAgent", "ray::RuntimeEnvAgent", "/ray/")),
+    ("other_ray_actors", ("ray::",)),  # the Train controller, the progress actor, Ray Data's coordinators
+)
+"""Roles in order of precedence, each with the title fragments that give it; `driver` is this process and
+`other` everything else on the machine."""
+
+PERIOD_S = 0.5
+MAX_SNAPSHOTS = 7200
+"""An hour of snapshots at `PERIOD_S`: the oldest are dropped beyond it, so a long run cannot grow them."""
+
+
+UNNAMED_WORKER = "workers/default_worker.py"
+"""A Ray worker process's command line before Ray titles it: no role yet."""
+
+
+def role_of(title: str, previous: str | None = None) -> str:
+    """The role a process title gives, or `previous` when that comes first in `ROLES` order."""
+    if UNNAMED_WORKER in title:
+        return previous or "other_ray_actors"
+    order = [name for name, _ in ROLES]
+    for name, fragments in ROLES:
+        if any(fragment in title for fragment in fragments):
+            if previous in order and order.index(previous) < order.index(name):
+                return previous
+            return name
+    return previous or "other"
+
+
+class ProcessCpu:
+    """Snapshots of every process's CPU seconds (user + system) every `period_s`, in a daemon thread."""
+
+    def __init__(self, period_s: float = PERIOD_S) -> None:
+        self.period_s = period_s
+        self.snapshots: deque[tuple[float, dict[int, float]]] = deque(maxlen=MAX_SNAPSHOTS)
+        self.roles: dict[int, str] = {}
+        self._ticks = os.sysconf("SC_CLK_TCK")
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="process-cpu", daemon=True)
+
+    def __enter__(self) -> ProcessCpu:
+        self._snapshot()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._snapshot()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.period_s):
+            self._snapshot()
+
+    def _snapshot(self) -> None:
+        cpu = {}
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+                title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:  # the process ended while it was read
+                continue
+            pid = int(entry.name)
+            fields = stat[stat.rindex(")") + 2 :].split()  # the name in parentheses may hold spaces
+            cpu[pid] = (int(fields[11]) + int(fields[12])) / self._ticks  # utime + stime
+            if pid == os.getpid():
+                self.roles[pid] = "driver"
+            else:
+                self.roles[pid] = role_of(title, self.roles.get(pid))
+        self.snapshots.append((time.time(), cpu))
+
+    def cores(self, start_unix: float, end_unix: float) -> dict[str, float]:
+        """Cores each role used on average between the snapshots nearest `start_unix` and `end_unix` (a
+        process that ended between them is left out; one that started counts from zero), their `total`,
+        and the machine's cores that none used (`idle`)."""
+        first = min(self.snapshots, key=lambda snapshot: abs(snapshot[0] - start_unix))
+        last = min(self.snapshots, key=lambda snapshot: abs(snapshot[0] - end_unix))
+        wall = last[0] - first[0]
+        if wall <= 0:
+            return {}
+        used: dict[str, float] = {}
+        for pid, seconds in last[1].items():
+            role = self.roles.get(pid, "other")
+            used[role] = used.get(role, 0.0) + seconds - first[1].get(pid, 0.0)
+        by_role = {role: round(seconds / wall, 3) for role, seconds in sorted(used.items())}
+        total = sum(used.values()) / wall
+        idle = max(0.0, (os.cpu_count() or 1) - total)  # no process ready to run on it
+        return {**by_role, "total": round(total, 3), "idle": round(idle, 3), "window_s": round(wall, 1)}
