@@ -397,6 +397,9 @@ def _run_plan(args: argparse.Namespace) -> int:
     console.print(table)
     for note in plan.notes:
         console.print(f"note: {note}")
+    disk = plan.disk_note()
+    if disk is not None:
+        console.print(f"warning: {disk}")
     address = args.address or os.environ.get("RAY_ADDRESS")
     if not address:
         console.print("no Ray cluster given (--address or RAY_ADDRESS): the plan is not checked against one")

@@ -32,6 +32,12 @@ What the plan counts:
   LLM's weights in flight while loading (one safetensors shard, ≤ 5 GB) + what offload puts on the host
   + on CPU, the per-worker bytes above.
 * Object store: each rank's stream may fill `graph.stream_buffer_mb` ahead of its consumer.
+* Disk under `train.storage_path`: a checkpoint is the optimizer states, 12·P, plus the parameters again
+  at b bytes (DeepSpeed writes a stage's frozen parameters in its model states: the demo's checkpoints,
+  198k parameters in fp32, are 2.5-3.3 MB against 16·P = 3.2 MB). Ray keeps `train.keep_checkpoints` and
+  writes the next before it deletes the oldest; each stage keeps its best (when it validates), and a new
+  best is written beside the old before it replaces it; then `model/`, the export, 4·P in fp32. Not
+  counted: the universal checkpoint a resume on another world size converts to, the same size again.
 
 Estimates are upper bounds of the usual kind (prompts padded to the longest in a batch are often shorter
 than `max_prompt_tokens`); CPU and GPU counts are what Ray reserves, plus the one CPU kept free.
@@ -39,6 +45,7 @@ than `max_prompt_tokens`); CPU and GPU counts are what Ray reserves, plus the on
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -49,6 +56,8 @@ from netgpt.config import NetGPTConfig
 from netgpt.train.ds_config import build_ds_config, use_bf16, zero_stage
 
 GIB = 1024**3
+EXPORT_BYTES = 4
+"""Per parameter of `model/`, the export after training (fp32, `export_run`'s default)."""
 OPTIMIZER_BYTES = 12
 """Per parameter: DeepSpeed's fp32 master copy + AdamW's fp32 first and second moments."""
 ACTIVATION_BYTES_PER_TOKEN_HIDDEN_LAYER = 34
@@ -288,6 +297,12 @@ class ResourcePlan:
     tokens: int
     """Micro-batch × `model.max_prompt_tokens`, the most of the LLM stages (0 when no stage runs the LLM)."""
     stream_buffer_bytes: int
+    keep_checkpoints: int = 2
+    """`train.keep_checkpoints`: the checkpoints Ray keeps."""
+    best_stages: int = 0
+    """Stages that keep a best checkpoint: all of them when they validate (`train.val_every_epoch`)."""
+    run_dir: str | None = None
+    """`train.storage_path/train.run_name`, where the checkpoints go."""
     worker_resources: dict[str, float] = field(default_factory=dict)
     """Custom Ray resources per Train worker (`train.worker_resources`)."""
     sampler_resources: dict[str, float] = field(default_factory=dict)
@@ -356,6 +371,9 @@ class ResourcePlan:
             llm_vocab=vocab,
             tokens=tokens,
             stream_buffer_bytes=int(graph.stream_buffer_mb * 1e6),
+            keep_checkpoints=train.keep_checkpoints,
+            best_stages=len(train.stages) if train.val_every_epoch else 0,
+            run_dir=str(Path(train.storage_path) / train.run_name),
             worker_resources=dict(train.worker_resources),
             sampler_resources=dict(graph.sampler_resources),
             notes=notes,
@@ -462,6 +480,40 @@ class ResourcePlan:
     @property
     def object_store_memory(self) -> int:
         return self.num_workers * self.stream_buffer_bytes
+
+    # --- disk -----------------------------------------------------------------------------------------------
+    @property
+    def checkpoint_bytes(self) -> int:
+        """One checkpoint, every rank's files: optimizer states plus the parameters (an upper bound)."""
+        return (OPTIMIZER_BYTES + self.param_bytes) * self.params.total
+
+    @property
+    def checkpoints_at_most(self) -> int:
+        """Checkpoints on disk at once: Ray's kept ones and the next, each stage's best and a new one."""
+        return self.keep_checkpoints + 1 + self.best_stages + (1 if self.best_stages else 0)
+
+    @property
+    def disk_bytes(self) -> int:
+        """The most the run holds under `train.storage_path` at once: its checkpoints and `model/`."""
+        return self.checkpoints_at_most * self.checkpoint_bytes + EXPORT_BYTES * self.params.total
+
+    def disk_note(self) -> str | None:
+        """A warning when the run folder's file system has less free space than the run may still write
+        (`disk_bytes` less what the folder holds already: a resumed run replaces its own checkpoints)."""
+        if self.run_dir is None:
+            return None
+        run_dir = Path(self.run_dir)
+        existing = next((p for p in (run_dir, *run_dir.parents) if p.exists()), None)
+        if existing is None:
+            return None
+        held = sum(f.stat().st_size for f in run_dir.rglob("*") if f.is_file()) if run_dir.is_dir() else 0
+        free = shutil.disk_usage(existing).free
+        if free + held >= self.disk_bytes:
+            return None
+        return (
+            f"{existing} has {_gib(free)} free, less than the {_gib(self.disk_bytes - held)} more this run "
+            "may write (the disk row): free space, move train.storage_path, or lower train.keep_checkpoints"
+        )
 
     # --- the check ------------------------------------------------------------------------------------------
     def check(self, cluster_resources: Mapping[str, float]) -> list[Shortfall]:
@@ -574,6 +626,13 @@ class ResourcePlan:
                 + ("unknown (no store)" if self.sampler_memory is None else _gib(self.sampler_memory)),
             ),
             ("object store", _gib(self.object_store_memory), f"{n} × graph.stream_buffer_mb"),
+            (
+                "disk",
+                _gib(self.disk_bytes),
+                f"{self.checkpoints_at_most} checkpoints at once ({self.keep_checkpoints} kept + the next"
+                + (f", {self.best_stages} stages' best + a new one" if self.best_stages else "")
+                + f") × P·({OPTIMIZER_BYTES} + {b}) + model/ P·{EXPORT_BYTES}, under {self.run_dir}",
+            ),
         ]
         return rows
 

@@ -15,6 +15,7 @@ import copy
 import itertools
 import json
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -184,7 +185,10 @@ def train(
     `progress`: a `ProgressActor` to post to (made when None); a caller may watch it during the run."""
     if not ray.is_initialized():
         ray.init(**local_ray_resources(config))
-    ensure_resources(config)  # fails now, naming what is missing, instead of actors waiting forever
+    plan = ensure_resources(config)  # fails now, naming what is missing, instead of actors waiting forever
+    disk = plan.disk_note()
+    if disk is not None:  # a warning, not a refusal: the plan's disk figure is an upper bound
+        print(f"netgpt train: warning: {disk}", file=sys.stderr)
     if progress is None:  # on the driver's node: it outlives the loss of any worker node
         here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
         progress = ProgressActor.options(scheduling_strategy=here).remote()

@@ -236,3 +236,31 @@ def test_a_best_checkpoint_of_another_world_size_is_restored_through_a_universal
     set_stage_hparams(engine.optimizer, stage, active=[], factor=1.0)
     train_step(engine, [batch_maker(2, seed=10)], stage, engine.module.prompt_builder(), StepMeter())
     assert all(torch.equal(a, b) for a, b in zip(best, _weights(engine), strict=True))
+
+
+@pytest.mark.parametrize("stage_index", [0, 2])
+def test_a_checkpoint_is_no_larger_than_the_plan_counts_one(engine, batch_maker, tmp_path, stage_index):
+    """`ResourcePlan.checkpoint_bytes`, (12 + b) bytes per parameter, bounds a real checkpoint's DeepSpeed
+    files whichever parts are frozen (graph pretraining freezes the LLM, whose parameters then go into the
+    model states; fine-tuning trains everything); once every part has taken a step (AdamW makes its moments
+    at the first), the optimizer states alone are 12 bytes a parameter."""
+    from netgpt.train.plan import OPTIMIZER_BYTES
+    from netgpt.train.stages import freeze_for_stage
+
+    engine, config = engine
+    before = [p.requires_grad for p in engine.module.parameters()]
+    finetune = config.train.stages[2]
+    set_stage_hparams(engine.optimizer, finetune, freeze_for_stage(engine.module, finetune), factor=0.0)
+    train_step(engine, [batch_maker(2, seed=3)], finetune, engine.module.prompt_builder(), StepMeter())
+    freeze_for_stage(engine.module, config.train.stages[stage_index])
+    try:
+        checkpoint._write_shard(engine, tmp_path, TrainerState(global_step=1, world_size=1), rank=0)
+    finally:
+        for param, requires_grad in zip(engine.module.parameters(), before, strict=True):
+            param.requires_grad_(requires_grad)
+    files = {p.name: p.stat().st_size for p in (tmp_path / checkpoint.DS_TAG).iterdir()}
+    params = sum(p.ds_numel for p in engine.module.parameters())
+    optimizer = sum(size for name, size in files.items() if "optim_states" in name)
+    assert OPTIMIZER_BYTES * params <= optimizer <= OPTIMIZER_BYTES * params * 1.05 + 100_000, files
+    per_param = 2 if engine.bfloat16_enabled() else 4
+    assert sum(files.values()) <= (OPTIMIZER_BYTES + per_param) * params + 200_000, (files, params)

@@ -276,3 +276,62 @@ def test_plan_command_exits_9_when_the_given_cluster_is_short(tmp_path, monkeypa
     monkeypatch.setattr(ray, "cluster_resources", lambda: BIG)
     assert cli_main(["plan", "--config", "demo", "--address", "ray://head:10001", *overrides]) == 0
     assert "has what the plan needs" in capsys.readouterr().out
+
+
+def test_the_disk_row_counts_every_checkpoint_on_disk_at_once_and_the_export(tmp_path):
+    plan = ResourcePlan.of(_short_config(tmp_path, f"train.storage_path={tmp_path / 'runs'}"))
+    p, per_checkpoint = plan.params.total, (12 + 4) * plan.params.total  # fp32 on CPU
+    assert plan.checkpoint_bytes == per_checkpoint
+    # 2 kept + the next; 3 stages' best + a new one written beside the old; model/ in fp32
+    assert plan.disk_bytes == (2 + 1 + 3 + 1) * per_checkpoint + 4 * p
+    row = next(row for row in plan.rows() if row[0] == "disk")
+    assert "7 checkpoints at once" in row[2] and str(tmp_path / "runs" / "netgpt") in row[2]
+    quiet = ResourcePlan.of(
+        _short_config(tmp_path, "train.val_every_epoch=false", "train.keep_checkpoints=1")
+    )
+    assert quiet.disk_bytes == (1 + 1) * per_checkpoint + 4 * p  # no validation, no best
+
+
+def test_a_disk_with_less_free_space_than_the_run_may_write_is_named(tmp_path, monkeypatch, capsys):
+    import shutil as real_shutil
+
+    from netgpt.train import plan as plan_module
+
+    config = _short_config(tmp_path, f"train.storage_path={tmp_path / 'runs'}")
+    plan = ResourcePlan.of(config)
+    assert plan.disk_note() is None  # this machine's disk holds the demo's few MB
+    free = [plan.disk_bytes - 1]
+    usage = real_shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(plan_module.shutil, "disk_usage", lambda path: usage._replace(free=free[0]))
+    note = plan.disk_note()
+    assert note is not None and str(tmp_path) in note and "train.keep_checkpoints" in note  # nearest folder
+    run_dir = tmp_path / "runs" / "netgpt"
+    run_dir.mkdir(parents=True)
+    (run_dir / "step-1").write_bytes(b"\0" * 10)  # a resumed run replaces what it wrote
+    assert plan.disk_note() is None
+    free[0] = 0
+    assert f"{run_dir} has 0.00 GiB free" in plan.disk_note()
+    assert cli_main(["plan", "--config", "demo", f"train.storage_path={tmp_path / 'runs'}"]) == 0
+    assert f"warning: {run_dir} has 0.00 GiB free" in " ".join(capsys.readouterr().out.split())
+
+
+def test_train_warns_of_a_short_disk_before_it_starts(tmp_path, monkeypatch, capsys):
+    import ray
+
+    from netgpt.train import plan as plan_module
+    from netgpt.train import run
+
+    class Built(Exception):
+        pass
+
+    def build_trainer(*args):
+        raise Built
+
+    usage = plan_module.shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(plan_module.shutil, "disk_usage", lambda path: usage._replace(free=0))
+    monkeypatch.setattr(ray, "is_initialized", lambda: True)
+    monkeypatch.setattr(ray, "cluster_resources", lambda: BIG)
+    monkeypatch.setattr(run, "build_trainer", build_trainer)
+    with pytest.raises(Built):
+        run.train(_short_config(tmp_path, f"train.storage_path={tmp_path / 'runs'}"), progress=object())
+    assert "netgpt train: warning: " in capsys.readouterr().err
