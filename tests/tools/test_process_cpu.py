@@ -37,10 +37,11 @@ def test_a_process_keeps_the_first_role_in_order_any_of_its_titles_gave(titles, 
     assert found == role
 
 
-def test_a_process_spinning_through_the_window_counts_about_one_core():
+def test_a_process_spinning_through_the_window_counts_about_one_core_in_its_role():
     spin = "import time\nend = time.time() + 3\nwhile time.time() < end: pass"
     with process_cpu.ProcessCpu(period_s=0.2) as cpu:
-        child = subprocess.Popen([sys.executable, "-c", spin])
+        # the argument after the code puts the title of a Train worker in the child's command line
+        child = subprocess.Popen([sys.executable, "-c", spin, "ray::RayTrainWorker"])
         time.sleep(0.6)
         start = time.time()
         time.sleep(1.6)
@@ -48,6 +49,6 @@ def test_a_process_spinning_through_the_window_counts_about_one_core():
         child.wait(timeout=30)
     cores = cpu.cores(start, end)
     assert 1.2 <= cores["window_s"] <= 2.0
-    assert 0.5 <= cores["other"] <= 1.2, cores  # one spinning process on a machine that may be busy
-    assert cores["total"] >= cores["other"] and cores["driver"] < 0.5
+    assert 0.2 <= cores["train_workers"] <= 1.05, cores  # one thread; less on a machine busy elsewhere
+    assert cores["total"] >= cores["train_workers"] + cores["driver"] - 2e-3  # each rounded to 3 places
     assert cores["idle"] == pytest.approx(max(0.0, os.cpu_count() - cores["total"]), abs=2e-3)

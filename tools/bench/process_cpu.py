@@ -1,4 +1,4 @@
-"""Which processes of the machine used its cores over a time window, by role (Linux `/proc`).
+"""Which processes of the machine used its cores over a time window, by role.
 
 `tools/bench/train_step.py` runs a `ProcessCpu` beside each training run and asks it, per stage, for the
 cores each role used while the stage's steps ran: what a Train worker got of its core, and what the data
@@ -8,9 +8,9 @@ path (sampler actors, read tasks) and Ray's own processes took from the same 2 c
         ...                                  # the run
     cpu.cores(start_unix, end_unix)          # {"train_workers": 1.31, "sampler_actors": 0.13, ...}
 
-psutil would read the same counters; a process's role comes from the title Ray gives it (`ray::Class` or
-`ray::Class.method` while it runs a task), which changes as a pooled worker takes on tasks, so a process
-keeps the first role in `ROLES` order that any of its titles had.
+CPU times come from psutil (Ray's own dependency). A process's role comes from the title Ray gives it
+(`ray::Class`, or `ray::Class.method` while it runs a task), which changes as a pooled worker takes on
+tasks, so a process keeps the first role in `ROLES` order that any of its titles had.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ import os
 import threading
 import time
 from collections import deque
-from pathlib import Path
+
+import psutil
 
 ROLES = (
     ("train_workers", ("ray::RayTrainWorker",)),
@@ -60,7 +61,6 @@ class ProcessCpu:
         self.period_s = period_s
         self.snapshots: deque[tuple[float, dict[int, float]]] = deque(maxlen=MAX_SNAPSHOTS)
         self.roles: dict[int, str] = {}
-        self._ticks = os.sysconf("SC_CLK_TCK")
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="process-cpu", daemon=True)
 
@@ -80,21 +80,15 @@ class ProcessCpu:
 
     def _snapshot(self) -> None:
         cpu = {}
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
+        for process in psutil.process_iter(["cmdline", "cpu_times"]):
+            times, cmdline = process.info["cpu_times"], process.info["cmdline"]
+            if times is None:  # ended, or not ours to read
                 continue
-            try:
-                stat = (entry / "stat").read_text()
-                title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:  # the process ended while it was read
-                continue
-            pid = int(entry.name)
-            fields = stat[stat.rindex(")") + 2 :].split()  # the name in parentheses may hold spaces
-            cpu[pid] = (int(fields[11]) + int(fields[12])) / self._ticks  # utime + stime
-            if pid == os.getpid():
-                self.roles[pid] = "driver"
+            cpu[process.pid] = times.user + times.system
+            if process.pid == os.getpid():
+                self.roles[process.pid] = "driver"
             else:
-                self.roles[pid] = role_of(title, self.roles.get(pid))
+                self.roles[process.pid] = role_of(" ".join(cmdline or ()), self.roles.get(process.pid))
         self.snapshots.append((time.time(), cpu))
 
     def cores(self, start_unix: float, end_unix: float) -> dict[str, float]:
