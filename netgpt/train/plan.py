@@ -33,8 +33,9 @@ What the plan counts:
   + on CPU, the per-worker bytes above.
 * Object store: each rank's stream may fill `graph.stream_buffer_mb` ahead of its consumer.
 * Disk under `train.storage_path`: a checkpoint is the optimizer states, 12·P, plus the parameters again
-  at b bytes (DeepSpeed writes a stage's frozen parameters in its model states: the demo's checkpoints,
-  198k parameters in fp32, are 2.5-3.3 MB against 16·P = 3.2 MB). Ray keeps `train.keep_checkpoints` and
+  at b bytes (DeepSpeed writes a stage's frozen parameters in its model states), plus 1 MiB a rank of
+  metadata (the demo's checkpoints, 198k parameters in fp32 on 2 ranks, are 2.5-3.3 MB against 16·P =
+  3.2 MB). Ray keeps `train.keep_checkpoints` and
   writes the next before it deletes the oldest; each stage keeps its best (when it validates), and a new
   best is written beside the old before it replaces it; then `model/`, the export, 4·P in fp32. Not
   counted: the universal checkpoint a resume on another world size converts to, the same size again.
@@ -56,6 +57,9 @@ from netgpt.config import NetGPTConfig
 from netgpt.train.ds_config import build_ds_config, use_bf16, zero_stage
 
 GIB = 1024**3
+CHECKPOINT_RANK_BYTES = 2**20
+"""Per rank and checkpoint besides the tensors: DeepSpeed's metadata and scripts, the RNG state, the
+manifest (about 0.1 MB a rank in the demo's checkpoints; 1 MiB allowed)."""
 EXPORT_BYTES = 4
 """Per parameter of `model/`, the export after training (fp32, `export_run`'s default)."""
 OPTIMIZER_BYTES = 12
@@ -484,8 +488,10 @@ class ResourcePlan:
     # --- disk -----------------------------------------------------------------------------------------------
     @property
     def checkpoint_bytes(self) -> int:
-        """One checkpoint, every rank's files: optimizer states plus the parameters (an upper bound)."""
-        return (OPTIMIZER_BYTES + self.param_bytes) * self.params.total
+        """One checkpoint, every rank's files: optimizer states plus the parameters (an upper bound), and
+        each rank's metadata."""
+        tensors = (OPTIMIZER_BYTES + self.param_bytes) * self.params.total
+        return tensors + self.num_workers * CHECKPOINT_RANK_BYTES
 
     @property
     def checkpoints_at_most(self) -> int:
@@ -631,7 +637,8 @@ class ResourcePlan:
                 _gib(self.disk_bytes),
                 f"{self.checkpoints_at_most} checkpoints at once ({self.keep_checkpoints} kept + the next"
                 + (f", {self.best_stages} stages' best + a new one" if self.best_stages else "")
-                + f") × P·({OPTIMIZER_BYTES} + {b}) + model/ P·{EXPORT_BYTES}, under {self.run_dir}",
+                + f") × (P·({OPTIMIZER_BYTES} + {b}) + {n} ranks × 1 MiB) + model/ P·{EXPORT_BYTES}, "
+                f"under {self.run_dir}",
             ),
         ]
         return rows

@@ -280,7 +280,8 @@ def test_plan_command_exits_9_when_the_given_cluster_is_short(tmp_path, monkeypa
 
 def test_the_disk_row_counts_every_checkpoint_on_disk_at_once_and_the_export(tmp_path):
     plan = ResourcePlan.of(_short_config(tmp_path, f"train.storage_path={tmp_path / 'runs'}"))
-    p, per_checkpoint = plan.params.total, (12 + 4) * plan.params.total  # fp32 on CPU
+    p = plan.params.total
+    per_checkpoint = (12 + 4) * p + 4 * 2**20  # fp32 on CPU; 1 MiB for each of the 4 ranks
     assert plan.checkpoint_bytes == per_checkpoint
     # 2 kept + the next; 3 stages' best + a new one written beside the old; model/ in fp32
     assert plan.disk_bytes == (2 + 1 + 3 + 1) * per_checkpoint + 4 * p
