@@ -73,6 +73,7 @@ EXIT_CODES = (
         ("builtins.ConnectionError", "netgpt.train.plan.InsufficientResources"),
     ),
     ExitCode(10, "Ray version not the tested one", ("netgpt.ray_version.RayVersionError",)),
+    ExitCode(11, "training diverged (a non-finite loss)", ("netgpt.train.step.LossNotFinite",)),
 )
 """Exit status per kind of error a user can cause (0: done; 1: an unexpected error, with its traceback)."""
 

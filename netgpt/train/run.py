@@ -37,6 +37,7 @@ from netgpt.train.ds_config import read_ds_config
 from netgpt.train.plan import ensure_resources
 from netgpt.train.progress import ProgressActor, run_with_progress
 from netgpt.train.registry import prepare_resume
+from netgpt.train.step import LossNotFinite
 from netgpt.train.worker import train_loop_per_worker
 
 TOKENIZER_TEXT_COLUMNS = ("title", "description", "topic")
@@ -177,6 +178,16 @@ def local_ray_resources(config: NetGPTConfig) -> dict[str, Any]:
     return {"num_cpus": max(slots, os.cpu_count() or 1), "include_dashboard": False, "log_to_driver": False}
 
 
+def diverged_rank_error(error: BaseException) -> LossNotFinite | None:
+    """A rank's `LossNotFinite` when that is what failed the run, else None. Ray Train raises a worker's
+    error inside a `WorkerGroupError` whose message is every rank's traceback; the rank's own error is one
+    line that says what to change (`netgpt` exits with its status, not a bug's)."""
+    for failure in (getattr(error, "worker_failures", None) or {}).values():
+        if isinstance(failure, LossNotFinite):
+            return failure
+    return None
+
+
 def train(
     config: NetGPTConfig, show_progress: bool = True, evaluate_test: bool = True, progress=None
 ) -> TrainResult:
@@ -196,10 +207,15 @@ def train(
     try:
         result = run_with_progress(trainer.fit, progress, show=show_progress)
         sampler_nodes = streams.sampler_nodes()
+        if result.error is not None:
+            raise result.error
+    except Exception as error:
+        diverged = diverged_rank_error(error)
+        if diverged is not None:
+            raise diverged from error
+        raise
     finally:
         streams.shutdown()
-    if result.error is not None:
-        raise result.error
     snapshot = ray.get(progress.snapshot.remote())
     run_dir = run_dir_of(config)
     metrics = json.loads((run_dir / FINAL_METRICS).read_text(encoding="utf-8"))

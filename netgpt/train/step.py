@@ -10,6 +10,10 @@ from netgpt.train.monitor import FlopCounter, StepMeter
 from netgpt.train.profile import OFF
 
 
+class LossNotFinite(FloatingPointError):
+    """A non-finite loss on some rank, every rank stopped before the optimizer step: training diverged."""
+
+
 def encode_prompts(prompt_builder, batch, with_answer: bool, device: torch.device):
     return prompt_builder.encode(batch.seed_fields, with_answer=with_answer).to(device)
 
@@ -66,7 +70,7 @@ def train_step(
     flag = torch.tensor(0.0 if finite else 1.0, device=engine.device)
     dist.all_reduce(flag)
     if flag.item() > 0:
-        raise FloatingPointError(
+        raise LossNotFinite(
             f"non-finite loss in stage {stage.name!r}; lower train.stages[{stage.name}].lr or check the data"
         )
     _drop_leaf_grads_on_cpu(engine)
