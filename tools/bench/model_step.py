@@ -18,7 +18,6 @@ one thread (a demo worker's one CPU). The median over the steps after the first 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -29,7 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from results import keep_stdout_for_results  # noqa: E402  (this folder: DeepSpeed logs to stdout)
+from results import emit, keep_stdout_for_results  # noqa: E402  (this folder: DeepSpeed logs to stdout)
 
 WARMUP_STEPS = 3
 
@@ -42,7 +41,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.steps < 1:
         parser.error("--steps must be at least 1")
-    results = keep_stdout_for_results()
+    keep_stdout_for_results()
     os.environ["OMP_NUM_THREADS"] = "1"
     import torch
     import torch.distributed as dist
@@ -57,20 +56,17 @@ def main() -> None:
     finally:
         dist.destroy_process_group()
     for line in lines:
-        print(json.dumps(line), file=results)
-    print(
-        json.dumps(
-            {
-                "bench": "model_step",
-                "summary": True,
-                "steps": args.steps,
-                "videos": args.videos,
-                "overrides": args.overrides,
-                "step_s_1x": round(sum(line["step_s_1x"] for line in lines), 4),
-                "step_s_2x": round(sum(line["step_s_2x"] for line in lines), 4),
-            }
-        ),
-        file=results,
+        emit(line)
+    emit(
+        {
+            "bench": "model_step",
+            "summary": True,
+            "steps": args.steps,
+            "videos": args.videos,
+            "overrides": args.overrides,
+            "step_s_1x": round(sum(line["step_s_1x"] for line in lines), 4),
+            "step_s_2x": round(sum(line["step_s_2x"] for line in lines), 4),
+        }
     )
 
 

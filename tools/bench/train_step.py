@@ -25,7 +25,6 @@ rest), with their `total`: on 2 cores what the data path and Ray take is what tw
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -34,9 +33,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # process_cpu.py, beside this file
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # process_cpu.py and results.py, beside this file
 
 from process_cpu import ProcessCpu  # noqa: E402
+from results import emit, keep_stdout_for_results  # noqa: E402
 
 from netgpt.config import load_config  # noqa: E402
 from netgpt.train.profile import ENV  # noqa: E402
@@ -102,6 +102,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.steps < 3:
         parser.error("--steps must be at least 3 (each stage's first step is reported apart)")
+    keep_stdout_for_results()  # `prepare`'s summary table and Ray print to stdout too
 
     import ray
 
@@ -188,25 +189,23 @@ def _stage_line(stage: str, one: dict[str, float], two: dict[str, float]) -> dic
 def _report(results: dict[str, dict[str, float]], args: argparse.Namespace) -> None:
     one, two = results["one"], results["two"]
     for stage in load_config("demo").train.stages:
-        print(json.dumps(_stage_line(stage.name, one, two)))
-    print(
-        json.dumps(
-            {
-                "bench": "train_step",
-                "summary": True,
-                "steps_per_stage": args.steps,
-                "videos": args.videos,
-                "overrides": args.overrides,
-                "step_s_1proc": round(one["run/step_s"], 4),
-                "step_s_2workers_zero3": round(two["run/step_s"], 4),
-                "ratio_2workers_over_1proc": round(two["run/step_s"] / one["run/step_s"], 3),
-                "data_wait_share_2workers": round(two["run/data_wait_share"], 4),
-                "first_steps_s_2workers": round(two["run/first_steps_s"], 2),
-                "goals": GOALS,
-                "wall_s": {k: round(v["wall_s"], 1) for k, v in results.items()},
-                "load_avg_1m": round(os.getloadavg()[0], 2),
-            }
-        )
+        emit(_stage_line(stage.name, one, two))
+    emit(
+        {
+            "bench": "train_step",
+            "summary": True,
+            "steps_per_stage": args.steps,
+            "videos": args.videos,
+            "overrides": args.overrides,
+            "step_s_1proc": round(one["run/step_s"], 4),
+            "step_s_2workers_zero3": round(two["run/step_s"], 4),
+            "ratio_2workers_over_1proc": round(two["run/step_s"] / one["run/step_s"], 3),
+            "data_wait_share_2workers": round(two["run/data_wait_share"], 4),
+            "first_steps_s_2workers": round(two["run/first_steps_s"], 2),
+            "goals": GOALS,
+            "wall_s": {k: round(v["wall_s"], 1) for k, v in results.items()},
+            "load_avg_1m": round(os.getloadavg()[0], 2),
+        }
     )
 
 
