@@ -35,10 +35,10 @@ What the plan counts:
 * Disk under `train.storage_path`: a checkpoint is the optimizer states, 12·P, plus the parameters again
   at b bytes (DeepSpeed writes a stage's frozen parameters in its model states), plus 1 MiB a rank of
   metadata (the demo's checkpoints, 198k parameters in fp32 on 2 ranks, are 2.5-3.3 MB against 16·P =
-  3.2 MB). Ray keeps `train.keep_checkpoints` and
-  writes the next before it deletes the oldest; each stage keeps its best (when it validates), and a new
-  best is written beside the old before it replaces it; then `model/`, the export, 4·P in fp32. Not
-  counted: the universal checkpoint a resume on another world size converts to, the same size again.
+  3.2 MB). Ray keeps `train.keep_checkpoints` and writes the next before it deletes the oldest; each
+  stage keeps its best (when it validates), and a new best is written beside the old before it replaces
+  it; then `model/`, the export, 4·P in fp32. Not counted: the universal checkpoint a resume on another
+  world size converts to, the same size again.
 
 Estimates are upper bounds of the usual kind (prompts padded to the longest in a batch are often shorter
 than `max_prompt_tokens`); CPU and GPU counts are what Ray reserves, plus the one CPU kept free.
@@ -637,8 +637,8 @@ class ResourcePlan:
                 _gib(self.disk_bytes),
                 f"{self.checkpoints_at_most} checkpoints at once ({self.keep_checkpoints} kept + the next"
                 + (f", {self.best_stages} stages' best + a new one" if self.best_stages else "")
-                + f") × (P·({OPTIMIZER_BYTES} + {b}) + {n} ranks × 1 MiB) + model/ P·{EXPORT_BYTES}, "
-                f"under {self.run_dir}",
+                + f") × (P·({OPTIMIZER_BYTES} + {b}) + {n} ranks × {CHECKPOINT_RANK_BYTES // 2**20} MiB)"
+                + f" + model/ P·{EXPORT_BYTES}, under {self.run_dir}",
             ),
         ]
         return rows
