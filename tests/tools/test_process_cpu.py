@@ -27,6 +27,12 @@ UNNAMED = "python /x/ray/_private/workers/default_worker.py"  # a Ray worker bef
         (["/x/ray/core/src/ray/raylet/raylet --node"], "ray_daemons"),
         ([UNNAMED, "ray::ProgressActor"], "other_ray_actors"),
         ([UNNAMED, "ray::IDLE", "ray::RayTrainWorker"], "train_workers"),
+        # a pooled worker that became one of Ray's own actors is not a read task
+        ([UNNAMED, "ray::IDLE", "ray::TrainController"], "other_ray_actors"),
+        ([UNNAMED, "ray::IDLE"], "pooled_worker"),
+        # the raylet's arguments name the worker script it starts
+        ([f"/x/ray/core/src/ray/raylet/raylet --python_worker_command={UNNAMED}"], "ray_daemons"),
+        (["/x/ray/core/src/ray/gcs/gcs_server --log_dir=/tmp"], "ray_daemons"),
         (["bash"], "other"),
     ],
 )

@@ -10,7 +10,9 @@ path (sampler actors, read tasks) and Ray's own processes took from the same 2 c
 
 CPU times come from psutil (Ray's own dependency). A process's role comes from the title Ray gives it
 (`ray::Class`, or `ray::Class.method` while it runs a task), which changes as a pooled worker takes on
-tasks, so a process keeps the first role in `ROLES` order that any of its titles had.
+tasks, so a process keeps the first role in `ROLES` order that any of its titles had. A pooled worker waiting
+for work is titled `ray::IDLE` whatever it ran before or runs next (a read task, or one of Ray's own actors),
+so that title gives no role of its own: a process only ever idle is a `pooled_worker`.
 """
 
 from __future__ import annotations
@@ -19,18 +21,23 @@ import os
 import threading
 import time
 from collections import deque
+from pathlib import Path
 
 import psutil
 
 ROLES = (
     ("train_workers", ("ray::RayTrainWorker",)),
     ("sampler_actors", ("ray::SamplerActor",)),
-    ("read_tasks", ("ray::ReadSampledBatches", "ray::IDLE")),  # Ray Data's read tasks run in pooled workers
-    ("ray_daemons", ("raylet", "gcs_server", "ray::DashboardAgent", "ray::RuntimeEnvAgent", "/ray/")),
+    ("read_tasks", ("ray::ReadSampledBatches",)),  # Ray Data's read tasks, run in pooled workers
+    ("ray_daemons", ("ray::DashboardAgent", "ray::RuntimeEnvAgent", "/ray/")),
     ("other_ray_actors", ("ray::",)),  # the Train controller, the progress actor, Ray Data's coordinators
 )
-"""Roles in order of precedence, each with the title fragments that give it; `driver` is this process and
-`other` everything else on the machine."""
+"""Roles in order of precedence, each with the title fragments that give it; `driver` is this process,
+`pooled_worker` a Ray worker process that ran nothing yet, and `other` everything else on the machine."""
+
+DAEMON_PROGRAMS = ("raylet", "gcs_server")
+"""Ray's daemons that are programs of their own: told by the program, as the raylet's arguments name Ray's
+worker script (`UNNAMED_WORKER`)."""
 
 PERIOD_S = 0.5
 MAX_SNAPSHOTS = 7200
@@ -38,13 +45,16 @@ MAX_SNAPSHOTS = 7200
 
 
 UNNAMED_WORKER = "workers/default_worker.py"
-"""A Ray worker process's command line before Ray titles it: no role yet."""
+IDLE_WORKER = "ray::IDLE"
+"""A Ray worker process's command line before Ray titles it, and its title while it waits: no role."""
 
 
 def role_of(title: str, previous: str | None = None) -> str:
     """The role a process title gives, or `previous` when that comes first in `ROLES` order."""
-    if UNNAMED_WORKER in title:
-        return previous or "other_ray_actors"
+    if Path(title.split(" ", 1)[0]).name in DAEMON_PROGRAMS:
+        return "ray_daemons"
+    if UNNAMED_WORKER in title or title.startswith(IDLE_WORKER):
+        return previous or "pooled_worker"
     order = [name for name, _ in ROLES]
     for name, fragments in ROLES:
         if any(fragment in title for fragment in fragments):

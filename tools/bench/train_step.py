@@ -20,6 +20,9 @@ clock reads and counters. The 1-process run's phases are in `phases_1proc`. `cor
 `cores_1proc` say which processes used the machine's cores while the stage's steps ran (`process_cpu.py`:
 the Train workers, the sampler actors, the read tasks, Ray's daemons and other actors, this driver, the
 rest), with their `total`: on 2 cores what the data path and Ray take is what two workers lose.
+`worker_cpu_s_per_step_2workers` is the CPU a step costs one of the two workers (the 1-process run's in
+`worker_cpu_s_per_step_1proc`), and `ratio_with_a_core_each` that over the 1-process step: the ratio two
+workers would reach with a whole core each and no wait for each other, the data path and Ray free.
 """
 
 from __future__ import annotations
@@ -183,6 +186,13 @@ def _stage_line(stage: str, one: dict[str, float], two: dict[str, float]) -> dic
     line["torch_threads"] = int(two.get(f"{prefix}torch_threads", 0))
     line["cores_2workers"] = two.get(f"cores/{stage}", {})
     line["cores_1proc"] = one.get(f"cores/{stage}", {})
+    if line["cores_2workers"] and line["cores_1proc"]:
+        # CPU seconds a step costs one worker (cores used x seconds per step): with a core each and no
+        # wait for the other, two workers' step could take no less, whatever the data path and Ray cost
+        worker_cpu_two = line["cores_2workers"]["train_workers"] * step_two / 2
+        line["worker_cpu_s_per_step_2workers"] = round(worker_cpu_two, 4)
+        line["worker_cpu_s_per_step_1proc"] = round(line["cores_1proc"]["train_workers"] * step_one, 4)
+        line["ratio_with_a_core_each"] = round(worker_cpu_two / step_one, 3)
     return line
 
 
