@@ -79,7 +79,19 @@ MAY_CHANGE = (
 )
 """Settings (keys, or prefixes ending in '.') a resume may change: the worker count, where things are, and
 what only paces or places the run. Every other setting (model, graph features and sampling, data split,
-the stages, seeds, precision, clipping) is part of the checkpoint's fingerprint."""
+the stages but for `STAGE_MAY_CHANGE`, seeds, precision, clipping) is part of the checkpoint's fingerprint."""
+
+STAGE_MAY_CHANGE = ("lr",)
+"""Settings of each stage a resume may change too: its peak learning rate, lowered to resume a run that
+diverged (`LossNotFinite`) from its last checkpoint, as one rolls back a large run past a loss spike."""
+
+
+def may_change(key: str) -> bool:
+    """Whether a resume may change the flattened setting `key` (`train.stages[alignment].lr`)."""
+    if any(key == rule or (rule.endswith(".") and key.startswith(rule)) for rule in MAY_CHANGE):
+        return True
+    stage_key = key.startswith("train.stages[") and "]." in key
+    return stage_key and key.rsplit("].", 1)[1] in STAGE_MAY_CHANGE
 
 
 class ResumeRefused(RuntimeError):
@@ -161,17 +173,13 @@ def _flatten(node: Any, prefix: str, out: dict[str, Any]) -> None:
 
 
 def resume_settings(config, split_sizes: dict[str, int] | None = None) -> dict[str, Any]:
-    """The settings a resume must keep (every config key not in `MAY_CHANGE`), flattened, plus the seed
+    """The settings a resume must keep (every config key `may_change` refuses), flattened, plus the seed
     counts of the store's splits (a store rebuilt from other data changes them)."""
     from omegaconf import OmegaConf
 
     flat: dict[str, Any] = {}
     _flatten(OmegaConf.to_container(OmegaConf.structured(config)), "", flat)
-    kept = {
-        key: value
-        for key, value in flat.items()
-        if not any(key == rule or (rule.endswith(".") and key.startswith(rule)) for rule in MAY_CHANGE)
-    }
+    kept = {key: value for key, value in flat.items() if not may_change(key)}
     for split, count in (split_sizes or {}).items():
         kept[f"store.{split}_seeds"] = count
     return json.loads(json.dumps(kept, sort_keys=True))
@@ -194,15 +202,19 @@ def settings_changes(recorded: dict[str, Any], current: dict[str, Any]) -> list[
 def check_resume(state: TrainerState, settings: dict[str, Any], stages, world_size: int) -> None:
     """Refuse a checkpoint whose fingerprinted settings changed, or whose remaining stages' global batches
     the new world size cannot share; both with what to do about it."""
-    # keys a later netgpt retired are not changes: a checkpoint that recorded them still resumes
-    recorded = {key: value for key, value in state.settings.items() if key not in RETIRED_KEYS}
+    # keys a later netgpt retired, or let a resume change, are not changes: a checkpoint that recorded them
+    # still resumes
+    recorded = {
+        key: value for key, value in state.settings.items() if key not in RETIRED_KEYS and not may_change(key)
+    }
     if state.fingerprint and fingerprint(settings) not in (state.fingerprint, fingerprint(recorded)):
         changes = settings_changes(recorded, settings)
         raise ResumeRefused(
             "cannot resume: settings changed since the checkpoint was written: "
             + "; ".join(changes or ["(fingerprint differs)"])
             + ". Only the worker count and operational settings may change on a resume "
-            "(netgpt.train.checkpoint.MAY_CHANGE); use a new train.run_name to train with other settings"
+            "(netgpt.train.checkpoint.MAY_CHANGE), and each stage's lr; use a new train.run_name to train "
+            "with other settings"
         )
     for stage in stages[state.stage_index :]:
         per_step = stage.grad_accum * state.batch_world_size

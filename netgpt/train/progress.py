@@ -74,6 +74,7 @@ class ProgressActor:
         self.resumed_from: list[int] = []
         self.record_seeds = record_seeds
         self.seen: list[dict[str, Any]] = []
+        self.diverged: str | None = None
 
     def records_seeds(self) -> bool:
         return self.record_seeds
@@ -98,6 +99,10 @@ class ProgressActor:
     def resumed(self, global_step: int) -> None:
         self.resumed_from.append(global_step)
 
+    def record_divergence(self, message: str) -> None:
+        """Training diverged (`LossNotFinite`'s message): the workers ended the run, the driver raises."""
+        self.diverged = message
+
     def snapshot(self) -> dict[str, Any]:
         return {
             "stage": dict(self.stage),
@@ -106,6 +111,7 @@ class ProgressActor:
             "workers": list(self.workers),
             "resumed_from": list(self.resumed_from),
             "seen": list(self.seen),
+            "diverged": self.diverged,
         }
 
 

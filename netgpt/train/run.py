@@ -178,16 +178,6 @@ def local_ray_resources(config: NetGPTConfig) -> dict[str, Any]:
     return {"num_cpus": max(slots, os.cpu_count() or 1), "include_dashboard": False, "log_to_driver": False}
 
 
-def diverged_rank_error(error: BaseException) -> LossNotFinite | None:
-    """A rank's `LossNotFinite` when that is what failed the run, else None. Ray Train raises a worker's
-    error inside a `WorkerGroupError` whose message is every rank's traceback; the rank's own error is one
-    line that says what to change (`netgpt` exits with its status, not a bug's)."""
-    for failure in (getattr(error, "worker_failures", None) or {}).values():
-        if isinstance(failure, LossNotFinite):
-            return failure
-    return None
-
-
 def train(
     config: NetGPTConfig, show_progress: bool = True, evaluate_test: bool = True, progress=None
 ) -> TrainResult:
@@ -209,14 +199,11 @@ def train(
         sampler_nodes = streams.sampler_nodes()
         if result.error is not None:
             raise result.error
-    except Exception as error:
-        diverged = diverged_rank_error(error)
-        if diverged is not None:
-            raise diverged from error
-        raise
     finally:
         streams.shutdown()
     snapshot = ray.get(progress.snapshot.remote())
+    if snapshot["diverged"] is not None:  # the workers ended the run on it (`Curriculum.end_diverged`)
+        raise LossNotFinite(snapshot["diverged"])
     run_dir = run_dir_of(config)
     metrics = json.loads((run_dir / FINAL_METRICS).read_text(encoding="utf-8"))
     return TrainResult(run_dir=run_dir, metrics=metrics, progress=snapshot, sampler_nodes=sampler_nodes)

@@ -71,7 +71,8 @@ def train_step(
     dist.all_reduce(flag)
     if flag.item() > 0:
         raise LossNotFinite(
-            f"non-finite loss in stage {stage.name!r}; lower train.stages[{stage.name}].lr or check the data"
+            f"non-finite loss in stage {stage.name!r}; resume with a lower train.stages[{stage.name}].lr "
+            "(from the run's last checkpoint) or check the data"
         )
     _drop_leaf_grads_on_cpu(engine)
     with profile.phase("optimizer"):

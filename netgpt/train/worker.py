@@ -48,7 +48,7 @@ from netgpt.train.stages import (
     reset_optimizer_state,
     set_stage_hparams,
 )
-from netgpt.train.step import train_step
+from netgpt.train.step import LossNotFinite, train_step
 
 
 @dataclass
@@ -194,6 +194,19 @@ class Curriculum:
     def _post(self, method: str, *args: Any) -> None:
         if self.progress is not None and self.rank == 0:
             getattr(self.progress, method).remote(*args)
+
+    def end_diverged(self, diverged: LossNotFinite) -> None:
+        """End this rank's part of a diverged run without an error. Every rank raised `diverged` at the same
+        step (the finite flag is all-reduced), and an error would have Ray Train retry the run from its last
+        checkpoint `train.max_failures` times, to diverge again at the same step; rank 0 records it on the
+        progress actor instead, which the driver reads once the run has ended and raises."""
+        if self.progress is None:
+            raise diverged
+        if self.rank == 0:
+            ray.get(self.progress.record_divergence.remote(str(diverged)))
+        self.log.close()
+        dist.barrier()  # rank 0's record is in before any rank ends the run
+        dist.destroy_process_group()
 
     # ---------------------------------------------------------------- stages
     def streams(self, stage: StageConfig) -> StageStreams:
@@ -390,8 +403,12 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     trainer = Curriculum(loop_config)
     trainer.resume()
     stages = trainer.config.train.stages
-    for index in range(trainer.state.stage_index, len(stages)):
-        trainer.run_stage(index, stages[index])
+    try:
+        for index in range(trainer.state.stage_index, len(stages)):
+            trainer.run_stage(index, stages[index])
+    except LossNotFinite as diverged:
+        trainer.end_diverged(diverged)
+        return
     last = f"test/{stages[-1].name}/"
     tested = trainer.state.test_metrics
     final_model = {f"test/{k[len(last) :]}": v for k, v in tested.items() if k.startswith(last)}

@@ -1,6 +1,6 @@
 """The whole curriculum on Ray Train + DeepSpeed ZeRO-3 with 2 CPU workers: three stages, checkpoints,
 TensorBoard, the HF export (netgpt.convert, as the entry points call it), a worker killed mid-stage (resume
-to the same weights, streams begun at the checkpoint's position)."""
+to the same weights, streams begun at the checkpoint's position), a run that diverges."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from netgpt.model.netgpt import NetGPT
 from netgpt.train.manifest import checkpoint_problems
 from netgpt.train.progress import ProgressActor
 from netgpt.train.run import train
+from netgpt.train.step import LossNotFinite
 
 pytestmark = pytest.mark.integration
 
@@ -163,3 +164,23 @@ def test_worker_killed_mid_run_resumes_to_the_same_weights(data_dir, baseline, t
     assert expected.keys() == got.keys()
     for name in expected:
         torch.testing.assert_close(got[name], expected[name], rtol=0, atol=1e-6, msg=name)
+
+
+@pytest.mark.timeout(120)
+def test_a_diverged_run_ends_at_its_first_non_finite_loss_without_a_retry(
+    data_dir, tmp_path_factory, make_config
+):
+    """A retry from the last checkpoint would diverge again at the same step: the run ends on the first one
+    (within the first steps: the first update throws the weights far), with the error the CLI gives exit
+    status 11, though `train.max_failures` allows retries."""
+    config = make_config(data_dir, tmp_path_factory.mktemp("runs"), "diverged", ["train.stages.0.lr=1e30"])
+    assert config.train.max_failures > 0
+    progress = ProgressActor.remote()
+    expected = (
+        r"non-finite loss in stage 'graph_pretrain'; resume with a lower train\.stages\[graph_pretrain\]\.lr"
+    )
+    with pytest.raises(LossNotFinite, match=expected):
+        train(config, show_progress=False, evaluate_test=False, progress=progress)
+    snapshot = ray.get(progress.snapshot.remote())
+    assert sorted(worker["rank"] for worker in snapshot["workers"]) == [0, 1]  # each rank started once
+    assert snapshot["resumed_from"] == [] and snapshot["stage"]["step"] < config.train.stages[0].max_steps

@@ -158,16 +158,17 @@ def test_a_resume_with_changed_settings_is_refused_naming_them(make_tiny_config)
     moved = make_tiny_config()
     moved.train.num_workers, moved.train.checkpoint_every, moved.graph.store_dir = 1, 7, "/elsewhere"
     moved.train.worker_resources, moved.graph.sampler_resources = {"gpu_node": 1.0}, {"cpu_node": 0.5}
+    moved.train.stages[1].lr = 1e-4  # lowered to resume a run that diverged
     check_resume(state, resume_settings(moved, {"train": 100}), moved.train.stages, world_size=1)
 
     changed = make_tiny_config()
     changed.model.hidden_size = 64
-    changed.train.stages[1].lr = 5e-3
+    changed.train.stages[1].min_lr_ratio = 0.5
     with pytest.raises(ResumeRefused) as refused:
         check_resume(state, resume_settings(changed, {"train": 99}), changed.train.stages, world_size=2)
     message = str(refused.value)
     assert "model.hidden_size 16 -> 64" in message
-    assert f"train.stages[{changed.train.stages[1].name}].lr 0.002 -> 0.005" in message
+    assert f"train.stages[{changed.train.stages[1].name}].min_lr_ratio 0.1 -> 0.5" in message
     assert "store.train_seeds 100 -> 99" in message
     assert "train.num_workers" not in message and "checkpoint_every" not in message
 
@@ -183,6 +184,17 @@ def test_a_checkpoint_that_recorded_retired_keys_still_resumes(make_tiny_config)
     with pytest.raises(ResumeRefused, match=r"model\.hidden_size 16 -> 64") as refused:
         check_resume(state, changed, config.train.stages, world_size=1)
     assert "graph.batch_size" not in str(refused.value)
+
+
+def test_a_checkpoint_that_fingerprinted_a_stage_lr_resumes_with_a_lower_one(make_tiny_config):
+    """Checkpoints written before a resume could change a stage's lr recorded it among their settings."""
+    config = make_tiny_config()
+    settings = resume_settings(config)
+    assert not any(key.endswith("].lr") for key in settings)
+    recorded = {**settings, **{f"train.stages[{stage.name}].lr": stage.lr for stage in config.train.stages}}
+    state = TrainerState(batch_world_size=1, fingerprint=fingerprint(recorded), settings=recorded)
+    config.train.stages[0].lr /= 10
+    check_resume(state, resume_settings(config), config.train.stages, world_size=1)
 
 
 def test_a_worker_count_that_cannot_share_a_stage_step_is_refused(make_tiny_config):

@@ -116,20 +116,3 @@ def test_a_damaged_store_stops_the_run_before_anything_starts(tmp_path):
     config = load_config("demo", [f"graph.store_dir={store}", f"train.storage_path={tmp_path / 'runs'}"])
     with pytest.raises(StoreError, match=rf"{BOOK_FILE}: sha256 differs from the one meta.json records"):
         build_trainer(config)
-
-
-def test_a_rank_that_diverged_is_the_error_a_failed_run_raises():
-    """Ray Train wraps each rank's error in a `WorkerGroupError`; a `LossNotFinite` among them is what the
-    user can act on (exit status 11, one line), also beside another rank's collateral error."""
-    from ray.train import WorkerGroupError
-
-    from netgpt.cli import exit_code_of
-    from netgpt.train.run import diverged_rank_error
-    from netgpt.train.step import LossNotFinite
-
-    diverged = LossNotFinite("non-finite loss in stage 'alignment'; lower train.stages[alignment].lr")
-    failed = WorkerGroupError("tracebacks", {0: RuntimeError("connection reset by peer"), 1: diverged})
-    assert diverged_rank_error(failed) is diverged
-    assert exit_code_of(diverged).code == 11
-    assert diverged_rank_error(WorkerGroupError("tracebacks", {0: RuntimeError("a bug")})) is None
-    assert diverged_rank_error(ValueError("not from the workers")) is None
