@@ -50,6 +50,9 @@ from netgpt.train.stages import (
 )
 from netgpt.train.step import LossNotFinite, train_step
 
+PROGRESS_POST_S = 0.5
+"""The least time between two progress posts of a stage (`Curriculum._post_step`)."""
+
 
 @dataclass
 class StageStreams:
@@ -74,6 +77,7 @@ class Curriculum:
         self.run_dir = Path(loop_config["run_dir"])
         self.feature_dims: dict[str, int] = loop_config["feature_dims"]
         self.progress = loop_config.get("progress")
+        self._last_post = float("-inf")
         self.stream_starts = loop_config["stream_starts"]
         self.stream_shapes: dict[str, StreamShape] = loop_config["stream_shapes"]
         """Each stream's shape by name (`stream_name`), from the driver: batch counts without the store."""
@@ -195,6 +199,15 @@ class Curriculum:
         if self.progress is not None and self.rank == 0:
             getattr(self.progress, method).remote(*args)
 
+    def _post_step(self, stage: StageConfig, index: int, total: int, loss: float) -> None:
+        """The stage's progress after a step, at most every `PROGRESS_POST_S` and after its last step: the
+        driver reads it once a second, and on a CPU a step can take a fraction of that, each post an actor
+        call on rank 0 that the other ranks wait for at the next collective."""
+        now = time.monotonic()
+        if now - self._last_post >= PROGRESS_POST_S or self.state.stage_step == total:
+            self._last_post = now
+            self._post("stage_update", stage.name, index, self.state.stage_step, total, loss)
+
     def end_diverged(self, diverged: LossNotFinite) -> None:
         """End this rank's part of a diverged run without an error. Every rank raised `diverged` at the same
         step (the finite flag is all-reduced), and an error would have Ray Train retry the run from its last
@@ -275,7 +288,7 @@ class Curriculum:
             self._record_seeds(stage, last_position // streams.train_batches, window)
             state.position = last_position - self.rank + self.world
             state.epoch = state.position // streams.train_batches
-            self._post("stage_update", stage.name, index, state.stage_step, total, terms["loss"])
+            self._post_step(stage, index, total, terms["loss"])
             if state.global_step % self.config.train.log_every == 0 or state.stage_step == total:
                 grad_norm = self.engine.get_global_grad_norm()
                 scalars = {f"train/{k}": v for k, v in terms.items()}
