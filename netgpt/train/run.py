@@ -197,10 +197,10 @@ def train(
     try:
         result = run_with_progress(trainer.fit, progress, show=show_progress)
         sampler_nodes = streams.sampler_nodes()
-        if result.error is not None:
-            raise result.error
     finally:
         streams.shutdown()
+    if result.error is not None:
+        raise result.error
     snapshot = ray.get(progress.snapshot.remote())
     if snapshot["diverged"] is not None:  # the workers ended the run on it (`Curriculum.end_diverged`)
         raise LossNotFinite(snapshot["diverged"])
