@@ -162,3 +162,37 @@ def test_a_gguf_is_converted_once_and_an_unfinished_conversion_is_not_used(tmp_p
     assert other != folder and len(calls) == 2, "the cache is keyed by the file's content, not its name"
     (other / SOURCE_FILE).unlink()  # as a folder whose conversion never finished
     assert llm_folder(cfg) == other and len(calls) == 3
+
+
+def test_the_plain_view_reader_reads_every_field_and_tensor_as_ggufs_own(tmp_path) -> None:
+    import gguf
+
+    path = write_tiny_gguf(tmp_path / "tiny.gguf")
+    reader = pretrained._plain_view_reader(gguf.GGUFReader)
+    assert reader is not gguf.GGUFReader
+    fast, own = reader(path), gguf.GGUFReader(path)
+    assert list(fast.fields) == list(own.fields) and len(fast.fields) > 10
+    for name, field in own.fields.items():
+        other = fast.fields[name]
+        assert (other.offset, other.data, other.types) == (field.offset, field.data, field.types), name
+        assert len(other.parts) == len(field.parts), name
+        for mine, theirs in zip(other.parts, field.parts, strict=True):
+            assert mine.dtype == theirs.dtype and np.array_equal(mine, theirs), name
+    assert [t.name for t in fast.tensors] == [t.name for t in own.tensors] and fast.tensors
+    for mine, theirs in zip(fast.tensors, own.tensors, strict=True):
+        assert (mine.tensor_type, mine.shape.tolist(), mine.data_offset) == (
+            theirs.tensor_type,
+            theirs.shape.tolist(),
+            theirs.data_offset,
+        )
+        assert mine.data.dtype == theirs.data.dtype and np.array_equal(mine.data, theirs.data), mine.name
+    vocabulary = own.fields["tokenizer.ggml.tokens"]
+    assert len(vocabulary.data) > 200  # the string array the plain view is for
+
+
+def test_a_gguf_reader_of_another_layout_keeps_its_own_reading() -> None:
+    class OtherReader:
+        def _get(self, offset, dtype, count=1):  # no byte-order override: another gguf's layout
+            raise AssertionError("not called")
+
+    assert pretrained._plain_view_reader(OtherReader) is OtherReader
