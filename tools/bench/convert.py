@@ -28,6 +28,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # results.py, beside this file
+
+from results import emit, keep_stdout_for_results  # noqa: E402
 
 BUILD = r"""
 import json, os, socket, sys, time
@@ -35,10 +38,13 @@ from pathlib import Path
 import torch, torch.distributed as dist
 folder, layers = Path(sys.argv[1]), int(sys.argv[2])
 started = time.perf_counter()
+import ray
 from transformers import AutoModelForCausalLM, Qwen2Config
 from netgpt.config import load_config, save_config
-from netgpt.graph.store import FORMAT_VERSION, META_FILE
-from netgpt.graph.types import feature_dims
+from netgpt.data.prepare import prepare
+from netgpt.data.synthetic import write_synthetic
+from netgpt.graph.build import build_graph
+from netgpt.graph.store import read_meta
 from netgpt.model.tokenizer import train_tokenizer
 from netgpt.train.checkpoint import DS_TAG, STATE_FILE, TrainerState
 from netgpt.train.engine import avoid_jit_builds, build_engine, param_count
@@ -52,14 +58,14 @@ qwen = Qwen2Config(vocab_size=151936, hidden_size=896, intermediate_size=4864, n
 llm_dir = folder / "qwen2"
 AutoModelForCausalLM.from_config(qwen).save_pretrained(llm_dir)
 tokenizer.save_pretrained(llm_dir)
-# the run: config.yaml, tokenizer/, a graph store's meta.json
+# the run: config.yaml, tokenizer/, a graph store (60 synthetic videos: convert reads its feature dims)
 run = folder / "run"
-dims = feature_dims(text_dim=32, time_dim=8, content_dim=8)
-(folder / "graph").mkdir()
-meta = {"format_version": FORMAT_VERSION, "feature_dims": dims}
-(folder / "graph" / META_FILE).write_text(json.dumps(meta))
 config = load_config("demo", [f"model.llm_path={llm_dir}", "train.num_workers=1",
     f"graph.store_dir={folder / 'graph'}", f"train.storage_path={folder}", "train.run_name=run"])
+prepare(write_synthetic(folder / "raw.json", videos=60, seed=0), folder / "tables", config.data)
+build_graph(folder / "tables", config.graph, folder / "graph")
+ray.shutdown()
+dims = read_meta(folder / "graph")["feature_dims"]
 save_config(config, run)
 tokenizer.save_pretrained(run / "tokenizer")
 # world size 1, ZeRO-3, the trainer's own engine, one checkpoint
@@ -117,6 +123,7 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=24, help="decoder layers (24: Qwen2-0.5B's)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (its path is printed)")
     args = parser.parse_args()
+    keep_stdout_for_results()
     folder = Path(tempfile.mkdtemp(prefix="netgpt-bench-convert-"))
     try:
         built = _child(BUILD, str(folder), str(args.layers))
@@ -125,22 +132,21 @@ def main() -> None:
         out_bytes = sum(p.stat().st_size for p in (folder / "out").rglob("*") if p.is_file())
         shutil.rmtree(folder / "out")
         base = _child(BASELINE, built["checkpoint"])
-        print(
-            json.dumps(
-                {
-                    "params": built["params"],
-                    "fp32_model_bytes": fp32_bytes,
-                    "peak_rss_bytes": ours["peak_rss"],
-                    "ratio": round(ours["peak_rss"] / fp32_bytes, 3),
-                    "seconds": round(ours["seconds"], 1),
-                    "wall_s_with_imports": round(ours["wall_s"], 1),
-                    "out_bytes": out_bytes,
-                    "baseline_deepspeed_nonlazy_peak_rss_bytes": base["peak_rss"],
-                    "baseline_ratio": round(base["peak_rss"] / fp32_bytes, 3),
-                    "baseline_seconds": round(base["seconds"], 1),
-                    "checkpoint_build_s": round(built["seconds"], 1),
-                }
-            )
+        emit(
+            {
+                "bench": "convert",
+                "params": built["params"],
+                "fp32_model_bytes": fp32_bytes,
+                "peak_rss_bytes": ours["peak_rss"],
+                "ratio": round(ours["peak_rss"] / fp32_bytes, 3),
+                "seconds": round(ours["seconds"], 1),
+                "wall_s_with_imports": round(ours["wall_s"], 1),
+                "out_bytes": out_bytes,
+                "baseline_deepspeed_nonlazy_peak_rss_bytes": base["peak_rss"],
+                "baseline_ratio": round(base["peak_rss"] / fp32_bytes, 3),
+                "baseline_seconds": round(base["seconds"], 1),
+                "checkpoint_build_s": round(built["seconds"], 1),
+            }
         )
     finally:
         if args.keep:

@@ -17,13 +17,15 @@ stage 1 trained longer (the second command). How 2 ZeRO-3 workers match one proc
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # results.py, beside this file
+
+from results import emit, keep_stdout_for_results  # noqa: E402
 
 DEMO_WORKERS = 2
 """The demo's workers: a step here takes the global batch they share."""
@@ -119,6 +121,7 @@ def main() -> None:
     parser.add_argument("--videos", type=int, default=200, help="synthetic videos")
     parser.add_argument("overrides", nargs="*", help="config overrides, e.g. train.stages.0.epochs=6")
     args = parser.parse_args()
+    keep_stdout_for_results()  # `prepare` prints its summary table to stdout
     import torch
 
     torch.set_num_threads(1)  # as each of the demo's workers has one core
@@ -127,7 +130,7 @@ def main() -> None:
     line = {"bench": "curriculum", "seed": args.seed, "videos": args.videos, "overrides": args.overrides}
     for name, metrics in scores.items():
         line[name] = {"acc": round(metrics.acc, 3), "mae": round(metrics.mae, 3), "count": metrics.count}
-    print(json.dumps(line))
+    emit(line)
 
 
 if __name__ == "__main__":

@@ -43,6 +43,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # results.py, beside this file
+
+from results import emit, keep_stdout_for_results  # noqa: E402
 
 
 def _arguments() -> argparse.Namespace:
@@ -462,8 +465,9 @@ def _baseline(args, tables: Path, dims: dict[str, int], batches: list[np.ndarray
 def main() -> None:
     args = _arguments()
     if args.baseline_worker:
-        _baseline_worker(args)
+        _baseline_worker(args)  # reports to its parent on stdout
         return
+    keep_stdout_for_results()  # `prepare` prints its summary table to stdout
     import ray
 
     from netgpt.config import GraphConfig
@@ -497,46 +501,44 @@ def main() -> None:
     ours = _time_ours(stores[1], args.fanouts, batches)
     baseline = _baseline(args, tables, meta["feature_dims"], batches)  # PyG times the batches ours did
     per_actor = {f"k{k}": round(a["seeds_per_s_per_actor"], 1) for k, a in actors.items()}
-    print(
-        json.dumps(
-            {
-                "bench": "loader",
-                "samples": meta["counts"]["nodes"]["video"],
-                "comments": meta["counts"]["nodes"]["comment"],
-                "fanouts": args.fanouts,
-                "batch_size": args.batch_size,
-                "remote_cache_rows": args.cache_rows,
-                "widths": args.widths,
-                "seed_balance": balance,
-                "memory": _memory(
-                    stores,
-                    args.cache_rows,
-                    {k: a["largest_resident_bytes"] for k, a in actors.items()},
-                    args.widths,
-                ),
-                "throughput": {
-                    "paired_same_batches_no_cache": paired,
-                    "seeds_per_s_per_actor": per_actor,
-                    "slowest_actor_seeds_per_s": {
-                        f"k{k}": round(a["slowest_actor_seeds_per_s"], 1) for k, a in actors.items()
-                    },
-                    "own_seeds_k4_vs_k1": round(
-                        actors[4]["seeds_per_s_per_actor"] / actors[1]["seeds_per_s_per_actor"], 2
-                    ),
-                    "remote_bytes_per_seed": {
-                        f"k{k}": round(a["remote_bytes_per_seed"]) for k, a in actors.items()
-                    },
-                    "cache_hit_rate": {
-                        f"k{k}": (round(a["cache_hit_rate"], 3) if a["cache_hit_rate"] is not None else None)
-                        for k, a in actors.items()
-                    },
+    emit(
+        {
+            "bench": "loader",
+            "samples": meta["counts"]["nodes"]["video"],
+            "comments": meta["counts"]["nodes"]["comment"],
+            "fanouts": args.fanouts,
+            "batch_size": args.batch_size,
+            "remote_cache_rows": args.cache_rows,
+            "widths": args.widths,
+            "seed_balance": balance,
+            "memory": _memory(
+                stores,
+                args.cache_rows,
+                {k: a["largest_resident_bytes"] for k, a in actors.items()},
+                args.widths,
+            ),
+            "throughput": {
+                "paired_same_batches_no_cache": paired,
+                "seeds_per_s_per_actor": per_actor,
+                "slowest_actor_seeds_per_s": {
+                    f"k{k}": round(a["slowest_actor_seeds_per_s"], 1) for k, a in actors.items()
                 },
-                "ours_in_process_k1": {k: round(v, 1) for k, v in ours.items()},
-                "baseline": {k: (round(v, 1) if isinstance(v, float) else v) for k, v in baseline.items()},
-                "seeds_per_s_ratio_vs_baseline": round(ours["seeds_per_s"] / baseline["seeds_per_s"], 2),
-                "build_seconds": build_seconds,
-            }
-        )
+                "own_seeds_k4_vs_k1": round(
+                    actors[4]["seeds_per_s_per_actor"] / actors[1]["seeds_per_s_per_actor"], 2
+                ),
+                "remote_bytes_per_seed": {
+                    f"k{k}": round(a["remote_bytes_per_seed"]) for k, a in actors.items()
+                },
+                "cache_hit_rate": {
+                    f"k{k}": (round(a["cache_hit_rate"], 3) if a["cache_hit_rate"] is not None else None)
+                    for k, a in actors.items()
+                },
+            },
+            "ours_in_process_k1": {k: round(v, 1) for k, v in ours.items()},
+            "baseline": {k: (round(v, 1) if isinstance(v, float) else v) for k, v in baseline.items()},
+            "seeds_per_s_ratio_vs_baseline": round(ours["seeds_per_s"] / baseline["seeds_per_s"], 2),
+            "build_seconds": build_seconds,
+        }
     )
 
 

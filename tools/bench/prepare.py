@@ -17,7 +17,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from netgpt.data.synthetic import write_synthetic
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # results.py, beside this file
+
+from results import emit, keep_stdout_for_results  # noqa: E402
+
+from netgpt.data.synthetic import write_synthetic  # noqa: E402
 
 XS_VIDEO_VIDEOS = 117_720
 SCALES = {"1/20": 20, "1/10": 10}
@@ -58,6 +62,7 @@ def main() -> None:
         "--work", default=None, help="folder for the generated files (default: a temp folder)"
     )
     args = parser.parse_args()
+    keep_stdout_for_results()
     with tempfile.TemporaryDirectory(dir=args.work) as work:
         result: dict = {"bench": "prepare", "idle_rss_mb": round(_child(_IDLE)["peak_rss_mb"], 1)}
         for name, divisor in SCALES.items():
@@ -83,7 +88,7 @@ def main() -> None:
         "1/10_under_60_s": result["1/10"]["seconds"] < 60,
         "rss_ratio_at_most_1.3": ratio <= 1.3,
     }
-    print(json.dumps(result))
+    emit(result)
 
 
 if __name__ == "__main__":
