@@ -28,6 +28,7 @@ the resume is refused with the changed keys named. See `docs/checkpoints.md`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import shutil
@@ -45,6 +46,7 @@ from netgpt.atomic import replace_directory, write_text_atomic
 from netgpt.config import RETIRED_KEYS
 from netgpt.train.best_swap import partial_of, publish_best, recover_best
 from netgpt.train.manifest import STATE_FILE, write_manifest
+from netgpt.train.moments import adam_moments_left_out, with_zero_moments
 from netgpt.train.rng_state import load_rng_state, save_rng_state
 
 DS_TAG = "ds"
@@ -227,9 +229,11 @@ def check_resume(state: TrainerState, settings: dict[str, Any], stages, world_si
             )
 
 
-def _write_shard(engine, folder: Path, state: TrainerState, rank: int) -> None:
-    """This rank's part of a checkpoint into its own fresh `folder`, ending with its manifest."""
-    engine.save_checkpoint(str(folder), tag=DS_TAG)
+def _write_shard(engine, folder: Path, state: TrainerState, rank: int, moments: bool = True) -> None:
+    """This rank's part of a checkpoint into its own fresh `folder`, ending with its manifest; without
+    AdamW's moments unless `moments` (a best checkpoint: `netgpt/train/moments.py`)."""
+    with contextlib.nullcontext() if moments else adam_moments_left_out(engine):
+        engine.save_checkpoint(str(folder), tag=DS_TAG)
     save_rng_state(folder, rank)
     if rank == 0:
         (folder / STATE_FILE).write_text(state.to_json(), encoding="utf-8")
@@ -306,10 +310,17 @@ def universal_checkpoint(source: Path, target: Path) -> None:
 
 
 def _load_resharded(
-    engine, folder: Path, state: TrainerState, run_dir: Path, rank: int, prefix: str = "step"
+    engine,
+    folder: Path,
+    state: TrainerState,
+    run_dir: Path,
+    rank: int,
+    prefix: str = "step",
+    best: bool = False,
 ) -> None:
     """Every rank: rank 0 converts the checkpoint (once: a complete conversion is reused), the others wait
-    for it; all load it as a universal checkpoint, then rank 0 deletes the conversion."""
+    for it; all load it as a universal checkpoint, then rank 0 deletes the conversion. A `best` one gets
+    zeros for the moments it left out first."""
     name = f"{prefix}-{state.global_step:08d}-r{state.restarts}-w{state.world_size}"
     root = run_dir / UNIVERSAL_DIR
     final = root / name
@@ -317,7 +328,9 @@ def _load_resharded(
         partial = root / f".{name}.partial"
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)
-        universal_checkpoint(folder / DS_TAG, partial / DS_TAG)
+        source = with_zero_moments(folder / DS_TAG, partial / "with-moments") if best else folder / DS_TAG
+        universal_checkpoint(source, partial / DS_TAG)
+        shutil.rmtree(partial / "with-moments", ignore_errors=True)
         replace_directory(partial, final)
     deadline = time.monotonic() + CONVERSION_WAIT_S
     while not final.is_dir():  # only ranks other than 0 wait here (shared storage, see module doc)
@@ -364,7 +377,8 @@ def best_checkpoint_dir(run_dir: Path, stage_name: str) -> Path:
 
 
 def save_best(engine, run_dir: Path, stage_name: str, state: TrainerState, rank: int) -> Path:
-    """Every rank: write the stage's best checkpoint to `run_dir/best/<stage>`, crash-safe (`best_swap.py`).
+    """Every rank: write the stage's best checkpoint to `run_dir/best/<stage>`, crash-safe (`best_swap.py`),
+    without AdamW's moments (`moments.py`: only its weights are ever restored).
 
     Each rank writes its shard into a fresh folder of its own (as for `save_checkpoint`), then copies it
     into the shared `.<stage>.partial`; rank 0 swaps that in once every rank has."""
@@ -377,7 +391,7 @@ def save_best(engine, run_dir: Path, stage_name: str, state: TrainerState, rank:
     dist.barrier()
     own = Path(tempfile.mkdtemp(prefix=f"netgpt-best-rank{rank}-"))
     try:
-        _write_shard(engine, own, state, rank)
+        _write_shard(engine, own, state, rank, moments=False)
         shutil.copytree(own, partial, dirs_exist_ok=True)
     finally:
         shutil.rmtree(own, ignore_errors=True)
@@ -392,9 +406,10 @@ def restore_best(engine, run_dir: Path, stage_name: str, rank: int = 0) -> None:
     """Every rank: load the weights of the stage's best checkpoint (not its trainer state or RNG).
 
     DeepSpeed restores the fp32 master partitions with them (tested: a step at learning rate 0 afterwards
-    keeps the best weights); the Adam moments are left out, since the next stage begins with fresh ones.
-    A best checkpoint written by another world size (before a resume on another worker count) goes
-    through the universal conversion like a resume (its moments come along; the next stage resets them)."""
+    keeps the best weights); a best holds no Adam moments (`save_best`), and the next stage begins with
+    fresh ones. A best checkpoint written by another world size (before a resume on another worker count)
+    goes through the universal conversion like a resume, with zeros for the moments it lacks
+    (`moments.with_zero_moments`; the next stage resets them anyway)."""
     folder = best_checkpoint_dir(run_dir, stage_name)
     if rank == 0:
         recover_best(folder)  # a crash while a best was replaced: the complete one, renamed into place
@@ -403,7 +418,9 @@ def restore_best(engine, run_dir: Path, stage_name: str, rank: int = 0) -> None:
     if state_file.is_file():
         state = TrainerState.from_json(state_file.read_text(encoding="utf-8"))
         if state.world_size not in (0, dist.get_world_size()):
-            _load_resharded(engine, folder, state, Path(run_dir), rank, prefix=f"best-{stage_name}")
+            _load_resharded(
+                engine, folder, state, Path(run_dir), rank, prefix=f"best-{stage_name}", best=True
+            )
             return
     load_path, _ = engine.load_checkpoint(
         str(folder), tag=DS_TAG, load_optimizer_states=False, load_lr_scheduler_states=False

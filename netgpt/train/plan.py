@@ -37,8 +37,9 @@ What the plan counts:
   metadata (the demo's checkpoints, 198k parameters in fp32 on 2 ranks, are 2.5-3.3 MB against 16·P =
   3.2 MB). Ray keeps `train.keep_checkpoints` and writes the next before it deletes the oldest; each
   stage keeps its best (when it validates), and a new best is written beside the old before it replaces
-  it; then `model/`, the export, 4·P in fp32. Not counted: the universal checkpoint a resume on another
-  world size converts to, the same size again.
+  it: under ZeRO-3 a best holds no AdamW moments (`netgpt/train/moments.py`), 4·P of master weights where
+  a checkpoint holds 12·P; then `model/`, the export, 4·P in fp32. Not counted: the universal checkpoint
+  a resume on another world size converts to, the same size again.
 
 Estimates are upper bounds of the usual kind (prompts padded to the longest in a batch are often shorter
 than `max_prompt_tokens`); CPU and GPU counts are what Ray reserves, plus the one CPU kept free.
@@ -64,6 +65,9 @@ EXPORT_BYTES = 4
 """Per parameter of `model/`, the export after training (fp32, `export_run`'s default)."""
 OPTIMIZER_BYTES = 12
 """Per parameter: DeepSpeed's fp32 master copy + AdamW's fp32 first and second moments."""
+BEST_OPTIMIZER_BYTES = 4
+"""Per parameter of a stage's best checkpoint under ZeRO-3: the fp32 master copy alone
+(`netgpt/train/moments.py`)."""
 ACTIVATION_BYTES_PER_TOKEN_HIDDEN_LAYER = 34
 """Korthikanti et al. (2022), a transformer layer at 16 bits without recomputation, attention scores not
 stored (SDPA / flash attention): 34 bytes per token per hidden unit."""
@@ -494,14 +498,36 @@ class ResourcePlan:
         return tensors + self.num_workers * CHECKPOINT_RANK_BYTES
 
     @property
+    def best_checkpoint_bytes(self) -> int:
+        """One stage's best checkpoint, every rank's files: the master weights, the parameters (an upper
+        bound), and each rank's metadata."""
+        tensors = (self.best_optimizer_bytes + self.param_bytes) * self.params.total
+        return tensors + self.num_workers * CHECKPOINT_RANK_BYTES
+
+    @property
+    def best_optimizer_bytes(self) -> int:
+        """Per parameter of a best checkpoint's optimizer files: under ZeRO-3 no AdamW moments."""
+        return BEST_OPTIMIZER_BYTES if self.zero_stage == 3 else OPTIMIZER_BYTES
+
+    @property
     def checkpoints_at_most(self) -> int:
-        """Checkpoints on disk at once: Ray's kept ones and the next, each stage's best and a new one."""
-        return self.keep_checkpoints + 1 + self.best_stages + (1 if self.best_stages else 0)
+        """Checkpoints on disk at once: Ray's kept ones and the next."""
+        return self.keep_checkpoints + 1
+
+    @property
+    def bests_at_most(self) -> int:
+        """Best checkpoints on disk at once: each validating stage's and a new one beside the old."""
+        return self.best_stages + (1 if self.best_stages else 0)
 
     @property
     def disk_bytes(self) -> int:
-        """The most the run holds under `train.storage_path` at once: its checkpoints and `model/`."""
-        return self.checkpoints_at_most * self.checkpoint_bytes + EXPORT_BYTES * self.params.total
+        """The most the run holds under `train.storage_path` at once: its checkpoints, its stages' best
+        ones and `model/`."""
+        return (
+            self.checkpoints_at_most * self.checkpoint_bytes
+            + self.bests_at_most * self.best_checkpoint_bytes
+            + EXPORT_BYTES * self.params.total
+        )
 
     def disk_note(self) -> str | None:
         """A warning when the run folder's file system has less free space than the run may still write
@@ -624,6 +650,7 @@ class ResourcePlan:
                     f"fewest holding the total (model states alone: {states if states else 'none fit'})",
                 )
             )
+        metadata = f"{n} ranks × {CHECKPOINT_RANK_BYTES // 2**20} MiB"
         rows += [
             (
                 "host memory",
@@ -635,9 +662,14 @@ class ResourcePlan:
             (
                 "disk",
                 _gib(self.disk_bytes),
-                f"{self.checkpoints_at_most} checkpoints at once ({self.keep_checkpoints} kept + the next"
-                + (f", {self.best_stages} stages' best + a new one" if self.best_stages else "")
-                + f") × (P·({OPTIMIZER_BYTES} + {b}) + {n} ranks × {CHECKPOINT_RANK_BYTES // 2**20} MiB)"
+                f"{self.checkpoints_at_most} checkpoints at once ({self.keep_checkpoints} kept + the next)"
+                + f" × (P·({OPTIMIZER_BYTES} + {b}) + {metadata})"
+                + (
+                    f" + {self.bests_at_most} best ({self.best_stages} stages' + a new one)"
+                    f" × (P·({self.best_optimizer_bytes} + {b}) + {metadata})"
+                    if self.bests_at_most
+                    else ""
+                )
                 + f" + model/ P·{EXPORT_BYTES}, under {self.run_dir}",
             ),
         ]

@@ -276,3 +276,27 @@ def test_a_checkpoint_is_no_larger_than_the_plan_counts_one(engine, batch_maker,
     assert OPTIMIZER_BYTES * params <= optimizer <= OPTIMIZER_BYTES * params * 1.05 + 100_000, files
     tensors = (OPTIMIZER_BYTES + (2 if engine.bfloat16_enabled() else 4)) * params
     assert sum(files.values()) <= tensors + CHECKPOINT_RANK_BYTES, (files, params)  # one rank
+
+
+def test_a_best_checkpoint_is_no_larger_than_the_plan_counts_one(engine, batch_maker, tmp_path):
+    """`ResourcePlan.best_checkpoint_bytes`, (4 + b) bytes per parameter and 1 MiB a rank, bounds a real
+    best (no AdamW moments) once every part has its moments: the optimizer states are the masters alone."""
+    from netgpt.train.plan import BEST_OPTIMIZER_BYTES, CHECKPOINT_RANK_BYTES
+    from netgpt.train.stages import freeze_for_stage
+
+    engine, config = engine
+    before = [p.requires_grad for p in engine.module.parameters()]
+    finetune = config.train.stages[2]
+    set_stage_hparams(engine.optimizer, finetune, freeze_for_stage(engine.module, finetune), factor=0.0)
+    try:
+        train_step(engine, [batch_maker(2, seed=3)], finetune, engine.module.prompt_builder(), StepMeter())
+        folder = save_best(engine, tmp_path, finetune.name, TrainerState(global_step=1, world_size=1), rank=0)
+    finally:
+        for param, requires_grad in zip(engine.module.parameters(), before, strict=True):
+            param.requires_grad_(requires_grad)
+    files = {str(p.relative_to(folder)): p.stat().st_size for p in folder.rglob("*") if p.is_file()}
+    params = sum(p.ds_numel for p in engine.module.parameters())
+    optimizer = sum(size for name, size in files.items() if "optim_states" in name)
+    assert BEST_OPTIMIZER_BYTES * params <= optimizer <= BEST_OPTIMIZER_BYTES * params * 1.05 + 100_000, files
+    tensors = (BEST_OPTIMIZER_BYTES + (2 if engine.bfloat16_enabled() else 4)) * params
+    assert sum(files.values()) <= tensors + CHECKPOINT_RANK_BYTES, (files, params)  # one rank

@@ -282,15 +282,18 @@ def test_the_disk_row_counts_every_checkpoint_on_disk_at_once_and_the_export(tmp
     plan = ResourcePlan.of(_short_config(tmp_path, f"train.storage_path={tmp_path / 'runs'}"))
     p = plan.params.total
     per_checkpoint = (12 + 4) * p + 4 * 2**20  # fp32 on CPU; 1 MiB for each of the 4 ranks
-    assert plan.checkpoint_bytes == per_checkpoint
+    per_best = (4 + 4) * p + 4 * 2**20  # the master weights, no AdamW moments
+    assert (plan.checkpoint_bytes, plan.best_checkpoint_bytes) == (per_checkpoint, per_best)
     # 2 kept + the next; 3 stages' best + a new one written beside the old; model/ in fp32
-    assert plan.disk_bytes == (2 + 1 + 3 + 1) * per_checkpoint + 4 * p
+    assert plan.disk_bytes == (2 + 1) * per_checkpoint + (3 + 1) * per_best + 4 * p
     row = next(row for row in plan.rows() if row[0] == "disk")
-    assert "7 checkpoints at once" in row[2] and str(tmp_path / "runs" / "netgpt") in row[2]
+    assert "3 checkpoints at once" in row[2] and "4 best (3 stages' + a new one)" in row[2]
+    assert str(tmp_path / "runs" / "netgpt") in row[2]
     quiet = ResourcePlan.of(
         _short_config(tmp_path, "train.val_every_epoch=false", "train.keep_checkpoints=1")
     )
     assert quiet.disk_bytes == (1 + 1) * per_checkpoint + 4 * p  # no validation, no best
+    assert "best" not in next(row for row in quiet.rows() if row[0] == "disk")[2]
 
 
 def test_a_disk_with_less_free_space_than_the_run_may_write_is_named(tmp_path, monkeypatch, capsys):
