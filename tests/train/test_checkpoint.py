@@ -250,53 +250,37 @@ def test_a_best_checkpoint_of_another_world_size_is_restored_through_a_universal
     assert all(torch.equal(a, b) for a, b in zip(best, _weights(engine), strict=True))
 
 
+@pytest.mark.parametrize("best", [False, True], ids=["checkpoint", "best"])
 @pytest.mark.parametrize("stage_index", [0, 2])
-def test_a_checkpoint_is_no_larger_than_the_plan_counts_one(engine, batch_maker, tmp_path, stage_index):
+def test_a_checkpoint_is_no_larger_than_the_plan_counts_one(engine, batch_maker, tmp_path, stage_index, best):
     """`ResourcePlan.checkpoint_bytes`, (12 + b) bytes per parameter and 1 MiB a rank, bounds a real
     checkpoint's files whichever parts are frozen (graph pretraining freezes the LLM, whose parameters then
     go into the model states; fine-tuning trains everything); once every part has taken a step (AdamW makes
-    its moments at the first), the optimizer states alone are 12 bytes a parameter."""
-    from netgpt.train.plan import CHECKPOINT_RANK_BYTES, OPTIMIZER_BYTES
+    its moments at the first), the optimizer states alone are 12 bytes a parameter. A stage's best
+    (`best_checkpoint_bytes`) has no moments: 4 bytes a parameter of master weights."""
+    from netgpt.train.plan import BEST_OPTIMIZER_BYTES, CHECKPOINT_RANK_BYTES, OPTIMIZER_BYTES
     from netgpt.train.stages import freeze_for_stage
 
     engine, config = engine
+    per_param = BEST_OPTIMIZER_BYTES if best else OPTIMIZER_BYTES
     before = [p.requires_grad for p in engine.module.parameters()]
     finetune = config.train.stages[2]
     set_stage_hparams(engine.optimizer, finetune, freeze_for_stage(engine.module, finetune), factor=0.0)
     train_step(engine, [batch_maker(2, seed=3)], finetune, engine.module.prompt_builder(), StepMeter())
     freeze_for_stage(engine.module, config.train.stages[stage_index])
+    state = TrainerState(global_step=1, world_size=1)
     try:
-        checkpoint._write_shard(engine, tmp_path, TrainerState(global_step=1, world_size=1), rank=0)
-    finally:
-        for param, requires_grad in zip(engine.module.parameters(), before, strict=True):
-            param.requires_grad_(requires_grad)
-    files = {str(p.relative_to(tmp_path)): p.stat().st_size for p in tmp_path.rglob("*") if p.is_file()}
-    params = sum(p.ds_numel for p in engine.module.parameters())
-    optimizer = sum(size for name, size in files.items() if "optim_states" in name)
-    assert OPTIMIZER_BYTES * params <= optimizer <= OPTIMIZER_BYTES * params * 1.05 + 100_000, files
-    tensors = (OPTIMIZER_BYTES + (2 if engine.bfloat16_enabled() else 4)) * params
-    assert sum(files.values()) <= tensors + CHECKPOINT_RANK_BYTES, (files, params)  # one rank
-
-
-def test_a_best_checkpoint_is_no_larger_than_the_plan_counts_one(engine, batch_maker, tmp_path):
-    """`ResourcePlan.best_checkpoint_bytes`, (4 + b) bytes per parameter and 1 MiB a rank, bounds a real
-    best (no AdamW moments) once every part has its moments: the optimizer states are the masters alone."""
-    from netgpt.train.plan import BEST_OPTIMIZER_BYTES, CHECKPOINT_RANK_BYTES
-    from netgpt.train.stages import freeze_for_stage
-
-    engine, config = engine
-    before = [p.requires_grad for p in engine.module.parameters()]
-    finetune = config.train.stages[2]
-    set_stage_hparams(engine.optimizer, finetune, freeze_for_stage(engine.module, finetune), factor=0.0)
-    try:
-        train_step(engine, [batch_maker(2, seed=3)], finetune, engine.module.prompt_builder(), StepMeter())
-        folder = save_best(engine, tmp_path, finetune.name, TrainerState(global_step=1, world_size=1), rank=0)
+        if best:
+            folder = save_best(engine, tmp_path, config.train.stages[stage_index].name, state, rank=0)
+        else:
+            folder = tmp_path
+            checkpoint._write_shard(engine, folder, state, rank=0)
     finally:
         for param, requires_grad in zip(engine.module.parameters(), before, strict=True):
             param.requires_grad_(requires_grad)
     files = {str(p.relative_to(folder)): p.stat().st_size for p in folder.rglob("*") if p.is_file()}
     params = sum(p.ds_numel for p in engine.module.parameters())
     optimizer = sum(size for name, size in files.items() if "optim_states" in name)
-    assert BEST_OPTIMIZER_BYTES * params <= optimizer <= BEST_OPTIMIZER_BYTES * params * 1.05 + 100_000, files
-    tensors = (BEST_OPTIMIZER_BYTES + (2 if engine.bfloat16_enabled() else 4)) * params
+    assert per_param * params <= optimizer <= per_param * params * 1.05 + 100_000, files
+    tensors = (per_param + (2 if engine.bfloat16_enabled() else 4)) * params
     assert sum(files.values()) <= tensors + CHECKPOINT_RANK_BYTES, (files, params)  # one rank
