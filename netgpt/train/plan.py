@@ -309,6 +309,9 @@ class ResourcePlan:
     """`train.keep_checkpoints`: the checkpoints Ray keeps."""
     best_stages: int = 0
     """Stages that keep a best checkpoint: all of them when they validate (`train.val_every_epoch`)."""
+    optimizer_on_nvme: bool = False
+    """The optimizer states swapped to NVMe: DeepSpeed then keeps them out of memory, and a best keeps
+    its AdamW moments (`netgpt/train/moments.py`)."""
     run_dir: str | None = None
     """`train.storage_path/train.run_name`, where the checkpoints go."""
     worker_resources: dict[str, float] = field(default_factory=dict)
@@ -381,6 +384,7 @@ class ResourcePlan:
             stream_buffer_bytes=int(graph.stream_buffer_mb * 1e6),
             keep_checkpoints=train.keep_checkpoints,
             best_stages=len(train.stages) if train.val_every_epoch else 0,
+            optimizer_on_nvme=zero.get("offload_optimizer", {}).get("device") == "nvme",
             run_dir=str(Path(train.storage_path) / train.run_name),
             worker_resources=dict(train.worker_resources),
             sampler_resources=dict(graph.sampler_resources),
@@ -506,8 +510,11 @@ class ResourcePlan:
 
     @property
     def best_optimizer_bytes(self) -> int:
-        """Per parameter of a best checkpoint's optimizer files: under ZeRO-3 no AdamW moments."""
-        return BEST_OPTIMIZER_BYTES if self.zero_stage == 3 else OPTIMIZER_BYTES
+        """Per parameter of a best checkpoint's optimizer files: under ZeRO-3 no AdamW moments, unless they
+        are swapped to NVMe."""
+        return (
+            BEST_OPTIMIZER_BYTES if self.zero_stage == 3 and not self.optimizer_on_nvme else OPTIMIZER_BYTES
+        )
 
     @property
     def checkpoints_at_most(self) -> int:

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import netgpt
 from netgpt.cli import main as cli_main
 from netgpt.config import load_config
 from netgpt.graph.rows import ATTRIBUTE_TYPES
@@ -294,6 +295,23 @@ def test_the_disk_row_counts_every_checkpoint_on_disk_at_once_and_the_export(tmp
     )
     assert quiet.disk_bytes == (1 + 1) * per_checkpoint + 4 * p  # no validation, no best
     assert "best" not in next(row for row in quiet.rows() if row[0] == "disk")[2]
+
+
+def test_a_best_keeps_its_moments_under_zero2_and_with_the_optimizer_on_nvme(tmp_path):
+    """`netgpt/train/moments.py` leaves the moments out under ZeRO-3 only, and not when they are swapped to
+    NVMe: the plan counts those bests as whole checkpoints."""
+    import json
+
+    zero3 = json.loads((Path(netgpt.__file__).parent / "ds_configs" / "zero3_offload.json").read_text())
+    zero3["zero_optimization"]["offload_optimizer"]["device"] = "nvme"
+    nvme = tmp_path / "zero3_nvme.json"
+    nvme.write_text(json.dumps(zero3))
+    for ds_config in ("ds_configs/zero2.json", str(nvme)):
+        plan = ResourcePlan.of(_short_config(tmp_path, f"train.ds_config={ds_config}"))
+        assert plan.best_checkpoint_bytes == plan.checkpoint_bytes, ds_config
+        assert f"P·(12 + {plan.param_bytes})" in next(row for row in plan.rows() if row[0] == "disk")[2]
+    zero3_offload = ResourcePlan.of(_short_config(tmp_path, "train.ds_config=ds_configs/zero3_offload.json"))
+    assert zero3_offload.best_checkpoint_bytes < zero3_offload.checkpoint_bytes  # on the host: left out
 
 
 def test_a_disk_with_less_free_space_than_the_run_may_write_is_named(tmp_path, monkeypatch, capsys):
