@@ -10,6 +10,7 @@ write-to-a-temporary-name-then-rename in netgpt.
     with atomic_path(path) as tmp:                           # any writer that takes a path
         pyarrow.parquet.write_table(table, tmp)
     replace_directory(finished_folder, target)               # a folder built by other means
+    move_files_into(shard_folder, checkpoint_folder)         # merge a folder into another by renames
 
 Permissions: temporary files and folders are created as any file is (0666 / 0777 less the umask: 0644 /
 0755 under the usual 022), never with `tempfile`'s 0600 / 0700, which would lock other users of a shared
@@ -131,6 +132,18 @@ def write_text_atomic(target: str | os.PathLike[str], text: str) -> Path:
     with atomic_path(target) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return Path(target)
+
+
+def move_files_into(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
+    """Rename every file under `source` to the same place under `target` (folders made as needed, a file
+    already there replaced), then remove `source`. On one file system no byte is copied: the ranks of a
+    checkpoint each write their shard into a folder of their own beside it, then merge them this way."""
+    source, target = Path(source), Path(target)
+    for path in sorted(p for p in source.rglob("*") if p.is_file()):
+        destination = target / path.relative_to(source)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, destination)
+    shutil.rmtree(source)
 
 
 def _temporary_name(target: Path) -> Path:

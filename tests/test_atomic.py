@@ -11,6 +11,7 @@ from netgpt.atomic import (
     OutputError,
     atomic_directory,
     atomic_path,
+    move_files_into,
     replace_directory,
     write_text_atomic,
 )
@@ -157,3 +158,25 @@ def test_a_file_in_place_of_the_folder_is_refused(tmp_path):
         atomic_directory(tmp_path / "out", "tables"),
     ):
         pass
+
+
+def test_move_files_into_merges_two_shards_by_renames(tmp_path):
+    """Two ranks' shard folders into one checkpoint folder: every file lands in its place, the same inode
+    (renamed, not copied), a file both wrote is replaced, and the shard folders are gone."""
+    shards = [tmp_path / f"shard{rank}" for rank in (0, 1)]
+    for rank, shard in enumerate(shards):
+        (shard / "ds").mkdir(parents=True)
+        (shard / "ds" / f"rank{rank}.pt").write_bytes(bytes([rank]) * 10)
+        (shard / "manifest").mkdir()
+        (shard / "manifest" / f"rank{rank}.json").write_text("{}")
+        (shard / "ds" / "latest").write_text("ds")  # DeepSpeed's tag file, the same from every rank
+    inode = (shards[1] / "ds" / "rank1.pt").stat().st_ino
+    target = tmp_path / "step-1"
+    for shard in shards:
+        move_files_into(shard, target)
+    files = sorted(str(p.relative_to(target)) for p in target.rglob("*") if p.is_file())
+    assert files == ["ds/latest", "ds/rank0.pt", "ds/rank1.pt", "manifest/rank0.json", "manifest/rank1.json"]
+    assert (target / "ds" / "rank1.pt").stat().st_ino == inode and (
+        target / "ds" / "latest"
+    ).read_text() == "ds"
+    assert not any(shard.exists() for shard in shards)

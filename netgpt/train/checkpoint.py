@@ -4,9 +4,10 @@ A checkpoint folder holds DeepSpeed's files under the tag `ds` (each rank's ZeRO
 optimizer state), `rng/rank{r}.safetensors` (each rank's RNG states, no pickle: `rng_state.py`),
 `trainer_state.json` (the curriculum's position, JSON) and `manifest/rank{r}.json` (the files each rank
 wrote, with sizes and sha256: `manifest.py`, which tells a complete checkpoint from a damaged one).
-Each rank writes into its own fresh temporary folder and hands it to `ray.train.report`, which copies the
-files into one new folder of the run's storage and registers it only after every rank has reported: a crash
-while writing leaves an unregistered folder and never touches the previous, complete checkpoint. Ray's
+Each rank writes into a fresh folder of its own in the run folder (`shard_folder`), renames its files into
+the checkpoint's one new folder there, and reports that to `ray.train.report`, which registers it only after
+every rank has reported (uploading nothing: the files are already in the run's storage). A crash while
+writing leaves an unregistered folder and never touches the previous, complete checkpoint. Ray's
 `CheckpointConfig(num_to_keep=K)` deletes the oldest only after a newer one is registered.
 
 The best checkpoint of each stage is written into the run folder (`best/<stage>`), first under a temporary
@@ -32,7 +33,6 @@ import contextlib
 import hashlib
 import json
 import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -42,7 +42,7 @@ import ray.train
 import torch
 import torch.distributed as dist
 
-from netgpt.atomic import replace_directory, write_text_atomic
+from netgpt.atomic import move_files_into, replace_directory, write_text_atomic
 from netgpt.config import RETIRED_KEYS
 from netgpt.train.best_swap import partial_of, publish_best, recover_best
 from netgpt.train.manifest import STATE_FILE, write_manifest
@@ -240,19 +240,47 @@ def _write_shard(engine, folder: Path, state: TrainerState, rank: int, moments: 
     write_manifest(folder, rank)
 
 
-def save_checkpoint(engine, state: TrainerState, metrics: dict[str, float], rank: int) -> None:
-    """Every rank: write this rank's shard, then report it to Ray Train (a barrier across ranks)."""
-    folder = Path(tempfile.mkdtemp(prefix=f"netgpt-ckpt-rank{rank}-"))
+SHARD_PREFIX = ".shard-"
+"""Folders `run_dir/.shard-<checkpoint>.rank<r>`: where a rank writes its shard before renaming its files
+into the checkpoint's folder (what a crash leaves of them is removed by `remove_stale_shards`)."""
+
+
+def shard_folder(run_dir: Path, name: str, rank: int) -> Path:
+    """Where rank `rank` writes its shard of the checkpoint `name` first: in the run folder, on the file
+    system the checkpoint is kept on, so that its files are then renamed into place, never copied."""
+    return run_dir / f"{SHARD_PREFIX}{name}.rank{rank}"
+
+
+def remove_stale_shards(run_dir: Path) -> None:
+    """Rank 0, before any rank saves: the shard folders an interrupted save left in `run_dir`."""
+    for folder in run_dir.glob(f"{SHARD_PREFIX}*"):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def save_checkpoint(engine, state: TrainerState, metrics: dict[str, float], rank: int, run_dir: Path) -> None:
+    """Every rank: write this rank's shard, rename its files into the checkpoint's folder in `run_dir`, then
+    report it to Ray Train (a barrier across ranks), which registers it once every rank has.
+
+    The files are already where Ray keeps checkpoints (`run_dir` is the run's Ray storage folder), so the
+    report uploads nothing (`NO_UPLOAD`): no local copy to write first and copy after, which for a 7B
+    model was (12 + 2) bytes a parameter through each node's local disk. A crash before every rank has
+    reported leaves an unregistered folder, as an interrupted upload did, and the previous checkpoint
+    untouched."""
+    name = f"step-{state.global_step:08d}-r{state.restarts}"
+    own = shard_folder(run_dir, name, rank)
+    shutil.rmtree(own, ignore_errors=True)
+    own.mkdir(parents=True)
     try:
-        _write_shard(engine, folder, state, rank)
-        name = f"step-{state.global_step:08d}-r{state.restarts}"
+        _write_shard(engine, own, state, rank)
+        move_files_into(own, run_dir / name)
         ray.train.report(
             {**metrics, "global_step": state.global_step, "stage_index": state.stage_index},
-            checkpoint=ray.train.Checkpoint.from_directory(str(folder)),
+            checkpoint=ray.train.Checkpoint.from_directory(str(run_dir / name)),
             checkpoint_dir_name=name,
+            checkpoint_upload_mode=ray.train.CheckpointUploadMode.NO_UPLOAD,
         )
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(own, ignore_errors=True)
 
 
 def load_checkpoint(
@@ -380,8 +408,8 @@ def save_best(engine, run_dir: Path, stage_name: str, state: TrainerState, rank:
     """Every rank: write the stage's best checkpoint to `run_dir/best/<stage>`, crash-safe (`best_swap.py`),
     without AdamW's moments (`moments.py`: only its weights are ever restored).
 
-    Each rank writes its shard into a fresh folder of its own (as for `save_checkpoint`), then copies it
-    into the shared `.<stage>.partial`; rank 0 swaps that in once every rank has."""
+    Each rank writes its shard into a fresh folder of its own in the run folder (as for `save_checkpoint`),
+    then renames its files into the shared `.<stage>.partial`; rank 0 swaps that in once every rank has."""
     final = best_checkpoint_dir(run_dir, stage_name)
     partial = partial_of(final)
     if rank == 0:
@@ -389,10 +417,12 @@ def save_best(engine, run_dir: Path, stage_name: str, state: TrainerState, rank:
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)
     dist.barrier()
-    own = Path(tempfile.mkdtemp(prefix=f"netgpt-best-rank{rank}-"))
+    own = shard_folder(Path(run_dir), f"best-{stage_name}", rank)
+    shutil.rmtree(own, ignore_errors=True)
+    own.mkdir(parents=True)
     try:
         _write_shard(engine, own, state, rank, moments=False)
-        shutil.copytree(own, partial, dirs_exist_ok=True)
+        move_files_into(own, partial)
     finally:
         shutil.rmtree(own, ignore_errors=True)
     dist.barrier()

@@ -32,6 +32,7 @@ from netgpt.train.checkpoint import (
     check_resume,
     fingerprint,
     load_checkpoint,
+    remove_stale_shards,
     restore_best,
     resume_settings,
     save_best,
@@ -142,6 +143,8 @@ class Curriculum:
         first world size fixes every stage's global batch (`TrainerState.batch_world_size`)."""
         settings = resume_settings(self.config, self.split_sizes)
         stages = self.config.train.stages
+        if self.rank == 0:  # no rank saves before rank 0 has taken its first step
+            remove_stale_shards(self.run_dir)
         checkpoint = ray.train.get_checkpoint()
         if checkpoint is None:
             self.state = TrainerState(
@@ -306,7 +309,7 @@ class Curriculum:
             if stage_end:
                 break
             if state.global_step % self.config.train.checkpoint_every == 0:
-                save_checkpoint(self.engine, state, {"train_loss": terms["loss"]}, self.rank)
+                save_checkpoint(self.engine, state, {"train_loss": terms["loss"]}, self.rank, self.run_dir)
         # A stage cut short (max_steps, early stopping) leaves its streams unread: end their Ray Data
         # executions, or they keep sampling ahead beside the next stage's (netgpt/train/prefetch.py).
         batches.close()
@@ -316,7 +319,7 @@ class Curriculum:
             restore_best(self.engine, self.run_dir, stage.name, self.rank)
         tested = self.test(stage) if self.evaluate_test else {}
         self.state = state.for_next_stage(tested)
-        save_checkpoint(self.engine, self.state, {"stage_end": float(index)}, self.rank)
+        save_checkpoint(self.engine, self.state, {"stage_end": float(index)}, self.rank, self.run_dir)
 
     def _profile_step(self, stage: StageConfig, step: StepMeter, first_step: bool) -> None:
         """Close the step in the profile (when on); the stage's first step is kept apart, as in `startup`."""

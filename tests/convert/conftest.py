@@ -63,20 +63,21 @@ def _loop(loop_config: dict) -> None:
     avoid_jit_builds()
     config = loop_config["config"]
     rank = ray.train.get_context().get_world_rank()
+    run_dir = Path(loop_config["run_dir"])
     tokenizer = AutoTokenizer.from_pretrained(loop_config["tokenizer_dir"])
     engine, _ = build_engine(config, loop_config["feature_dims"], tokenizer, world_size=2)
     stage = config.train.stages[-1]
     prompts = engine.module.prompt_builder()
     batches = loop_config["batches"][rank]
     train_step(engine, [batches[0]], stage, prompts, StepMeter())
-    save_checkpoint(engine, TrainerState(stage_index=2, stage_step=1, global_step=1), {}, rank)
+    save_checkpoint(engine, TrainerState(stage_index=2, stage_step=1, global_step=1), {}, rank, run_dir)
     best_state = TrainerState(
         stage_index=2, stage_step=1, global_step=1, best_score=loop_config["best_score"]
     )
     best_state.test_metrics = dict(loop_config["test_metrics"])
-    save_best(engine, Path(loop_config["run_dir"]), stage.name, best_state, rank)
+    save_best(engine, run_dir, stage.name, best_state, rank)
     train_step(engine, [batches[1]], stage, prompts, StepMeter())
-    save_checkpoint(engine, TrainerState(stage_index=2, stage_step=2, global_step=2), {}, rank)
+    save_checkpoint(engine, TrainerState(stage_index=2, stage_step=2, global_step=2), {}, rank, run_dir)
     dist.barrier()
     dist.destroy_process_group()
 

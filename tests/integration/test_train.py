@@ -58,6 +58,7 @@ def test_three_stages_on_two_zero3_workers(baseline):
     assert sorted(p.name for p in (result.run_dir / "best").iterdir()) == sorted(
         s.name for s in config.train.stages
     )
+    assert not list(result.run_dir.glob(".shard-*")), "every rank's shard folder renamed into place"
     # every registered checkpoint is complete by its ranks' manifests, and its RNG files are not pickles
     registry = json.loads((result.run_dir / "checkpoint_manager_snapshot.json").read_text())
     for entry in registry["checkpoint_results"]:
@@ -145,6 +146,9 @@ def test_worker_killed_mid_run_resumes_to_the_same_weights(data_dir, baseline, t
         if state and state["stage_index"] >= 1 and state["position"] > 0 and 1 in pids:
             killed, resume_state = pids[1], state
             os.kill(killed, signal.SIGKILL)
+            # what a save the kill interrupted would leave (the restarted group takes seconds to start)
+            stale = Path(config.train.storage_path) / "killed" / ".shard-step-00009999-r0.rank1"
+            (stale / "ds").mkdir(parents=True, exist_ok=True)
         time.sleep(0.05)
     runner.join(timeout=360)
     assert killed is not None, "the run ended before a worker could be killed mid-stage"
@@ -154,6 +158,7 @@ def test_worker_killed_mid_run_resumes_to_the_same_weights(data_dir, baseline, t
     (resumed_from,) = result.progress["resumed_from"]
     assert resumed_from >= resume_state["global_step"], resume_state
     assert result.progress["pids"][1] != killed
+    assert not list(result.run_dir.glob(".shard-*")), "the resumed rank 0 removes stale shard folders"
     assert result.metrics["global_step"] == metrics_steps(config)
     # the steps the killed workers logged after the checkpoint are logged again by the resumed run, and
     # TensorBoard keeps each step once
