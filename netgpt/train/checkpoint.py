@@ -251,6 +251,22 @@ def shard_folder(run_dir: Path, name: str, rank: int) -> Path:
     return run_dir / f"{SHARD_PREFIX}{name}.rank{rank}"
 
 
+def _write_shard_into(
+    engine, target: Path, state: TrainerState, rank: int, run_dir: Path, name: str, moments: bool = True
+) -> None:
+    """This rank's shard of the checkpoint `name`, written into its own fresh `shard_folder` and renamed
+    into `target` (which other ranks' shards share); the shard folder is gone afterwards, also after an
+    error."""
+    own = shard_folder(run_dir, name, rank)
+    shutil.rmtree(own, ignore_errors=True)
+    own.mkdir(parents=True)
+    try:
+        _write_shard(engine, own, state, rank, moments)
+        move_files_into(own, target)
+    finally:
+        shutil.rmtree(own, ignore_errors=True)
+
+
 def remove_stale_shards(run_dir: Path) -> None:
     """Rank 0, before any rank saves: the shard folders an interrupted save left in `run_dir`."""
     for folder in run_dir.glob(f"{SHARD_PREFIX}*"):
@@ -267,20 +283,13 @@ def save_checkpoint(engine, state: TrainerState, metrics: dict[str, float], rank
     reported leaves an unregistered folder, as an interrupted upload did, and the previous checkpoint
     untouched."""
     name = f"step-{state.global_step:08d}-r{state.restarts}"
-    own = shard_folder(run_dir, name, rank)
-    shutil.rmtree(own, ignore_errors=True)
-    own.mkdir(parents=True)
-    try:
-        _write_shard(engine, own, state, rank)
-        move_files_into(own, run_dir / name)
-        ray.train.report(
-            {**metrics, "global_step": state.global_step, "stage_index": state.stage_index},
-            checkpoint=ray.train.Checkpoint.from_directory(str(run_dir / name)),
-            checkpoint_dir_name=name,
-            checkpoint_upload_mode=ray.train.CheckpointUploadMode.NO_UPLOAD,
-        )
-    finally:
-        shutil.rmtree(own, ignore_errors=True)
+    _write_shard_into(engine, run_dir / name, state, rank, run_dir, name)
+    ray.train.report(
+        {**metrics, "global_step": state.global_step, "stage_index": state.stage_index},
+        checkpoint=ray.train.Checkpoint.from_directory(str(run_dir / name)),
+        checkpoint_dir_name=name,
+        checkpoint_upload_mode=ray.train.CheckpointUploadMode.NO_UPLOAD,
+    )
 
 
 def load_checkpoint(
@@ -356,9 +365,10 @@ def _load_resharded(
         partial = root / f".{name}.partial"
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)
-        source = with_zero_moments(folder / DS_TAG, partial / "with-moments") if best else folder / DS_TAG
+        scratch = partial / "with-moments"
+        source = with_zero_moments(folder / DS_TAG, scratch) if best else folder / DS_TAG
         universal_checkpoint(source, partial / DS_TAG)
-        shutil.rmtree(partial / "with-moments", ignore_errors=True)
+        shutil.rmtree(scratch, ignore_errors=True)
         replace_directory(partial, final)
     deadline = time.monotonic() + CONVERSION_WAIT_S
     while not final.is_dir():  # only ranks other than 0 wait here (shared storage, see module doc)
@@ -417,14 +427,7 @@ def save_best(engine, run_dir: Path, stage_name: str, state: TrainerState, rank:
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)
     dist.barrier()
-    own = shard_folder(Path(run_dir), f"best-{stage_name}", rank)
-    shutil.rmtree(own, ignore_errors=True)
-    own.mkdir(parents=True)
-    try:
-        _write_shard(engine, own, state, rank, moments=False)
-        move_files_into(own, partial)
-    finally:
-        shutil.rmtree(own, ignore_errors=True)
+    _write_shard_into(engine, partial, state, rank, Path(run_dir), f"best-{stage_name}", moments=False)
     dist.barrier()
     if rank == 0:
         publish_best(final)
