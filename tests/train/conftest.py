@@ -110,20 +110,21 @@ def process_group():
 
 def write_fake_checkpoint(folder, global_step: int, world_size: int = 2):
     """A checkpoint folder laid out as `checkpoint._write_shard` writes it on `world_size` ranks (each rank
-    into a folder of its own, merged as Ray merges them), with small stand-in DeepSpeed files: for the tests
-    of what decides whether a checkpoint is complete, without DeepSpeed."""
+    into a folder of its own, merged by renames as `save_checkpoint` merges them), with small stand-in
+    DeepSpeed files: for the tests of what decides whether a checkpoint is complete, without DeepSpeed."""
     import json
-    import shutil
     import tempfile
     from pathlib import Path
 
+    from netgpt.atomic import move_files_into
     from netgpt.train.checkpoint import DS_TAG, STATE_FILE, TrainerState
     from netgpt.train.manifest import write_manifest
     from netgpt.train.rng_state import save_rng_state
 
     folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
     for rank in range(world_size):
-        own = Path(tempfile.mkdtemp())
+        own = Path(tempfile.mkdtemp(dir=folder.parent))  # renamed into folder: one file system
         (own / DS_TAG).mkdir()
         (own / DS_TAG / f"zero_pp_rank_{rank}_mp_rank_00_model_states.pt").write_bytes(bytes([rank]) * 64)
         (own / DS_TAG / f"zero_pp_rank_{rank}_mp_rank_00_optim_states.pt").write_bytes(bytes([rank]) * 256)
@@ -133,8 +134,7 @@ def write_fake_checkpoint(folder, global_step: int, world_size: int = 2):
             state = TrainerState(global_step=global_step, stage_index=0, world_size=world_size)
             (own / STATE_FILE).write_text(state.to_json())
         write_manifest(own, rank)
-        shutil.copytree(own, folder, dirs_exist_ok=True)
-        shutil.rmtree(own)
+        move_files_into(own, folder)
     assert json.loads((folder / STATE_FILE).read_text())["global_step"] == global_step
     return folder
 

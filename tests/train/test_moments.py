@@ -18,8 +18,8 @@ from netgpt.train.stages import set_stage_hparams
 from netgpt.train.step import train_step
 
 
-def _optimizer_file(folder):
-    (path,) = [p for p in (folder / DS_TAG).iterdir() if p.name.endswith(OPTIMIZER_FILE_SUFFIX)]
+def _optimizer_file(ds_folder):
+    (path,) = [p for p in ds_folder.iterdir() if p.name.endswith(OPTIMIZER_FILE_SUFFIX)]
     return path
 
 
@@ -46,7 +46,7 @@ def test_a_best_keeps_the_masters_and_steps_and_leaves_out_the_moments(trained, 
     full = tmp_path / "full"
     checkpoint._write_shard(engine, full, TrainerState(global_step=1), rank=0)
 
-    saved, whole = _zero_state(_optimizer_file(best)), _zero_state(_optimizer_file(full))
+    saved, whole = _zero_state(_optimizer_file(best / DS_TAG)), _zero_state(_optimizer_file(full / DS_TAG))
     groups = saved["optimizer_state_dict"]["state"]
     assert groups and all(set(state) == {"step"} for state in groups.values()), groups
     assert {i: s["step"] for i, s in groups.items()} == {
@@ -56,7 +56,10 @@ def test_a_best_keeps_the_masters_and_steps_and_leaves_out_the_moments(trained, 
         assert torch.equal(ours, theirs)
     # the masters are 4 of the 12 bytes a parameter that a full optimizer file holds
     masters = sum(t.numel() * 4 for t in saved["fp32_flat_groups"])
-    best_bytes, full_bytes = _optimizer_file(best).stat().st_size, _optimizer_file(full).stat().st_size
+    best_bytes, full_bytes = (
+        _optimizer_file(best / DS_TAG).stat().st_size,
+        _optimizer_file(full / DS_TAG).stat().st_size,
+    )
     assert best_bytes < masters + 200_000 and full_bytes > 3 * masters - 200_000, (best_bytes, full_bytes)
     # the engine's own moments are untouched: training goes on from them
     assert engine.optimizer.optimizer.state is live
@@ -90,8 +93,8 @@ def test_the_universal_conversion_gets_zero_moments_for_a_best_and_a_full_checkp
     given = with_zero_moments(best / DS_TAG, tmp_path / "scratch")
     assert given == tmp_path / "scratch"
     assert sorted(p.name for p in given.iterdir()) == sorted(p.name for p in (best / DS_TAG).iterdir())
-    (path,) = [p for p in given.iterdir() if p.name.endswith(OPTIMIZER_FILE_SUFFIX)]
-    zero, kept = _zero_state(path), _zero_state(_optimizer_file(best))
+    path = _optimizer_file(given)
+    zero, kept = _zero_state(path), _zero_state(_optimizer_file(best / DS_TAG))
     groups = zero["optimizer_state_dict"]["state"]
     assert len(groups) == len(zero["fp32_flat_groups"])
     for index, master in enumerate(zero["fp32_flat_groups"]):
