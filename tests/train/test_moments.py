@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from netgpt.train import checkpoint
+from netgpt.train import checkpoint, moments
 from netgpt.train.checkpoint import DS_TAG, TrainerState, save_best
 from netgpt.train.moments import MOMENTS, OPTIMIZER_FILE_SUFFIX, adam_moments_left_out, with_zero_moments
 from netgpt.train.monitor import StepMeter
@@ -109,3 +109,23 @@ def test_the_universal_conversion_gets_zero_moments_for_a_best_and_a_full_checkp
     checkpoint._write_shard(engine, full, TrainerState(global_step=1), rank=0)
     assert with_zero_moments(full / DS_TAG, tmp_path / "unused") == full / DS_TAG
     assert not (tmp_path / "unused").exists()
+
+
+def test_where_links_fail_the_files_are_copied_and_a_folder_without_optimizer_files_is_named(
+    trained, tmp_path, monkeypatch
+) -> None:
+    engine, stage = trained
+    best = save_best(engine, tmp_path, stage.name, TrainerState(global_step=1, best_step=1), rank=0)
+
+    def no_links(*_):
+        raise OSError("links not supported here")
+
+    monkeypatch.setattr(moments.os, "link", no_links)
+    given = with_zero_moments(best / DS_TAG, tmp_path / "scratch")
+    assert sorted(p.name for p in given.iterdir()) == sorted(p.name for p in (best / DS_TAG).iterdir())
+    for other in (p for p in given.iterdir() if not p.name.endswith(OPTIMIZER_FILE_SUFFIX)):
+        original = best / DS_TAG / other.name
+        assert not os.path.samefile(other, original) and other.read_bytes() == original.read_bytes()
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"empty: no ZeRO optimizer files \(\*optim_states.pt\)"):
+        with_zero_moments(tmp_path / "empty", tmp_path / "scratch2")
