@@ -557,6 +557,10 @@ class TrainConfig:
     """Checkpoint every N optimizer steps (and at each stage end)."""
     keep_checkpoints: int = 2
     """Complete checkpoints kept (the best of each stage is kept besides)."""
+    async_checkpoints: bool = True
+    """Write each checkpoint on a thread while training goes on: every rank keeps a host copy of its shard
+    (its part of the optimizer states and parameters) until it is written, and Ray registers the checkpoint
+    once every rank has written its shard (docs/checkpoints.md). False: training waits for each write."""
     max_failures: int = 2
     """Worker-group restarts Ray Train may make before the run fails."""
     log_every: int = 5

@@ -6,8 +6,10 @@ optimizer state), `rng/rank{r}.safetensors` (each rank's RNG states, no pickle: 
 wrote, with sizes and sha256: `manifest.py`, which tells a complete checkpoint from a damaged one).
 Each rank writes into a fresh folder of its own in the run folder (`shard_folder`), renames its files into
 the checkpoint's one new folder there, and reports that to `ray.train.report`, which registers it only after
-every rank has reported (uploading nothing: the files are already in the run's storage). A crash while
-writing leaves an unregistered folder and never touches the previous, complete checkpoint. Ray's
+every rank has reported (uploading nothing: the files are already in the run's storage). By default a rank
+writes on a thread of its own while training goes on (`start_checkpoint`, `background_save.py`), and the
+checkpoint is reported once every rank's write has ended (`writes_ended`, `finish_checkpoint`). A crash
+while writing leaves an unregistered folder and never touches the previous, complete checkpoint. Ray's
 `CheckpointConfig(num_to_keep=K)` deletes the oldest only after a newer one is registered.
 
 The best checkpoint of each stage is written into the run folder (`best/<stage>`), first under a temporary
@@ -34,9 +36,11 @@ import hashlib
 import json
 import shutil
 import time
+from concurrent import futures
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ray.train
 import torch
@@ -48,6 +52,9 @@ from netgpt.train.best_swap import partial_of, publish_best, recover_best
 from netgpt.train.manifest import STATE_FILE, write_manifest
 from netgpt.train.moments import adam_moments_left_out, with_zero_moments
 from netgpt.train.rng_state import load_rng_state, save_rng_state
+
+if TYPE_CHECKING:  # imported where used: it imports DeepSpeed, which the driver need not load
+    from netgpt.train.background_save import BackgroundWriter
 
 DS_TAG = "ds"
 FINAL_METRICS = "final_metrics.json"
@@ -61,6 +68,7 @@ MAY_CHANGE = (
     "train.worker_resources.",
     "train.checkpoint_every",
     "train.keep_checkpoints",
+    "train.async_checkpoints",
     "train.max_failures",
     "train.log_every",
     "train.timeout_s",
@@ -234,10 +242,15 @@ def _write_shard(engine, folder: Path, state: TrainerState, rank: int, moments: 
     AdamW's moments unless `moments` (a best checkpoint: `netgpt/train/moments.py`)."""
     with contextlib.nullcontext() if moments else adam_moments_left_out(engine):
         engine.save_checkpoint(str(folder), tag=DS_TAG)
+    _write_rank_state(folder, state, rank)
+    write_manifest(folder, rank)
+
+
+def _write_rank_state(folder: Path, state: TrainerState, rank: int) -> None:
+    """This rank's RNG states, and on rank 0 the trainer state, into its shard `folder`."""
     save_rng_state(folder, rank)
     if rank == 0:
         (folder / STATE_FILE).write_text(state.to_json(), encoding="utf-8")
-    write_manifest(folder, rank)
 
 
 SHARD_PREFIX = ".shard-"
@@ -251,15 +264,20 @@ def shard_folder(run_dir: Path, name: str, rank: int) -> Path:
     return run_dir / f"{SHARD_PREFIX}{name}.rank{rank}"
 
 
+def _fresh_shard_folder(run_dir: Path, name: str, rank: int) -> Path:
+    own = shard_folder(run_dir, name, rank)
+    shutil.rmtree(own, ignore_errors=True)
+    own.mkdir(parents=True)
+    return own
+
+
 def _write_shard_into(
     engine, target: Path, state: TrainerState, rank: int, run_dir: Path, name: str, moments: bool = True
 ) -> None:
     """This rank's shard of the checkpoint `name`, written into its own fresh `shard_folder` and renamed
     into `target` (which other ranks' shards share); the shard folder is gone afterwards, also after an
     error."""
-    own = shard_folder(run_dir, name, rank)
-    shutil.rmtree(own, ignore_errors=True)
-    own.mkdir(parents=True)
+    own = _fresh_shard_folder(run_dir, name, rank)
     try:
         _write_shard(engine, own, state, rank, moments)
         move_files_into(own, target)
@@ -282,14 +300,99 @@ def save_checkpoint(engine, state: TrainerState, metrics: dict[str, float], rank
     model was (12 + 2) bytes a parameter through each node's local disk. A crash before every rank has
     reported leaves an unregistered folder, as an interrupted upload did, and the previous checkpoint
     untouched."""
-    name = f"step-{state.global_step:08d}-r{state.restarts}"
+    name = checkpoint_name(state)
     _write_shard_into(engine, run_dir / name, state, rank, run_dir, name)
+    _report(run_dir, name, _reported_metrics(metrics, state))
+
+
+def checkpoint_name(state: TrainerState) -> str:
+    """The folder name of the checkpoint of `state` (step, then restarts: unique within a run)."""
+    return f"step-{state.global_step:08d}-r{state.restarts}"
+
+
+def _reported_metrics(metrics: dict[str, float], state: TrainerState) -> dict[str, float]:
+    return {**metrics, "global_step": state.global_step, "stage_index": state.stage_index}
+
+
+def _report(run_dir: Path, name: str, metrics: dict[str, float]) -> None:
     ray.train.report(
-        {**metrics, "global_step": state.global_step, "stage_index": state.stage_index},
+        metrics,
         checkpoint=ray.train.Checkpoint.from_directory(str(run_dir / name)),
         checkpoint_dir_name=name,
         checkpoint_upload_mode=ray.train.CheckpointUploadMode.NO_UPLOAD,
     )
+
+
+class CheckpointNotWritten(RuntimeError):
+    """A rank's shard of a checkpoint written in the background could not be written; the run's previous
+    checkpoint is untouched, and Ray Train restarts the run from it (`train.max_failures`)."""
+
+
+@dataclass
+class PendingCheckpoint:
+    """A checkpoint whose shard this rank's `BackgroundWriter` is writing (`start_checkpoint`)."""
+
+    name: str
+    shard: Path
+    """This rank's shard folder (`shard_folder`), renamed into the checkpoint's folder once written."""
+    metrics: dict[str, float]
+    written: Future[None]
+
+
+def start_checkpoint(
+    engine,
+    state: TrainerState,
+    metrics: dict[str, float],
+    rank: int,
+    run_dir: Path,
+    writer: BackgroundWriter,
+) -> PendingCheckpoint:
+    """Every rank: take a host copy of this rank's shard and hand it to `writer`; training goes on while it
+    writes (`netgpt/train/background_save.py`). Registered by `finish_checkpoint` once every rank's write
+    has ended (`writes_ended`)."""
+    from netgpt.train.background_save import snapshots_of
+
+    name = checkpoint_name(state)
+    own = _fresh_shard_folder(run_dir, name, rank)
+    try:
+        with snapshots_of(engine) as snapshot:
+            engine.save_checkpoint(str(own), tag=DS_TAG)
+        _write_rank_state(own, state, rank)
+    except BaseException:
+        shutil.rmtree(own, ignore_errors=True)
+        raise
+    return PendingCheckpoint(name, own, _reported_metrics(metrics, state), writer.write(snapshot, own, rank))
+
+
+def writes_ended(pending: PendingCheckpoint, device: torch.device, wait: bool = False) -> int | None:
+    """Every rank (a collective): None while some rank is still writing its shard of `pending`, else how
+    many ranks' writes failed. With `wait`, this rank's write is waited for first, so the answer is never
+    None. The ranks' answers are all-reduced, so every rank takes the same branch after it."""
+    if wait:
+        futures.wait([pending.written])
+    done = pending.written.done()
+    flags = torch.tensor([0 if done else 1, 1 if done and pending.written.exception() else 0], device=device)
+    dist.all_reduce(flags)
+    writing, failed = (int(flag) for flag in flags.tolist())
+    return None if writing else failed
+
+
+def finish_checkpoint(pending: PendingCheckpoint, run_dir: Path, failed_ranks: int) -> None:
+    """Every rank, once every rank's write of `pending` has ended (`writes_ended`): rename this rank's files
+    into the checkpoint's folder and report it to Ray, as `save_checkpoint` does; or, where `failed_ranks`
+    ranks could not write theirs, remove the shard and raise `CheckpointNotWritten` on every rank."""
+    try:
+        if failed_ranks:
+            error = pending.written.exception()
+            what = f"{type(error).__name__}: {error}" if error else f"{failed_ranks} other rank(s) failed"
+            raise CheckpointNotWritten(
+                f"checkpoint {pending.name} could not be written ({what}); the run's previous checkpoint is "
+                "untouched"
+            ) from error
+        move_files_into(pending.shard, run_dir / pending.name)
+    finally:
+        shutil.rmtree(pending.shard, ignore_errors=True)
+    _report(run_dir, pending.name, pending.metrics)
 
 
 def load_checkpoint(

@@ -26,18 +26,23 @@ from netgpt.evaluate.scoring import as_rows, score_rows
 from netgpt.graph.loader import graph_dataset_shard, iter_graph_batches, stream_name
 from netgpt.graph.plan import StreamShape
 from netgpt.metrics import Metrics
+from netgpt.train.background_save import BackgroundWriter
 from netgpt.train.checkpoint import (
     FINAL_METRICS,
+    PendingCheckpoint,
     TrainerState,
     check_resume,
     fingerprint,
+    finish_checkpoint,
     load_checkpoint,
     remove_stale_shards,
     restore_best,
     resume_settings,
     save_best,
     save_checkpoint,
+    start_checkpoint,
     write_json_atomically,
+    writes_ended,
 )
 from netgpt.train.engine import avoid_jit_builds, build_engine, param_count
 from netgpt.train.monitor import FlopCounter, StepMeter, TensorBoardLog
@@ -109,6 +114,9 @@ class Curriculum:
         """Per-phase step timers, on only for `tools/bench/train_step.py` (`netgpt.train.profile`)."""
         self.profile.attach(self.model)
         self.stage_profiles: dict[str, float] = {}
+        self.writer = BackgroundWriter() if self.config.train.async_checkpoints else None
+        self.pending: PendingCheckpoint | None = None
+        """The checkpoint `writer` is writing; registered once every rank has written it."""
         if self.progress is not None:
             self.progress.worker.remote(self.rank, os.getpid(), ray.get_runtime_context().get_node_id())
 
@@ -216,6 +224,7 @@ class Curriculum:
         step (the finite flag is all-reduced), and an error would have Ray Train retry the run from its last
         checkpoint `train.max_failures` times, to diverge again at the same step; rank 0 records it on the
         progress actor instead, which the driver reads once the run has ended and raises."""
+        self.settle_checkpoint(wait=True)  # the last checkpoint before the divergence is one to resume from
         if self.progress is None:
             raise diverged
         if self.rank == 0:
@@ -292,6 +301,7 @@ class Curriculum:
             state.position = last_position - self.rank + self.world
             state.epoch = state.position // streams.train_batches
             self._post_step(stage, index, total, terms["loss"])
+            self.settle_checkpoint()
             if state.global_step % self.config.train.log_every == 0 or state.stage_step == total:
                 grad_norm = self.engine.get_global_grad_norm()
                 scalars = {f"train/{k}": v for k, v in terms.items()}
@@ -309,7 +319,7 @@ class Curriculum:
             if stage_end:
                 break
             if state.global_step % self.config.train.checkpoint_every == 0:
-                save_checkpoint(self.engine, state, {"train_loss": terms["loss"]}, self.rank, self.run_dir)
+                self.checkpoint(state, {"train_loss": terms["loss"]})
         # A stage cut short (max_steps, early stopping) leaves its streams unread: end their Ray Data
         # executions, or they keep sampling ahead beside the next stage's (netgpt/train/prefetch.py).
         batches.close()
@@ -319,7 +329,28 @@ class Curriculum:
             restore_best(self.engine, self.run_dir, stage.name, self.rank)
         tested = self.test(stage) if self.evaluate_test else {}
         self.state = state.for_next_stage(tested)
-        save_checkpoint(self.engine, self.state, {"stage_end": float(index)}, self.rank, self.run_dir)
+        self.checkpoint(self.state, {"stage_end": float(index)})
+
+    def checkpoint(self, state: TrainerState, metrics: dict[str, float]) -> None:
+        """Checkpoint `state`: in the background (`train.async_checkpoints`) once the previous one is
+        registered, else written and registered before training goes on."""
+        if self.writer is None:
+            save_checkpoint(self.engine, state, metrics, self.rank, self.run_dir)
+            return
+        self.settle_checkpoint(wait=True)
+        self.pending = start_checkpoint(self.engine, state, metrics, self.rank, self.run_dir, self.writer)
+
+    def settle_checkpoint(self, wait: bool = False) -> None:
+        """Register the checkpoint being written once every rank has written its shard (a tiny all-reduce
+        after each step while one is written); with `wait`, wait for it. A failed write raises
+        `CheckpointNotWritten` on every rank, and Ray Train restarts from the previous checkpoint."""
+        if self.pending is None:
+            return
+        failed = writes_ended(self.pending, self.device, wait)
+        if failed is None:
+            return
+        pending, self.pending = self.pending, None
+        finish_checkpoint(pending, self.run_dir, failed)
 
     def _profile_step(self, stage: StageConfig, step: StepMeter, first_step: bool) -> None:
         """Close the step in the profile (when on); the stage's first step is kept apart, as in `startup`."""
@@ -425,6 +456,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     except LossNotFinite as diverged:
         trainer.end_diverged(diverged)
         return
+    trainer.settle_checkpoint(wait=True)  # the export reads the last checkpoint: it must be registered
     last = f"test/{stages[-1].name}/"
     tested = trainer.state.test_metrics
     final_model = {f"test/{k[len(last) :]}": v for k, v in tested.items() if k.startswith(last)}
