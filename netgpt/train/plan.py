@@ -29,8 +29,9 @@ What the plan counts:
   The graph encoder's activations (stage 1) are not estimated.
 * Host memory: sampler actors, each its whole partition resident (`bytes` in `meta.json`: the arrays are
   memory-mapped, so this is the bound) + 0.5 GiB of process; Train workers 1 GiB of process each + the
-  LLM's weights in flight while loading (one safetensors shard, ≤ 5 GB) + what offload puts on the host
-  + on CPU, the per-worker bytes above.
+  LLM's weights in flight while loading (one safetensors shard, ≤ 5 GB), or with `train.async_checkpoints`
+  its share of a checkpoint (the host copy it keeps while the checkpoint is written; the larger of the two,
+  which never overlap) + what offload puts on the host + on CPU, the per-worker bytes above.
 * Object store: each rank's stream may fill `graph.stream_buffer_mb` ahead of its consumer.
 * Disk under `train.storage_path`: a checkpoint is the optimizer states, 12·P, plus the parameters again
   at b bytes (DeepSpeed writes a stage's frozen parameters in its model states), plus 1 MiB a rank of
@@ -309,6 +310,8 @@ class ResourcePlan:
     """`train.keep_checkpoints`: the checkpoints Ray keeps."""
     best_stages: int = 0
     """Stages that keep a best checkpoint: all of them when they validate (`train.val_every_epoch`)."""
+    async_checkpoints: bool = False
+    """`train.async_checkpoints`: each rank keeps a host copy of its shard while a checkpoint is written."""
     optimizer_on_nvme: bool = False
     """The optimizer states swapped to NVMe: DeepSpeed then keeps them out of memory, and a best keeps
     its AdamW moments (`netgpt/train/moments.py`)."""
@@ -383,6 +386,7 @@ class ResourcePlan:
             tokens=tokens,
             stream_buffer_bytes=int(graph.stream_buffer_mb * 1e6),
             keep_checkpoints=train.keep_checkpoints,
+            async_checkpoints=train.async_checkpoints,
             best_stages=len(train.stages) if train.val_every_epoch else 0,
             optimizer_on_nvme=zero.get("offload_optimizer", {}).get("device") == "nvme",
             run_dir=str(Path(train.storage_path) / train.run_name),
@@ -478,9 +482,11 @@ class ResourcePlan:
 
     @property
     def worker_host_memory(self) -> int:
-        """Host memory of all Train workers: process, offloaded states, and on CPU the model itself."""
+        """Host memory of all Train workers: process, the LLM shard being loaded or the checkpoint copy being
+        written, offloaded states, and on CPU the model itself."""
         loading = min(self.params.llm * self.param_bytes, LLM_SHARD_BYTES)
-        per_worker = WORKER_PROCESS_BYTES + loading + self.offloaded_bytes_per_rank()
+        writing = self.checkpoint_bytes // self.num_workers if self.async_checkpoints else 0
+        per_worker = WORKER_PROCESS_BYTES + max(loading, writing) + self.offloaded_bytes_per_rank()
         if not self.use_gpu:
             per_worker += sum(self.device_bytes().values())
         return self.num_workers * per_worker

@@ -113,6 +113,19 @@ def test_zero_stages_divide_what_they_shard(qwen2_7b_dir):
     assert offload.memory > zero3.memory
 
 
+def test_a_rank_keeps_its_share_of_a_checkpoint_in_host_memory_while_it_is_written(qwen2_7b_dir):
+    def plan(*extra: str) -> ResourcePlan:
+        config = load_config("xs_video", [f"model.llm_path={qwen2_7b_dir}", *extra])
+        return ResourcePlan.of(config, meta=_meta([GIB] * 8))
+
+    background, in_place = plan(), plan("train.async_checkpoints=false")
+    n, share = background.num_workers, background.checkpoint_bytes // background.num_workers
+    assert share > 25 * GIB  # (12 + 2) bytes × 7.7 B parameters / 4 ranks, more than a 5 GB LLM shard
+    loading = 5 * 10**9
+    assert background.worker_host_memory - in_place.worker_host_memory == n * (share - loading)
+    assert background.device_bytes() == in_place.device_bytes()  # the copy is on the host, not the GPU
+
+
 def test_design_preset_with_a_7b_llm_needs_four_80gib_gpus(qwen2_7b_dir, capsys, monkeypatch):
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     config = load_config("xs_video", [f"model.llm_path={qwen2_7b_dir}"])
