@@ -1,0 +1,163 @@
+"""Benchmark: how long a checkpoint stops training, written in the background against written in place.
+
+Prints ONE JSON line: the stall of a checkpoint written before training goes on (`save_checkpoint`'s write:
+DeepSpeed's files, RNG, state and manifest into the shard folder, renamed into the checkpoint's folder), the
+stall of one written in the background (`start_checkpoint`: DeepSpeed's save into host copies,
+`netgpt/train/background_save.py`), their ratio, and what the background write costs the steps that run
+beside it: the median step with no write, the mean step while the write goes on (polled after each step as
+the trainer does), how many steps that took, and the seconds until every file was written. The cost of
+each way to training: the stall in place, against the stall in the background plus what the write slowed
+the steps beside it (their time less as many steps with no write), and their ratio. On a CPU machine the
+thread's write takes cores from the step; on a GPU node the step leaves the host's cores mostly idle.
+
+    python tools/bench/checkpoint_save.py [--layers 30] [--videos 120]     # about two minutes on 2 cores
+
+One process (a one-process gloo group, no Ray), the fine-tuning stage (every parameter trained, so the
+optimizer files hold every parameter), with the tiny Qwen2-style LLM at SmolLM2-135M's shapes (hidden 576,
+9 heads, 3 key/value heads, MLP 1536), `--layers` of them; its vocabulary is the demo tokenizer's, so about
+110 M parameters in all at 30 layers. Written under a temporary folder on the disk of the current directory
+(`--dir`), deleted at the end. Ray's registration (`finish_checkpoint`) is not timed: it is the same for both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from results import emit, keep_stdout_for_results  # noqa: E402  (this folder: DeepSpeed logs to stdout)
+
+IDLE_STEPS = 8
+"""Steps timed without a write (after 2 not timed)."""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--layers", type=int, default=30, help="decoder layers of the LLM (SmolLM2-135M: 30)")
+    parser.add_argument("--videos", type=int, default=120, help="synthetic videos of the data set")
+    parser.add_argument(
+        "--dir", default=".", help="where to write the checkpoints (a temporary folder in it)"
+    )
+    args = parser.parse_args()
+    keep_stdout_for_results()
+    import torch
+    import torch.distributed as dist
+    from gpu import init_process_group  # this folder
+
+    init_process_group(torch.device("cpu"), gpu_backend="nccl")  # gloo on CPU: the backend is not used
+    try:
+        with tempfile.TemporaryDirectory(prefix="netgpt-checkpoint-save-", dir=args.dir) as tmp:
+            emit(_run(Path(tmp), args))
+    finally:
+        dist.destroy_process_group()
+
+
+def _run(folder: Path, args: argparse.Namespace) -> dict:
+    import numpy as np
+    import torch
+
+    from netgpt.config import load_config
+    from netgpt.data.prepare import prepare
+    from netgpt.data.synthetic import write_synthetic
+    from netgpt.graph.build import build_graph
+    from netgpt.graph.plan import split_seeds
+    from netgpt.graph.sampler import NeighborSampler
+    from netgpt.graph.store import open_partition, read_meta
+    from netgpt.model.llm import load_saved_tokenizer
+    from netgpt.train import checkpoint
+    from netgpt.train.background_save import BackgroundWriter
+    from netgpt.train.checkpoint import TrainerState, start_checkpoint, writes_ended
+    from netgpt.train.engine import avoid_jit_builds, build_engine, param_count
+    from netgpt.train.monitor import StepMeter
+    from netgpt.train.run import prepare_tokenizer
+    from netgpt.train.stages import freeze_for_stage, set_stage_hparams
+    from netgpt.train.step import train_step
+
+    config = load_config(
+        "demo",
+        [
+            f"data.tables_dir={folder / 'tables'}",
+            f"data.synth_videos={args.videos}",
+            f"graph.store_dir={folder / 'graph'}",
+            "train.num_workers=1",
+            "model.tiny_llm.hidden_size=576",
+            "model.tiny_llm.num_heads=9",
+            "model.tiny_llm.num_kv_heads=3",
+            "model.tiny_llm.intermediate_size=1536",
+            f"model.tiny_llm.num_layers={args.layers}",
+        ],
+    )
+    raw = write_synthetic(folder / "raw.json", videos=args.videos, seed=config.data.synth_seed)
+    prepare(raw, config.data.tables_dir, config.data, progress=False)
+    store = config.graph.store_dir
+    build_graph(config.data.tables_dir, config.graph, store)
+    meta = read_meta(store)
+    sampler = NeighborSampler(open_partition(store, 0, meta), config.graph.fanouts, {}, meta["num_hops"])
+    seed_ids = split_seeds(str(store), "train")[0]
+    stage = config.train.stages[-1]
+    rng = np.random.default_rng(0)
+    batches = [
+        sampler.sample(rng.choice(seed_ids, stage.micro_batch_size, replace=False), rng) for _ in range(4)
+    ]
+
+    tokenizer = load_saved_tokenizer(prepare_tokenizer(config, folder / "run"))
+    avoid_jit_builds()
+    engine, _ = build_engine(config, meta["feature_dims"], tokenizer, 1)
+    set_stage_hparams(engine.optimizer, stage, freeze_for_stage(engine.module, stage), factor=1.0)
+    prompts = engine.module.prompt_builder(stage.graph_tokens)
+    steps = iter(range(10**9))
+
+    def step() -> float:
+        index = next(steps)
+        window = [batches[(index * stage.grad_accum + i) % len(batches)] for i in range(stage.grad_accum)]
+        started = time.perf_counter()
+        train_step(engine, window, stage, prompts, StepMeter())
+        return time.perf_counter() - started
+
+    for _ in range(2):
+        step()
+    idle = statistics.median(step() for _ in range(IDLE_STEPS))
+    run_dir = folder / "run"
+    state = TrainerState(global_step=1, world_size=1)
+
+    started = time.perf_counter()
+    checkpoint._write_shard_into(engine, run_dir / "direct", state, 0, run_dir, "direct")
+    direct_stall = time.perf_counter() - started
+    size = sum(path.stat().st_size for path in (run_dir / "direct").rglob("*") if path.is_file())
+
+    state.global_step = 2
+    started = time.perf_counter()
+    pending = start_checkpoint(engine, state, {}, 0, run_dir, BackgroundWriter())
+    background_stall = time.perf_counter() - started
+    beside = []
+    while writes_ended(pending, torch.device("cpu")) is None:
+        beside.append(step())
+    written_s = time.perf_counter() - started
+    slowed = sum(beside) - len(beside) * idle  # what the write took from the steps beside it
+    return {
+        "bench": "checkpoint_save",
+        "params": param_count(engine.module),
+        "checkpoint_gb": round(size / 1e9, 3),
+        "stall_s_in_place": round(direct_stall, 3),
+        "stall_s_background": round(background_stall, 3),
+        "stall_ratio": round(background_stall / direct_stall, 3),
+        "step_s_no_write": round(idle, 4),
+        "step_s_beside_write": round(statistics.mean(beside), 4) if beside else None,
+        "steps_beside_write": len(beside),
+        "background_write_s": round(written_s, 3),
+        "cost_s_in_place": round(direct_stall, 3),
+        "cost_s_background": round(background_stall + slowed, 3),
+        "cost_ratio": round((background_stall + slowed) / direct_stall, 3),
+        "cpus": os.cpu_count(),
+    }
+
+
+if __name__ == "__main__":
+    main()
