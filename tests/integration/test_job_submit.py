@@ -129,7 +129,8 @@ def test_a_resubmitted_job_resumes_from_the_complete_checkpoint_and_finishes(
 
     address, env = loopback_cluster
     _, base = baseline
-    config = make_config(data_dir, tmp_path / "runs", base.run_dir.name)
+    # checkpoints written in place, the one run of the suite that does (a resume may change the setting)
+    config = make_config(data_dir, tmp_path / "runs", base.run_dir.name, ["train.async_checkpoints=false"])
     total_steps = sum(stage.max_steps for stage in config.train.stages)
     run_dir = tmp_path / "runs" / base.run_dir.name
     shutil.copytree(base.run_dir, run_dir)
@@ -152,6 +153,9 @@ def test_a_resubmitted_job_resumes_from_the_complete_checkpoint_and_finishes(
     # no terminal in a job: progress comes as plain lines that `ray job logs -f` can follow
     assert "stage 3 finetune: step 3/3" in log, log[-4000:]
     assert summary["global_step"] == total_steps
+    # the job's own checkpoints, written in place, were registered: the newest is its last step's
+    registry = json.loads((run_dir / "checkpoint_manager_snapshot.json").read_text())
+    assert registry["latest_checkpoint_result"]["checkpoint_dir_name"] == f"step-{total_steps:08d}-r1"
     assert Path(summary["run_dir"]) == run_dir.resolve()
     assert (run_dir / "model" / "netgpt_config.json").is_file()
     assert summary["test/regression/acc"] == pytest.approx(base.metrics["test/regression/acc"])
