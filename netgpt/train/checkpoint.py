@@ -336,7 +336,10 @@ class PendingCheckpoint:
     shard: Path
     """This rank's shard folder (`shard_folder`), renamed into the checkpoint's folder once written."""
     metrics: dict[str, float]
+    """What is reported to Ray with it, `global_step` among them."""
     written: Future[None]
+    started: float = field(default_factory=time.perf_counter)
+    """`time.perf_counter()` when the save began (its host copy taken), for the write's duration."""
 
 
 def start_checkpoint(
@@ -352,6 +355,7 @@ def start_checkpoint(
     has ended (`writes_ended`)."""
     from netgpt.train.background_save import snapshots_of
 
+    started = time.perf_counter()
     name = checkpoint_name(state)
     own = _fresh_shard_folder(run_dir, name, rank)
     try:
@@ -361,7 +365,8 @@ def start_checkpoint(
     except BaseException:
         shutil.rmtree(own, ignore_errors=True)
         raise
-    return PendingCheckpoint(name, own, _reported_metrics(metrics, state), writer.write(snapshot, own, rank))
+    written = writer.write(snapshot, own, rank)
+    return PendingCheckpoint(name, own, _reported_metrics(metrics, state), written, started)
 
 
 def writes_ended(pending: PendingCheckpoint, device: torch.device, wait: bool = False) -> int | None:

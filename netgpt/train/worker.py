@@ -333,12 +333,18 @@ class Curriculum:
 
     def checkpoint(self, state: TrainerState, metrics: dict[str, float]) -> None:
         """Checkpoint `state`: in the background (`train.async_checkpoints`) once the previous one is
-        registered, else written and registered before training goes on."""
+        registered, else written and registered before training goes on. TensorBoard gets how long
+        training stopped for it (`checkpoint/stall_s`) and, once registered, how long it took to write
+        (`checkpoint/write_s`)."""
+        started = time.perf_counter()
         if self.writer is None:
             save_checkpoint(self.engine, state, metrics, self.rank, self.run_dir)
+            took = time.perf_counter() - started
+            self.log.scalars({"checkpoint/stall_s": took, "checkpoint/write_s": took}, state.global_step)
             return
         self.settle_checkpoint(wait=True)
         self.pending = start_checkpoint(self.engine, state, metrics, self.rank, self.run_dir, self.writer)
+        self.log.scalars({"checkpoint/stall_s": time.perf_counter() - started}, state.global_step)
 
     def settle_checkpoint(self, wait: bool = False) -> None:
         """Register the checkpoint being written once every rank has written its shard (a tiny all-reduce
@@ -351,6 +357,8 @@ class Curriculum:
             return
         pending, self.pending = self.pending, None
         finish_checkpoint(pending, self.run_dir, failed)
+        took = time.perf_counter() - pending.started
+        self.log.scalars({"checkpoint/write_s": took}, int(pending.metrics["global_step"]))
 
     def _profile_step(self, stage: StageConfig, step: StepMeter, first_step: bool) -> None:
         """Close the step in the profile (when on); the stage's first step is kept apart, as in `startup`."""

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 pytestmark = pytest.mark.integration
 
@@ -156,6 +157,11 @@ def test_a_resubmitted_job_resumes_from_the_complete_checkpoint_and_finishes(
     # the job's own checkpoints, written in place, were registered: the newest is its last step's
     registry = json.loads((run_dir / "checkpoint_manager_snapshot.json").read_text())
     assert registry["latest_checkpoint_result"]["checkpoint_dir_name"] == f"step-{total_steps:08d}-r1"
+    # in place, training stopped for the whole write: TensorBoard's two figures of that checkpoint are one
+    events = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"scalars": 0})
+    events.Reload()
+    stall, write = (events.Scalars(f"checkpoint/{what}_s")[-1] for what in ("stall", "write"))
+    assert stall.step == write.step == total_steps and stall.value == write.value > 0
     assert Path(summary["run_dir"]) == run_dir.resolve()
     assert (run_dir / "model" / "netgpt_config.json").is_file()
     assert summary["test/regression/acc"] == pytest.approx(base.metrics["test/regression/acc"])

@@ -107,6 +107,12 @@ def test_tensorboard_events_read_back(baseline):
     losses = events.Scalars("train/loss")
     assert [e.step for e in losses] == list(range(1, metrics_steps(config) + 1))
     assert all(e.value == e.value for e in losses)
+    # each checkpoint's stall and, once every rank has written it in the background, its write (steps: the
+    # checkpoints', every 2 and at each stage's end)
+    stalls, writes = events.Scalars("checkpoint/stall_s"), events.Scalars("checkpoint/write_s")
+    steps = [e.step for e in stalls]
+    assert steps == [e.step for e in writes] == [2, 4, 6, 7, 8, 10], steps
+    assert all(0 < s.value <= w.value for s, w in zip(stalls, writes, strict=True))
     assert "val/finetune/regression/confusion" in events.Tags()["images"]
     assert any(tag.startswith("val/finetune/predictions") for tag in events.Tags()["tensors"])
 
