@@ -5,7 +5,9 @@ A save that writes before training goes on stops every rank until its shard is o
 `save_checkpoint` runs as usual, but through `SnapshotEngine`, a DeepSpeed checkpoint engine whose `save`
 keeps a host-memory copy of each state dict instead of writing it (tensors copied to the host, other objects
 deep-copied: DeepSpeed hands it the live optimizer state, which the next step changes). `BackgroundWriter`'s
-one thread then writes the copies with the engine's own writer (`torch.save`), then the rank's manifest.
+one thread then writes the copies with the engine's own writer (`torch.save`, which lets go of the GIL while
+it writes a tensor's bytes: beside a 1 GiB save the training thread's Python ran at 97-100 % of its pace),
+then the rank's manifest.
 The trainer registers the checkpoint with Ray once every rank's thread has finished
 (`netgpt.train.checkpoint.finish_checkpoint`); until then a resume takes the previous one.
 
