@@ -60,56 +60,27 @@ def main() -> None:
 
 
 def _run(folder: Path, args: argparse.Namespace) -> dict:
-    import numpy as np
     import torch
+    from in_process import build  # this folder
 
-    from netgpt.config import load_config
-    from netgpt.data.prepare import prepare
-    from netgpt.data.synthetic import write_synthetic
-    from netgpt.graph.build import build_graph
-    from netgpt.graph.plan import split_seeds
-    from netgpt.graph.sampler import NeighborSampler
-    from netgpt.graph.store import open_partition, read_meta
-    from netgpt.model.llm import load_saved_tokenizer
     from netgpt.train import checkpoint
     from netgpt.train.background_save import BackgroundWriter
     from netgpt.train.checkpoint import TrainerState, start_checkpoint, writes_ended
-    from netgpt.train.engine import avoid_jit_builds, build_engine, param_count
+    from netgpt.train.engine import param_count
     from netgpt.train.monitor import StepMeter
-    from netgpt.train.run import prepare_tokenizer
     from netgpt.train.stages import freeze_for_stage, set_stage_hparams
     from netgpt.train.step import train_step
 
-    config = load_config(
-        "demo",
-        [
-            f"data.tables_dir={folder / 'tables'}",
-            f"data.synth_videos={args.videos}",
-            f"graph.store_dir={folder / 'graph'}",
-            "train.num_workers=1",
-            "model.tiny_llm.hidden_size=576",
-            "model.tiny_llm.num_heads=9",
-            "model.tiny_llm.num_kv_heads=3",
-            "model.tiny_llm.intermediate_size=1536",
-            f"model.tiny_llm.num_layers={args.layers}",
-        ],
-    )
-    raw = write_synthetic(folder / "raw.json", videos=args.videos, seed=config.data.synth_seed)
-    prepare(raw, config.data.tables_dir, config.data, progress=False)
-    store = config.graph.store_dir
-    build_graph(config.data.tables_dir, config.graph, store)
-    meta = read_meta(store)
-    sampler = NeighborSampler(open_partition(store, 0, meta), config.graph.fanouts, {}, meta["num_hops"])
-    seed_ids = split_seeds(str(store), "train")[0]
-    stage = config.train.stages[-1]
-    rng = np.random.default_rng(0)
-    batches = [
-        sampler.sample(rng.choice(seed_ids, stage.micro_batch_size, replace=False), rng) for _ in range(4)
+    smollm2_shapes = [
+        "model.tiny_llm.hidden_size=576",
+        "model.tiny_llm.num_heads=9",
+        "model.tiny_llm.num_kv_heads=3",
+        "model.tiny_llm.intermediate_size=1536",
+        f"model.tiny_llm.num_layers={args.layers}",
     ]
-
-    tokenizer = load_saved_tokenizer(prepare_tokenizer(config, folder / "run"))
-    avoid_jit_builds()
-    engine, _ = build_engine(config, meta["feature_dims"], tokenizer, 1)
+    run = build(folder, args.videos, smollm2_shapes)
+    engine, stage = run.engine, run.config.train.stages[-1]
+    batches = run.batches(stage.micro_batch_size, count=4)
     set_stage_hparams(engine.optimizer, stage, freeze_for_stage(engine.module, stage), factor=1.0)
     prompts = engine.module.prompt_builder(stage.graph_tokens)
     steps = iter(range(10**9))

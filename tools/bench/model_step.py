@@ -71,50 +71,16 @@ def main() -> None:
 
 
 def _run(folder: Path, args: argparse.Namespace) -> list[dict]:
-    import numpy as np
+    from in_process import build  # this folder
 
-    from netgpt.config import load_config
-    from netgpt.data.prepare import prepare
-    from netgpt.data.synthetic import write_synthetic
-    from netgpt.graph.build import build_graph
-    from netgpt.graph.plan import split_seeds
-    from netgpt.graph.sampler import NeighborSampler
-    from netgpt.graph.store import open_partition, read_meta
-    from netgpt.model.llm import load_saved_tokenizer
-    from netgpt.train.engine import avoid_jit_builds, build_engine
-    from netgpt.train.run import prepare_tokenizer
-
-    config = load_config(
-        "demo",
-        [
-            f"data.tables_dir={folder / 'tables'}",
-            f"data.synth_videos={args.videos}",
-            f"graph.store_dir={folder / 'graph'}",
-            "train.num_workers=1",
-            *args.overrides,
-        ],
-    )
-    raw = write_synthetic(folder / "raw.json", videos=args.videos, seed=config.data.synth_seed)
-    prepare(raw, config.data.tables_dir, config.data, progress=False)  # stdout holds the JSON lines only
-    store = config.graph.store_dir
-    build_graph(config.data.tables_dir, config.graph, store)
-    meta = read_meta(store)
-    sampler = NeighborSampler(open_partition(store, 0, meta), config.graph.fanouts, {}, meta["num_hops"])
-    seed_ids = split_seeds(str(store), "train")[0]
-
-    def batches(seeds: int) -> list:
-        """Eight micro-batches of `seeds` train seeds of the store's first partition, sampled beforehand."""
-        rng = np.random.default_rng(0)
-        return [sampler.sample(rng.choice(seed_ids, seeds, replace=False), rng) for _ in range(8)]
-
-    tokenizer = load_saved_tokenizer(prepare_tokenizer(config, folder / "run"))
-    avoid_jit_builds()
-    engine, _ = build_engine(config, meta["feature_dims"], tokenizer, 1)
+    run = build(folder, args.videos, args.overrides)
+    config = run.config
     lines = []
     for stage in config.train.stages:
         per_worker = stage.micro_batch_size
         one, two = (
-            _median_step(engine, stage, batches(seeds), args.steps) for seeds in (per_worker, 2 * per_worker)
+            _median_step(run.engine, stage, run.batches(seeds), args.steps)
+            for seeds in (per_worker, 2 * per_worker)
         )
         lines.append(
             {
