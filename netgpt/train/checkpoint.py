@@ -42,7 +42,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import ray.train
 import torch
 import torch.distributed as dist
 
@@ -53,7 +52,9 @@ from netgpt.train.manifest import STATE_FILE, write_manifest
 from netgpt.train.moments import adam_moments_left_out, with_zero_moments
 from netgpt.train.rng_state import load_rng_state, save_rng_state
 
-if TYPE_CHECKING:  # imported where used: it imports DeepSpeed, which the driver need not load
+if TYPE_CHECKING:  # both imported where used: the driver need not load DeepSpeed, nor a GPU check Ray
+    import ray.train
+
     from netgpt.train.background_save import BackgroundWriter
 
 DS_TAG = "ds"
@@ -315,6 +316,8 @@ def _reported_metrics(metrics: dict[str, float], state: TrainerState) -> dict[st
 
 
 def _report(run_dir: Path, name: str, metrics: dict[str, float]) -> None:
+    import ray.train
+
     ray.train.report(
         metrics,
         checkpoint=ray.train.Checkpoint.from_directory(str(run_dir / name)),

@@ -1,6 +1,7 @@
 """tools/bench/gpu.py on CPU with tiny shapes, so the script the first lent GPU runs cannot rot: every line
 is JSON with its keys and finite figures, the matmul peak is measured, activation checkpointing is really on
-where asked, and an out-of-memory setting is reported and the next engine still builds."""
+where asked, each engine's checkpoint is measured both ways, and an out-of-memory setting is reported and the
+next engine still builds."""
 
 from __future__ import annotations
 
@@ -51,6 +52,13 @@ def test_tiny_run_on_cpu_reports_every_setting_with_finite_figures():
         assert 0 < step["attention_share"] < 1
         assert step["checkpointing_active"] == step["gradient_checkpointing"]
         assert step["llm_params"] > 0 and step["encoder_params"] > 0
+    # after each engine's settings, one of its checkpoints written in place and one in the background
+    saves = [line for line in lines if line["what"] == "checkpoint"]
+    assert sorted(save["gradient_checkpointing"] for save in saves) == [False, True]
+    for save in saves:
+        assert "skipped" not in save and "error" not in save, save
+        assert save["checkpoint_gb"] > 0 and save["stall_s_in_place"] > 0 and save["stall_s_background"] > 0
+        assert save["background_write_s"] >= save["stall_s_background"] and save["steps_beside_write"] >= 0
     assert lines[-1]["what"] == "done"
 
 

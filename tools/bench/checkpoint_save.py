@@ -5,10 +5,11 @@ DeepSpeed's files, RNG, state and manifest into the shard folder, renamed into t
 stall of one written in the background (`start_checkpoint`: DeepSpeed's save into host copies,
 `netgpt/train/background_save.py`), their ratio, and what the background write costs the steps that run
 beside it: the median step with no write, the mean step while the write goes on (polled after each step as
-the trainer does), how many steps that took, and the seconds until every file was written. The cost of
-each way to training: the stall in place, against the stall in the background plus what the write slowed
-the steps beside it (their time less as many steps with no write), and their ratio. On a CPU machine the
-thread's write takes cores from the step; on a GPU node the step leaves the host's cores mostly idle.
+the trainer does), how many steps that took, and the seconds until every file was written. What the
+background write costs training, `cost_s_background`: its stall plus what the write slowed the steps beside
+it (their time less as many steps with no write); `cost_ratio` sets that against the stall in place. On a
+CPU machine the thread's write takes cores from the step; on a GPU node the step leaves the host's cores
+mostly idle. `tools/bench/gpu.py` measures the same on a GPU (`checkpoint_costs`).
 
     python tools/bench/checkpoint_save.py [--layers 30] [--videos 120]     # about two minutes on 2 cores
 
@@ -27,6 +28,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -63,9 +65,6 @@ def _run(folder: Path, args: argparse.Namespace) -> dict:
     import torch
     from in_process import build  # this folder
 
-    from netgpt.train import checkpoint
-    from netgpt.train.background_save import BackgroundWriter
-    from netgpt.train.checkpoint import TrainerState, start_checkpoint, writes_ended
     from netgpt.train.engine import param_count
     from netgpt.train.monitor import StepMeter
     from netgpt.train.stages import freeze_for_stage, set_stage_hparams
@@ -95,38 +94,52 @@ def _run(folder: Path, args: argparse.Namespace) -> dict:
     for _ in range(2):
         step()
     idle = statistics.median(step() for _ in range(IDLE_STEPS))
-    run_dir = folder / "run"
-    state = TrainerState(global_step=1, world_size=1)
+    return {
+        "bench": "checkpoint_save",
+        "params": param_count(engine.module),
+        **checkpoint_costs(engine, folder / "run", step, idle, torch.device("cpu")),
+        "cpus": os.cpu_count(),
+    }
 
+
+def checkpoint_costs(engine, run_dir: Path, step: Callable[[], float], idle_step_s: float, device) -> dict:
+    """One checkpoint of `engine` written in place, then one in the background with `step` run beside the
+    write until it has ended (as the trainer polls); the figures of the module doc. `tools/bench/gpu.py` uses
+    it too. Each checkpoint is deleted once measured (disk)."""
+    import shutil
+
+    from netgpt.train import checkpoint
+    from netgpt.train.background_save import BackgroundWriter
+    from netgpt.train.checkpoint import TrainerState, start_checkpoint, writes_ended
+
+    state = TrainerState(global_step=1, world_size=1)
     started = time.perf_counter()
-    checkpoint._write_shard_into(engine, run_dir / "direct", state, 0, run_dir, "direct")
-    direct_stall = time.perf_counter() - started
-    size = sum(path.stat().st_size for path in (run_dir / "direct").rglob("*") if path.is_file())
+    checkpoint._write_shard_into(engine, run_dir / "in-place", state, 0, run_dir, "in-place")
+    in_place = time.perf_counter() - started
+    size = sum(path.stat().st_size for path in (run_dir / "in-place").rglob("*") if path.is_file())
+    shutil.rmtree(run_dir / "in-place")
 
     state.global_step = 2
     started = time.perf_counter()
     pending = start_checkpoint(engine, state, {}, 0, run_dir, BackgroundWriter())
-    background_stall = time.perf_counter() - started
+    background = time.perf_counter() - started
     beside = []
-    while writes_ended(pending, torch.device("cpu")) is None:
+    while writes_ended(pending, device) is None:
         beside.append(step())
     written_s = time.perf_counter() - started
-    slowed = sum(beside) - len(beside) * idle  # what the write took from the steps beside it
+    shutil.rmtree(pending.shard)
+    slowed = sum(beside) - len(beside) * idle_step_s  # what the write took from the steps beside it
     return {
-        "bench": "checkpoint_save",
-        "params": param_count(engine.module),
         "checkpoint_gb": round(size / 1e9, 3),
-        "stall_s_in_place": round(direct_stall, 3),
-        "stall_s_background": round(background_stall, 3),
-        "stall_ratio": round(background_stall / direct_stall, 3),
-        "step_s_no_write": round(idle, 4),
+        "stall_s_in_place": round(in_place, 3),
+        "stall_s_background": round(background, 3),
+        "stall_ratio": round(background / in_place, 3),
+        "step_s_no_write": round(idle_step_s, 4),
         "step_s_beside_write": round(statistics.mean(beside), 4) if beside else None,
         "steps_beside_write": len(beside),
         "background_write_s": round(written_s, 3),
-        "cost_s_in_place": round(direct_stall, 3),
-        "cost_s_background": round(background_stall + slowed, 3),
-        "cost_ratio": round((background_stall + slowed) / direct_stall, 3),
-        "cpus": os.cpu_count(),
+        "cost_s_background": round(background + slowed, 3),
+        "cost_ratio": round((background + slowed) / in_place, 3),
     }
 
 

@@ -17,6 +17,9 @@ Prints one JSON line per measurement on stdout (progress and estimates go to std
   counts them for TensorBoard's MFU: `netgpt.train.monitor.FlopCounter`, attention included), mfu,
   peak_mem_gib (`torch.cuda.max_memory_allocated`, reset per setting). A setting is `"skipped": reason`
   when its estimate does not fit what is left of `--budget-s`, `"oom": true` when it ran out of memory.
+- `"what": "checkpoint"`: after each engine's settings, a checkpoint of it written in place and one written
+  in the background beside steps of its last setting, as the trainer writes them
+  (`tools/bench/checkpoint_save.py`: how long each stops training, the steps beside the write).
 
 On a GPU machine with the project installed (7 minutes: the demo, then as many settings as the rest of
 the default `--budget-s 420` allows; `--skip-demo` gives the settings all of it):
@@ -68,6 +71,10 @@ FAKE_OOM_ENV = "NETGPT_GPU_BENCH_FAKE_OOM_TOKENS"
 """Tests only: a setting of at least this many tokens per micro-batch raises an out-of-memory error after
 its first warm-up step, so the recovery path (report, drop the engine, build the next) runs on CPU too."""
 DEMO_ESTIMATE_S = 240.0
+CHECKPOINT_BYTES_PER_PARAM = 16
+"""A checkpoint's bytes per parameter at most (fp32 master and AdamW moments, the weights in fp32)."""
+CHECKPOINT_WRITE_BYTES_PER_S = 1e9
+"""An assumed local-disk pace, for the estimate of the checkpoint line (a checkpoint written twice)."""
 BUILD_ESTIMATE_S = {"0.5b": 25.0, "1.5b": 40.0, "tiny": 10.0}
 """Seconds to build an engine before one was measured (model inside zero.Init + deepspeed.initialize)."""
 
@@ -446,6 +453,7 @@ def sweep(args, device: torch.device, peak: dict, budget: Budget, folder: Path) 
     for group in plan(args):
         engine = None
         last: dict | None = None
+        last_setting = (0, 0)
         for length in sorted(args.prompt_lengths):
             for micro_batch in micro_batches(args, length):
                 setting = {
@@ -492,7 +500,7 @@ def sweep(args, device: torch.device, peak: dict, budget: Budget, folder: Path) 
                     if oom:
                         break  # larger micro-batches of this length would not fit either
                     continue
-                last = figures
+                last, last_setting = figures, (length, micro_batch)
                 mfu = figures["tflops"] * 1e12 / peak["flops"]
                 emit(
                     {
@@ -502,7 +510,45 @@ def sweep(args, device: torch.device, peak: dict, budget: Budget, folder: Path) 
                         "mfu_table": round(figures["tflops"] * 1e12 / table_peak, 4) if table_peak else None,
                     }
                 )
+        if engine is not None and last is not None:
+            checkpoint(engine, config, tokenizer, dims, group, last, last_setting, device, folder, budget)
         release(engine)
+
+
+def checkpoint(engine, config, tokenizer, dims, group, last, setting, device, folder, budget) -> None:
+    """One line: a checkpoint of the group's engine written in place, then in the background beside steps of
+    its last measured `setting` (prompt tokens, micro-batch), as the trainer writes them
+    (`checkpoint_save.checkpoint_costs`: stalls, the steps beside the write, the write's seconds)."""
+    from checkpoint_save import checkpoint_costs  # this folder
+
+    from netgpt.train.monitor import StepMeter
+    from netgpt.train.step import train_step
+
+    params = last["llm_params"] + last["encoder_params"]
+    record = {"bench": "gpu", "what": "checkpoint", **group.describe(), "params": params}
+    estimate = 2 * CHECKPOINT_BYTES_PER_PARAM * params / CHECKPOINT_WRITE_BYTES_PER_S + 4 * last["step_s"] + 5
+    record["estimate_s"] = round(estimate, 1)
+    if not budget.fits(estimate):
+        emit({**record, "skipped": f"estimated {estimate:.0f} s, {budget.left():.0f} s of budget left"})
+        return
+    length, micro_batch = setting
+    stage = config.train.stages[0]
+    prompts = SyntheticPrompts(tokenizer, length, config.model.num_graph_tokens)
+    batch = make_batch(micro_batch, dims, seed=0)
+
+    def step() -> float:
+        started = time.perf_counter()
+        train_step(engine, [batch], stage, prompts, StepMeter())
+        synchronize(device)
+        return time.perf_counter() - started
+
+    note(f"{record} (estimate {estimate:.0f} s, {budget.left():.0f} s left)")
+    try:
+        figures = checkpoint_costs(engine, folder / "checkpoints", step, last["step_s"], device)
+    except Exception as error:  # noqa: BLE001 (the next group must still run)
+        emit({**record, "error": repr(error)[:500]})
+        return
+    emit({**record, "prompt_tokens": length, "micro_batch": micro_batch, **figures})
 
 
 def _round(value):
