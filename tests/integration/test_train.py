@@ -112,7 +112,8 @@ def test_tensorboard_events_read_back(baseline):
     stalls, writes = events.Scalars("checkpoint/stall_s"), events.Scalars("checkpoint/write_s")
     steps = [e.step for e in stalls]
     assert steps == [e.step for e in writes] == [2, 4, 6, 7, 8, 10], steps
-    assert all(0 < s.value <= w.value for s, w in zip(stalls, writes, strict=True))
+    # (a stall may be the longer: it includes any wait for the previous write, the write starts after it)
+    assert all(e.value > 0 for e in (*stalls, *writes))
     assert "val/finetune/regression/confusion" in events.Tags()["images"]
     assert any(tag.startswith("val/finetune/predictions") for tag in events.Tags()["tensors"])
 
