@@ -511,11 +511,15 @@ def sweep(args, device: torch.device, peak: dict, budget: Budget, folder: Path) 
                     }
                 )
         if engine is not None and last is not None:
-            checkpoint(engine, config, tokenizer, dims, group, last, last_setting, device, folder, budget)
+            measure_checkpoint_save(
+                engine, config, tokenizer, dims, group, last, last_setting, device, folder, budget
+            )
         release(engine)
 
 
-def checkpoint(engine, config, tokenizer, dims, group, last, setting, device, folder, budget) -> None:
+def measure_checkpoint_save(
+    engine, config, tokenizer, dims, group, last, setting, device, folder, budget
+) -> None:
     """One line: a checkpoint of the group's engine written in place, then in the background beside steps of
     its last measured `setting` (prompt tokens, micro-batch), as the trainer writes them
     (`checkpoint_save.checkpoint_costs`: stalls, the steps beside the write, the write's seconds)."""
