@@ -66,9 +66,6 @@ def _run(folder: Path, args: argparse.Namespace) -> dict:
     from in_process import build  # this folder
 
     from netgpt.train.engine import param_count
-    from netgpt.train.monitor import StepMeter
-    from netgpt.train.stages import freeze_for_stage, set_stage_hparams
-    from netgpt.train.step import train_step
 
     smollm2_shapes = [
         "model.tiny_llm.hidden_size=576",
@@ -79,18 +76,7 @@ def _run(folder: Path, args: argparse.Namespace) -> dict:
     ]
     run = build(folder, args.videos, smollm2_shapes)
     engine, stage = run.engine, run.config.train.stages[-1]
-    batches = run.batches(stage.micro_batch_size, count=4)
-    set_stage_hparams(engine.optimizer, stage, freeze_for_stage(engine.module, stage), factor=1.0)
-    prompts = engine.module.prompt_builder(stage.graph_tokens)
-    steps = iter(range(10**9))
-
-    def step() -> float:
-        index = next(steps)
-        window = [batches[(index * stage.grad_accum + i) % len(batches)] for i in range(stage.grad_accum)]
-        started = time.perf_counter()
-        train_step(engine, window, stage, prompts, StepMeter())
-        return time.perf_counter() - started
-
+    step = run.stepper(stage, run.batches(stage.micro_batch_size, count=4))
     for _ in range(2):
         step()
     idle = statistics.median(step() for _ in range(IDLE_STEPS))

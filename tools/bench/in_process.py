@@ -6,6 +6,9 @@ The caller has set up a one-process group (`gpu.init_process_group`) before `bui
 
 from __future__ import annotations
 
+import itertools
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +31,28 @@ class InProcessRun:
         return [
             self.sampler.sample(rng.choice(self.seed_ids, seeds, replace=False), rng) for _ in range(count)
         ]
+
+    def stepper(self, stage, batches: list) -> Callable[[], float]:
+        """A function that runs `stage`'s next optimizer step (`netgpt.train.step.train_step`) over `batches`
+        in turn, `grad_accum` of them a step, and returns its seconds; the stage's trained parts and learning
+        rates are set first."""
+        from netgpt.train.monitor import StepMeter
+        from netgpt.train.stages import freeze_for_stage, set_stage_hparams
+        from netgpt.train.step import train_step
+
+        engine = self.engine
+        set_stage_hparams(engine.optimizer, stage, freeze_for_stage(engine.module, stage), factor=1.0)
+        prompts = engine.module.prompt_builder(stage.graph_tokens)
+        steps = itertools.count()
+
+        def step() -> float:
+            index = next(steps)
+            window = [batches[(index * stage.grad_accum + i) % len(batches)] for i in range(stage.grad_accum)]
+            started = time.perf_counter()
+            train_step(engine, window, stage, prompts, StepMeter())
+            return time.perf_counter() - started
+
+        return step
 
 
 def build(folder: Path, videos: int, overrides: list[str]) -> InProcessRun:

@@ -22,7 +22,6 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -79,8 +78,7 @@ def _run(folder: Path, args: argparse.Namespace) -> list[dict]:
     for stage in config.train.stages:
         per_worker = stage.micro_batch_size
         one, two = (
-            _median_step(run.engine, stage, run.batches(seeds), args.steps)
-            for seeds in (per_worker, 2 * per_worker)
+            _median_step(run, stage, run.batches(seeds), args.steps) for seeds in (per_worker, 2 * per_worker)
         )
         lines.append(
             {
@@ -99,20 +97,10 @@ def _run(folder: Path, args: argparse.Namespace) -> list[dict]:
     return lines
 
 
-def _median_step(engine, stage, batches: list, steps: int) -> float:
-    """The median seconds of `stage`'s step over `batches` in turn (`grad_accum` of them a step)."""
-    from netgpt.train.monitor import StepMeter
-    from netgpt.train.stages import freeze_for_stage, set_stage_hparams
-    from netgpt.train.step import train_step
-
-    set_stage_hparams(engine.optimizer, stage, freeze_for_stage(engine.module, stage), factor=1.0)
-    prompts = engine.module.prompt_builder(stage.graph_tokens)
-    times = []
-    for step in range(WARMUP_STEPS + steps):
-        window = [batches[(step * stage.grad_accum + i) % len(batches)] for i in range(stage.grad_accum)]
-        started = time.perf_counter()
-        train_step(engine, window, stage, prompts, StepMeter())
-        times.append(time.perf_counter() - started)
+def _median_step(run, stage, batches: list, steps: int) -> float:
+    """The median seconds of `stage`'s step over `batches` in turn, after `WARMUP_STEPS` untimed ones."""
+    step = run.stepper(stage, batches)
+    times = [step() for _ in range(WARMUP_STEPS + steps)]
     return statistics.median(times[WARMUP_STEPS:])
 
 
