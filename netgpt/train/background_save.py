@@ -33,7 +33,11 @@ from netgpt.train.manifest import write_manifest
 
 def host_copy(item: Any) -> Any:
     """`item` with every tensor copied to host memory and every other object copied too: a state that later
-    steps cannot change. Containers keep their types (an `OrderedDict`, a `torch.Size` stay what they are)."""
+    steps cannot change. Containers keep their types (an `OrderedDict`, a `torch.Size` stay what they are).
+
+    Not DeepSpeed's `clone_tensors_for_torch_save`: it leaves objects other than tensors and containers
+    shared with the live state (the loss scaler), turns a namedtuple into a tuple, and fails on a
+    `defaultdict` (it rebuilds one without its factory)."""
     if torch.is_tensor(item):
         return item.detach().to("cpu", copy=True)
     if isinstance(item, dict):

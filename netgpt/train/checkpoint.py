@@ -37,7 +37,6 @@ import json
 import shutil
 import time
 from concurrent import futures
-from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -340,7 +339,7 @@ class PendingCheckpoint:
     """This rank's shard folder (`shard_folder`), renamed into the checkpoint's folder once written."""
     metrics: dict[str, float]
     """What is reported to Ray with it, `global_step` among them."""
-    written: Future[None]
+    written: futures.Future[None]
     started: float = field(default_factory=time.perf_counter)
     """`time.perf_counter()` when the save began (its host copy taken), for the write's duration."""
 
