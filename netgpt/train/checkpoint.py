@@ -14,7 +14,8 @@ while writing leaves an unregistered folder and never touches the previous, comp
 
 The best checkpoint of each stage is written into the run folder (`best/<stage>`), first under a temporary
 name which rank 0 swaps in once every rank has finished, by renames after which a crash at any point leaves
-one complete best (`best_swap.py` states the recovery rule). At
+one complete best (`best_swap.py` states the recovery rule); by default in the background too
+(`start_best`). At
 the end of a stage its best weights are restored (`restore_best`): the stage's test scores, the next stage and
 the exported model all start from them, not from the last step.
 On several nodes the run folder must be shared storage (`k8s/base/storage.yaml`: a ReadWriteMany claim).
@@ -32,10 +33,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import hashlib
 import json
 import shutil
 import time
+from collections.abc import Callable
 from concurrent import futures
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -240,10 +243,15 @@ def check_resume(state: TrainerState, settings: dict[str, Any], stages, world_si
 def _write_shard(engine, folder: Path, state: TrainerState, rank: int, moments: bool = True) -> None:
     """This rank's part of a checkpoint into its own fresh `folder`, ending with its manifest; without
     AdamW's moments unless `moments` (a best checkpoint: `netgpt/train/moments.py`)."""
-    with contextlib.nullcontext() if moments else adam_moments_left_out(engine):
-        engine.save_checkpoint(str(folder), tag=DS_TAG)
+    _save_engine(engine, folder, moments)
     _write_rank_state(folder, state, rank)
     write_manifest(folder, rank)
+
+
+def _save_engine(engine, folder: Path, moments: bool) -> None:
+    """DeepSpeed's files of this rank into `folder`; without AdamW's moments unless `moments`."""
+    with contextlib.nullcontext() if moments else adam_moments_left_out(engine):
+        engine.save_checkpoint(str(folder), tag=DS_TAG)
 
 
 def _write_rank_state(folder: Path, state: TrainerState, rank: int) -> None:
@@ -332,14 +340,22 @@ class CheckpointNotWritten(RuntimeError):
 
 @dataclass
 class PendingCheckpoint:
-    """A checkpoint whose shard this rank's `BackgroundWriter` is writing (`start_checkpoint`)."""
+    """A checkpoint, or a stage's best, whose shard this rank's `BackgroundWriter` is writing
+    (`start_checkpoint`, `start_best`)."""
 
     name: str
     shard: Path
-    """This rank's shard folder (`shard_folder`), renamed into the checkpoint's folder once written."""
-    metrics: dict[str, float]
-    """What is reported to Ray with it, `global_step` among them."""
+    """This rank's shard folder (`shard_folder`)."""
+    target: Path
+    """The folder the shard's files are renamed into once every rank has written: the checkpoint's own, or
+    a best's `.<stage>.partial`."""
+    step: int
+    """The global step it holds."""
     written: futures.Future[None]
+    publish: Callable[[], None]
+    """Every rank, once the files are in `target`: what makes it count (the report to Ray; rank 0 swapping
+    a best in)."""
+    best: bool = False
     started: float = field(default_factory=time.perf_counter)
     """`time.perf_counter()` when the save began (its host copy taken), for the write's duration."""
 
@@ -355,20 +371,50 @@ def start_checkpoint(
     """Every rank: take a host copy of this rank's shard and hand it to `writer`; training goes on while it
     writes (`netgpt/train/background_save.py`). Registered by `finish_checkpoint` once every rank's write
     has ended (`writes_ended`)."""
+    name = checkpoint_name(state)
+    report = functools.partial(_report, run_dir, name, _reported_metrics(metrics, state))
+    return _start_writing(engine, state, rank, run_dir, name, run_dir / name, writer, report)
+
+
+def start_best(
+    engine, run_dir: Path, stage_name: str, state: TrainerState, rank: int, writer: BackgroundWriter
+) -> PendingCheckpoint:
+    """Every rank: `save_best` with the write on `writer`'s thread, as `start_checkpoint`; rank 0 swaps the
+    new best in once every rank's write has ended (`finish_checkpoint`), the previous best in place until
+    then."""
+    final = best_checkpoint_dir(run_dir, stage_name)
+    _prepare_partial_best(final, rank)
+    publish = functools.partial(_publish_best, final, rank)
+    name = f"best-{stage_name}"
+    return _start_writing(engine, state, rank, run_dir, name, partial_of(final), writer, publish, best=True)
+
+
+def _start_writing(
+    engine,
+    state: TrainerState,
+    rank: int,
+    run_dir: Path,
+    name: str,
+    target: Path,
+    writer: BackgroundWriter,
+    publish: Callable[[], None],
+    best: bool = False,
+) -> PendingCheckpoint:
+    """This rank's shard of `name` copied to host memory (without AdamW's moments for a `best`) and handed
+    to `writer`; nothing is left of it if the copy fails."""
     from netgpt.train.background_save import snapshots_of
 
     started = time.perf_counter()
-    name = checkpoint_name(state)
     own = _fresh_shard_folder(run_dir, name, rank)
     try:
         with snapshots_of(engine) as snapshot:
-            engine.save_checkpoint(str(own), tag=DS_TAG)
+            _save_engine(engine, own, moments=not best)
         _write_rank_state(own, state, rank)
     except BaseException:
         shutil.rmtree(own, ignore_errors=True)
         raise
     written = writer.write(snapshot, own, rank)
-    return PendingCheckpoint(name, own, _reported_metrics(metrics, state), written, started)
+    return PendingCheckpoint(name, own, target, state.global_step, written, publish, best, started)
 
 
 def writes_ended(pending: PendingCheckpoint, device: torch.device, wait: bool = False) -> int | None:
@@ -384,22 +430,23 @@ def writes_ended(pending: PendingCheckpoint, device: torch.device, wait: bool = 
     return None if writing else failed
 
 
-def finish_checkpoint(pending: PendingCheckpoint, run_dir: Path, failed_ranks: int) -> None:
+def finish_checkpoint(pending: PendingCheckpoint, failed_ranks: int) -> None:
     """Every rank, once every rank's write of `pending` has ended (`writes_ended`): rename this rank's files
-    into the checkpoint's folder and report it to Ray, as `save_checkpoint` does; or, where `failed_ranks`
-    ranks could not write theirs, remove the shard and raise `CheckpointNotWritten` on every rank."""
+    into its target folder and publish it, as `save_checkpoint` and `save_best` do; or, where
+    `failed_ranks` ranks could not write theirs, remove the shard and raise `CheckpointNotWritten` on every
+    rank."""
     try:
         if failed_ranks:
             error = pending.written.exception()
             what = f"{type(error).__name__}: {error}" if error else f"{failed_ranks} other rank(s) failed"
             raise CheckpointNotWritten(
-                f"checkpoint {pending.name} could not be written ({what}); the run's previous checkpoint is "
-                "untouched"
+                f"checkpoint {pending.name} could not be written ({what}); the checkpoints and bests written "
+                "before it are untouched"
             ) from error
-        move_files_into(pending.shard, run_dir / pending.name)
+        move_files_into(pending.shard, pending.target)
     finally:
         shutil.rmtree(pending.shard, ignore_errors=True)
-    _report(run_dir, pending.name, pending.metrics)
+    pending.publish()
 
 
 def load_checkpoint(
@@ -531,18 +578,31 @@ def save_best(engine, run_dir: Path, stage_name: str, state: TrainerState, rank:
     Each rank writes its shard into a fresh folder of its own in the run folder (as for `save_checkpoint`),
     then renames its files into the shared `.<stage>.partial`; rank 0 swaps that in once every rank has."""
     final = best_checkpoint_dir(run_dir, stage_name)
-    partial = partial_of(final)
+    _prepare_partial_best(final, rank)
+    _write_shard_into(
+        engine, partial_of(final), state, rank, Path(run_dir), f"best-{stage_name}", moments=False
+    )
+    _publish_best(final, rank)
+    return final
+
+
+def _prepare_partial_best(final: Path, rank: int) -> None:
+    """Every rank: an empty `.<stage>.partial` beside the stage's best `final`, made by rank 0 once what an
+    earlier crash left is settled (`recover_best`)."""
     if rank == 0:
-        recover_best(final)  # settle what an earlier crash left before the partial is reused
+        recover_best(final)
+        partial = partial_of(final)
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)
     dist.barrier()
-    _write_shard_into(engine, partial, state, rank, Path(run_dir), f"best-{stage_name}", moments=False)
+
+
+def _publish_best(final: Path, rank: int) -> None:
+    """Every rank, its files in `.<stage>.partial`: rank 0 swaps the new best in once every rank's are."""
     dist.barrier()
     if rank == 0:
         publish_best(final)
     dist.barrier()
-    return final
 
 
 def restore_best(engine, run_dir: Path, stage_name: str, rank: int = 0) -> None:

@@ -8,9 +8,11 @@ Reading order: `train_loop_per_worker` (setup, resume, stages, test) → `Curric
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,7 @@ from netgpt.train.checkpoint import (
     resume_settings,
     save_best,
     save_checkpoint,
+    start_best,
     start_checkpoint,
     write_json_atomically,
     writes_ended,
@@ -56,6 +59,10 @@ from netgpt.train.stages import (
 )
 from netgpt.train.step import LossNotFinite, train_step
 
+CHECKPOINT_TAGS = "checkpoint/"
+BEST_TAGS = "checkpoint/best_"
+"""TensorBoard's tags for a checkpoint's and a best's stall and write (`checkpoint/stall_s`,
+`checkpoint/best_write_s`): `Curriculum.write_checkpoint`."""
 PROGRESS_POST_S = 0.5
 """The least time between two progress posts of a stage (`Curriculum._post_step`)."""
 
@@ -116,7 +123,7 @@ class Curriculum:
         self.stage_profiles: dict[str, float] = {}
         self.writer = BackgroundWriter() if self.config.train.async_checkpoints else None
         self.pending: PendingCheckpoint | None = None
-        """The checkpoint `writer` is writing; registered once every rank has written it."""
+        """The checkpoint or best `writer` is writing; put in place once every rank has written it."""
         if self.progress is not None:
             self.progress.worker.remote(self.rank, os.getpid(), ray.get_runtime_context().get_node_id())
 
@@ -326,39 +333,67 @@ class Curriculum:
         val_batches.close()
         self._profile_stage(stage)
         if state.best_step is not None and state.best_step != state.global_step:
+            self.settle_checkpoint(wait=True)  # a best still being written must be in place to be read
             restore_best(self.engine, self.run_dir, stage.name, self.rank)
         tested = self.test(stage) if self.evaluate_test else {}
         self.state = state.for_next_stage(tested)
         self.checkpoint(self.state, {"stage_end": float(index)})
 
     def checkpoint(self, state: TrainerState, metrics: dict[str, float]) -> None:
-        """Checkpoint `state`: in the background (`train.async_checkpoints`) once the previous one is
-        registered, else written and registered before training goes on. TensorBoard gets how long
-        training stopped for it (`checkpoint/stall_s`) and, once registered, how long it took to write
-        (`checkpoint/write_s`)."""
+        """Checkpoint `state`; `write_checkpoint` says how."""
+        self.write_checkpoint(
+            functools.partial(save_checkpoint, self.engine, state, metrics, self.rank, self.run_dir),
+            functools.partial(start_checkpoint, self.engine, state, metrics, self.rank, self.run_dir),
+            CHECKPOINT_TAGS,
+            state.global_step,
+        )
+
+    def keep_best(self, stage: StageConfig, state: TrainerState) -> None:
+        """Write `state` as `stage`'s best (`best/<stage>`, replacing the one there); `write_checkpoint` says
+        how."""
+        args = (self.engine, self.run_dir, stage.name, state, self.rank)
+        self.write_checkpoint(
+            functools.partial(save_best, *args),
+            functools.partial(start_best, *args),
+            BEST_TAGS,
+            state.global_step,
+        )
+
+    def write_checkpoint(
+        self,
+        in_place: Callable[[], Any],
+        in_background: Callable[[BackgroundWriter], PendingCheckpoint],
+        tags: str,
+        step: int,
+    ) -> None:
+        """Write a checkpoint or a best: in the background (`train.async_checkpoints`) once the previous one
+        is in place, else written and put in place before training goes on. TensorBoard gets how long
+        training stopped for it (`<tags>stall_s`) and, once in place, how long it took to write
+        (`<tags>write_s`)."""
         started = time.perf_counter()
         if self.writer is None:
-            save_checkpoint(self.engine, state, metrics, self.rank, self.run_dir)
+            in_place()
             took = time.perf_counter() - started
-            self.log.scalars({"checkpoint/stall_s": took, "checkpoint/write_s": took}, state.global_step)
+            self.log.scalars({f"{tags}stall_s": took, f"{tags}write_s": took}, step)
             return
         self.settle_checkpoint(wait=True)
-        self.pending = start_checkpoint(self.engine, state, metrics, self.rank, self.run_dir, self.writer)
-        self.log.scalars({"checkpoint/stall_s": time.perf_counter() - started}, state.global_step)
+        self.pending = in_background(self.writer)
+        self.log.scalars({f"{tags}stall_s": time.perf_counter() - started}, step)
 
     def settle_checkpoint(self, wait: bool = False) -> None:
-        """Register the checkpoint being written once every rank has written its shard (a tiny all-reduce
-        after each step while one is written); with `wait`, wait for it. A failed write raises
-        `CheckpointNotWritten` on every rank, and Ray Train restarts from the previous checkpoint."""
+        """Put the checkpoint or best being written in place (registered with Ray; swapped in) once every
+        rank has written its shard (a tiny all-reduce after each step while one is written); with `wait`,
+        wait for it. A failed write raises `CheckpointNotWritten` on every rank, and Ray Train restarts from
+        the previous checkpoint."""
         if self.pending is None:
             return
         failed = writes_ended(self.pending, self.device, wait)
         if failed is None:
             return
         pending, self.pending = self.pending, None
-        finish_checkpoint(pending, self.run_dir, failed)
-        took = time.perf_counter() - pending.started
-        self.log.scalars({"checkpoint/write_s": took}, int(pending.metrics["global_step"]))
+        finish_checkpoint(pending, failed)
+        tags = BEST_TAGS if pending.best else CHECKPOINT_TAGS
+        self.log.scalars({f"{tags}write_s": time.perf_counter() - pending.started}, pending.step)
 
     def _profile_step(self, stage: StageConfig, step: StepMeter, first_step: bool) -> None:
         """Close the step in the profile (when on); the stage's first step is kept apart, as in `startup`."""
@@ -427,7 +462,7 @@ class Curriculum:
         if np.isfinite(score) and (state.best_score is None or score < state.best_score):
             state.best_score, state.best_step = score, state.global_step
             state.stale_validations = 0
-            save_best(self.engine, self.run_dir, stage.name, state, self.rank)
+            self.keep_best(stage, state)
         else:
             state.stale_validations += 1
         return bool(stage.patience) and state.stale_validations >= stage.patience

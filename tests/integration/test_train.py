@@ -114,6 +114,18 @@ def test_tensorboard_events_read_back(baseline):
     assert steps == [e.step for e in writes] == [2, 4, 6, 7, 8, 10], steps
     # (a stall may be the longer: it includes any wait for the previous write, the write starts after it)
     assert all(e.value > 0 for e in (*stalls, *writes))
+    # each best's too, written in the background as well: every stage's best is among them
+    best_stalls, best_writes = (
+        events.Scalars("checkpoint/best_stall_s"),
+        events.Scalars("checkpoint/best_write_s"),
+    )
+    best_steps = [e.step for e in best_stalls]
+    assert best_steps == [e.step for e in best_writes] and all(
+        e.value > 0 for e in (*best_stalls, *best_writes)
+    )
+    for stage in config.train.stages:
+        state = json.loads((result.run_dir / "best" / stage.name / "trainer_state.json").read_text())
+        assert state["global_step"] in best_steps, (stage.name, best_steps)
     assert "val/finetune/regression/confusion" in events.Tags()["images"]
     assert any(tag.startswith("val/finetune/predictions") for tag in events.Tags()["tensors"])
 

@@ -58,6 +58,7 @@ def test_tiny_run_on_cpu_reports_every_setting_with_finite_figures():
     for save in saves:
         assert "skipped" not in save and "error" not in save, save
         assert save["checkpoint_gb"] > 0 and save["stall_s_in_place"] > 0 and save["stall_s_background"] > 0
+        assert 0 < save["best_gb"] < save["checkpoint_gb"] and save["best_stall_s_background"] > 0
         assert save["background_write_s"] >= save["stall_s_background"] and save["steps_beside_write"] >= 0
     assert lines[-1]["what"] == "done"
 

@@ -2,6 +2,7 @@
 hold the state at the save, not at the write; the ranks agree when a write has ended; a failed write is an
 error naming the checkpoint, and leaves nothing in place of a checkpoint."""
 
+import json
 import shutil
 import subprocess
 import sys
@@ -23,6 +24,9 @@ from netgpt.train.checkpoint import (
     TrainerState,
     finish_checkpoint,
     load_checkpoint,
+    restore_best,
+    save_best,
+    start_best,
     start_checkpoint,
     writes_ended,
 )
@@ -114,6 +118,11 @@ def test_a_background_checkpoint_holds_the_state_of_its_save_not_of_its_write(en
     assert all(torch.equal(a, b) for a, b in zip(saved, _weights(engine), strict=True))
 
 
+def _pending(name, shard, written):
+    """A checkpoint `name` being written into `shard` by `written`, which nothing publishes."""
+    return PendingCheckpoint(name, shard, shard.parent / name, step=0, written=written, publish=lambda: None)
+
+
 class _GatedWriter(TorchCheckpointEngine):
     """Storage that takes a write only once `gate` opens (a slow shared volume)."""
 
@@ -137,13 +146,47 @@ def test_the_ranks_agree_a_write_has_ended_only_once_it_has(engine, tmp_path):
     with snapshots_of(engine) as snapshot:
         engine.save_checkpoint(str(tmp_path / "gated"), tag=DS_TAG)
     snapshot.writer = gated = _GatedWriter()
-    slow = PendingCheckpoint(
-        "slow", tmp_path / "gated", {}, BackgroundWriter().write(snapshot, tmp_path / "gated", 0)
-    )
+    slow = _pending("slow", tmp_path / "gated", BackgroundWriter().write(snapshot, tmp_path / "gated", 0))
     assert writes_ended(slow, torch.device("cpu")) is None
     assert writes_ended(slow, torch.device("cpu")) is None
     gated.gate.set()
     assert writes_ended(slow, torch.device("cpu"), wait=True) == 0
+
+
+def test_a_best_written_in_the_background_replaces_the_previous_one_once_every_rank_has_written(
+    engine, batch_maker, tmp_path, monkeypatch
+):
+    """While the new best is written the previous one stays `best/<stage>` (a crash then keeps it); once
+    written it is swapped in, holding the weights of its save, not of the steps after, without AdamW's
+    moments: the files `save_best` writes at the same point."""
+    engine, config = engine
+    stage = config.train.stages[0].name
+    _step(engine, config, batch_maker, seed=31)
+    previous = save_best(engine, tmp_path, stage, TrainerState(global_step=1, best_step=1), rank=0)
+    _step(engine, config, batch_maker, seed=32)
+    state = TrainerState(global_step=2, best_step=2, world_size=1)
+    direct = save_best(engine, tmp_path / "direct", stage, state, rank=0)
+    saved = _weights(engine)
+    monkeypatch.setattr(engine, "checkpoint_engine", gated := _GatedWriter())
+    pending = start_best(engine, tmp_path, stage, state, rank=0, writer=BackgroundWriter())
+
+    _step(engine, config, batch_maker, seed=33)  # the live state moves on while the write is held back
+    assert writes_ended(pending, torch.device("cpu")) is None
+    assert json.loads((previous / "trainer_state.json").read_text())["global_step"] == 1
+    gated.gate.set()
+    assert writes_ended(pending, torch.device("cpu"), wait=True) == 0
+    finish_checkpoint(pending, failed_ranks=0)
+
+    assert json.loads((previous / "trainer_state.json").read_text())["global_step"] == 2
+    assert sorted(p.name for p in previous.parent.iterdir()) == [stage]  # no partial, no old one
+    assert not pending.shard.exists() and checkpoint_problems(previous, full=False) == []
+    written = sorted(p.relative_to(previous) for p in (previous / DS_TAG).rglob("*.pt"))
+    assert written == sorted(p.relative_to(direct) for p in (direct / DS_TAG).rglob("*.pt"))
+    for name in written:
+        loaded = (torch.load(folder / name, weights_only=False) for folder in (direct, previous))
+        _assert_same(*loaded, where=str(name))
+    restore_best(engine, tmp_path, stage)
+    assert all(torch.equal(a, b) for a, b in zip(saved, _weights(engine), strict=True))
 
 
 def test_a_failed_write_names_the_checkpoint_and_leaves_no_checkpoint_behind(engine, tmp_path):
@@ -166,13 +209,11 @@ def test_a_failed_write_names_the_checkpoint_and_leaves_no_checkpoint_behind(eng
     with snapshots_of(engine) as snapshot:
         engine.save_checkpoint(str(pending.shard), tag=DS_TAG)
     shutil.rmtree(pending.shard / DS_TAG)
-    failing = PendingCheckpoint(
-        pending.name, pending.shard, {}, BackgroundWriter().write(snapshot, pending.shard, 0)
-    )
+    failing = _pending(pending.name, pending.shard, BackgroundWriter().write(snapshot, pending.shard, 0))
 
     assert writes_ended(failing, torch.device("cpu"), wait=True) == 1
     with pytest.raises(CheckpointNotWritten, match=r"checkpoint step-00000004-r0 could not be written \(\w+"):
-        finish_checkpoint(failing, tmp_path, failed_ranks=1)
+        finish_checkpoint(failing, failed_ranks=1)
     assert not pending.shard.exists() and not (tmp_path / pending.name).exists()
     assert (previous / "kept").read_text() == "complete"
 
@@ -183,7 +224,7 @@ def test_a_failure_on_another_rank_is_an_error_here_too(tmp_path):
     done = Future()
     done.set_result(None)  # this rank wrote its shard
     with pytest.raises(CheckpointNotWritten, match=r"step-00000006-r0 could not be written \(1 other rank"):
-        finish_checkpoint(PendingCheckpoint("step-00000006-r0", shard, {}, done), tmp_path, failed_ranks=1)
+        finish_checkpoint(_pending("step-00000006-r0", shard, done), failed_ranks=1)
     assert not shard.exists() and not (tmp_path / "step-00000006-r0").exists()
 
 

@@ -7,9 +7,11 @@ stall of one written in the background (`start_checkpoint`: DeepSpeed's save int
 beside it: the median step with no write, the mean step while the write goes on (polled after each step as
 the trainer does), how many steps that took, and the seconds until every file was written. What the
 background write costs training, `cost_s_background`: its stall plus what the write slowed the steps beside
-it (their time less as many steps with no write); `cost_ratio` sets that against the stall in place. On a
-CPU machine the thread's write takes cores from the step; on a GPU node the step leaves the host's cores
-mostly idle. `tools/bench/gpu.py` measures the same on a GPU (`checkpoint_costs`).
+it (their time less as many steps with no write); `cost_ratio` sets that against the stall in place. Then
+a stage's best (`save_best`, without AdamW's moments) both ways: `best_stall_s_in_place` and
+`best_stall_s_background` (`start_best`), `best_gb`. On a CPU machine the thread's write takes cores from
+the step; on a GPU node the step leaves the host's cores mostly idle. `tools/bench/gpu.py` measures the
+same on a GPU (`checkpoint_costs`).
 
     python tools/bench/checkpoint_save.py [--layers 30] [--videos 120]     # about two minutes on 2 cores
 
@@ -107,7 +109,8 @@ def checkpoint_costs(engine, run_dir: Path, step: Callable[[], float], idle_step
 
     state.global_step = 2
     started = time.perf_counter()
-    pending = start_checkpoint(engine, state, {}, 0, run_dir, BackgroundWriter())
+    writer = BackgroundWriter()
+    pending = start_checkpoint(engine, state, {}, 0, run_dir, writer)
     background = time.perf_counter() - started
     beside = []
     while writes_ended(pending, device) is None:
@@ -116,6 +119,7 @@ def checkpoint_costs(engine, run_dir: Path, step: Callable[[], float], idle_step
     shutil.rmtree(pending.shard)
     slowed = sum(beside) - len(beside) * idle_step_s  # what the write took from the steps beside it
     return {
+        **_costs_of_a_best(engine, run_dir, state, writer, device),
         "checkpoint_gb": round(size / 1e9, 3),
         "stall_s_in_place": round(in_place, 3),
         "stall_s_background": round(background, 3),
@@ -126,6 +130,30 @@ def checkpoint_costs(engine, run_dir: Path, step: Callable[[], float], idle_step
         "background_write_s": round(written_s, 3),
         "cost_s_background": round(background + slowed, 3),
         "cost_ratio": round((background + slowed) / in_place, 3),
+    }
+
+
+def _costs_of_a_best(engine, run_dir: Path, state, writer, device) -> dict:
+    """A stage's best written in place, then in the background (waited for: its stall is the figure)."""
+    import shutil
+
+    from netgpt.train.checkpoint import save_best, start_best, writes_ended
+
+    started = time.perf_counter()
+    best = save_best(engine, run_dir, "bench", state, 0)
+    in_place = time.perf_counter() - started
+    size = sum(path.stat().st_size for path in best.rglob("*") if path.is_file())
+    shutil.rmtree(best)
+    started = time.perf_counter()
+    pending = start_best(engine, run_dir, "bench", state, 0, writer)
+    background = time.perf_counter() - started
+    writes_ended(pending, device, wait=True)
+    shutil.rmtree(pending.shard)
+    shutil.rmtree(best.parent)
+    return {
+        "best_gb": round(size / 1e9, 3),
+        "best_stall_s_in_place": round(in_place, 3),
+        "best_stall_s_background": round(background, 3),
     }
 
 

@@ -71,8 +71,9 @@ FAKE_OOM_ENV = "NETGPT_GPU_BENCH_FAKE_OOM_TOKENS"
 """Tests only: a setting of at least this many tokens per micro-batch raises an out-of-memory error after
 its first warm-up step, so the recovery path (report, drop the engine, build the next) runs on CPU too."""
 DEMO_ESTIMATE_S = 240.0
-CHECKPOINT_BYTES_PER_PARAM = 16
-"""A checkpoint's bytes per parameter at most (fp32 master and AdamW moments, the weights in fp32)."""
+CHECKPOINT_BYTES_PER_PARAM = 16 + 8
+"""A checkpoint's bytes per parameter at most (fp32 master and AdamW moments, the weights in fp32), and a
+best's (the same without the moments)."""
 CHECKPOINT_WRITE_BYTES_PER_S = 1e9
 """An assumed local-disk pace, for the estimate of the checkpoint line (a checkpoint written twice)."""
 BUILD_ESTIMATE_S = {"0.5b": 25.0, "1.5b": 40.0, "tiny": 10.0}
