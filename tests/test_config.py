@@ -99,6 +99,7 @@ def test_a_stage_without_graph_tokens_cannot_train_the_graph_head():
         ("graph.remote_cache_rows=-1", r"'graph\.remote_cache_rows': expected an integer in 0-10000000"),
         ("train.stages.0.losses={graph_regression: -1.0}", r"losses': expected weights > 0"),
         ("train.stages.0.name=../x", r"name': expected a name without"),
+        ("train.preemption_check_every=-1", r"'train\.preemption_check_every': expected an integer >= 0"),
     ],
 )
 def test_unsafe_values_are_refused(override, message):

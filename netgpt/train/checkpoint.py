@@ -73,6 +73,7 @@ MAY_CHANGE = (
     "train.keep_checkpoints",
     "train.async_checkpoints",
     "train.max_failures",
+    "train.preemption_check_every",
     "train.log_every",
     "train.timeout_s",
     "train.storage_path",

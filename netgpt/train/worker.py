@@ -124,6 +124,8 @@ class Curriculum:
         self.writer = BackgroundWriter() if self.config.train.async_checkpoints else None
         self.pending: PendingCheckpoint | None = None
         """The checkpoint or best `writer` is writing; put in place once every rank has written it."""
+        self.preemption: ray.train.PreemptionInfo | None = None
+        """The node drain last answered with a checkpoint (`checkpoint_if_preempted`)."""
         if self.progress is not None:
             self.progress.worker.remote(self.rank, os.getpid(), ray.get_runtime_context().get_node_id())
 
@@ -327,6 +329,7 @@ class Curriculum:
                 break
             if state.global_step % self.config.train.checkpoint_every == 0:
                 self.checkpoint(state, {"train_loss": terms["loss"]})
+            self.checkpoint_if_preempted(state, terms["loss"])
         # A stage cut short (max_steps, early stopping) leaves its streams unread: end their Ray Data
         # executions, or they keep sampling ahead beside the next stage's (netgpt/train/prefetch.py).
         batches.close()
@@ -346,6 +349,33 @@ class Curriculum:
             functools.partial(start_checkpoint, self.engine, state, metrics, self.rank, self.run_dir),
             CHECKPOINT_TAGS,
             state.global_step,
+        )
+
+    def checkpoint_if_preempted(self, state: TrainerState, loss: float) -> None:
+        """Every `train.preemption_check_every` steps, ask Ray Train whether a node of the run is being
+        drained (a collective of Ray Train's: every rank asks at the same steps); at the first answer of a
+        drain, checkpoint now, unless this step was just checkpointed, and wait until it is registered, so
+        that Ray Train's restart on other nodes resumes from this step. Training goes on meanwhile: the
+        drain may be called off, and Ray Train ends the worker group at the deadline."""
+        every = self.config.train.preemption_check_every
+        if not every or state.global_step % every:
+            return
+        preemption = ray.train.get_preemption_info()
+        if preemption is None or preemption == self.preemption:
+            return
+        self.preemption = preemption
+        if state.global_step % self.config.train.checkpoint_every:
+            self.checkpoint(state, {"train_loss": loss, "preemption": 1.0})
+        self.settle_checkpoint(wait=True)
+        left = (
+            ""
+            if preemption.deadline_ms is None
+            else f", {preemption.deadline_ms / 1000 - time.time():.0f} s left"
+        )
+        self._post(
+            "summary",
+            f"step {state.global_step}: node(s) {', '.join(preemption.preempted_node_ids)} being drained "
+            f"(ranks {preemption.preempted_ranks}{left}): checkpointed this step",
         )
 
     def keep_best(self, stage: StageConfig, state: TrainerState) -> None:

@@ -1,7 +1,8 @@
 """The curriculum on a Ray cluster of several nodes on one machine (`ray.cluster_utils.Cluster`): a head with
 no CPUs, one node for the Train workers and one for the sampler actors (custom resources place them there),
-the driver a process of its own. The Train node is removed mid-stage and another added: Ray Train restarts
-the worker group there, which resumes from the last registered checkpoint, and the sampler actors on the
+the driver a process of its own. The Train node is drained as a spot instance's reclaim is (`ray drain-node`,
+reason preemption): the workers checkpoint at once, mid-stage. Then it is removed and another added: Ray
+Train restarts the worker group there, which resumes from that checkpoint, and the sampler actors on the
 other node serve it on. The driver's cwd and the nodes' cwd are empty folders: nothing may need them."""
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ def cluster(tmp_path, monkeypatch):
     # every node keeps idle workers, as the KubeRay manifests set it (docs/cluster.md): its nodes have no
     # free CPU, and without it each stream of the run started its read tasks in new processes
     monkeypatch.setenv("RAY_num_workers_soft_limit", "8")
+    # Ray Train looks for drained nodes every 5 s by default; the tiny run's stage has a few seconds
+    monkeypatch.setenv("RAY_TRAIN_PREEMPTION_POLL_INTERVAL_S", "0.2")
     temp_dir = tempfile.mkdtemp(prefix="ngt-mn-", dir="/tmp")  # short: Ray's socket paths have a length limit
     cluster = Cluster(
         initialize_head=True,
@@ -74,6 +77,29 @@ def _registered_state(run_dir: Path) -> dict | None:
         return json.loads((latest_registered(run_dir) / STATE_FILE).read_text(encoding="utf-8"))
     except (ConvertError, OSError, ValueError):  # nothing registered yet, or caught mid-write
         return None
+
+
+def _registered_metrics(run_dir: Path) -> dict[str, dict]:
+    """Each registered checkpoint's reported metrics, by folder name, from Ray Train's registry."""
+    try:
+        registry = json.loads((run_dir / "checkpoint_manager_snapshot.json").read_text(encoding="utf-8"))
+        return {entry["checkpoint_dir_name"]: entry["metrics"] for entry in registry["checkpoint_results"]}
+    except (OSError, ValueError, KeyError, TypeError):  # not written yet, or caught mid-write
+        return {}
+
+
+def _drain(cluster, node) -> None:
+    """What a spot instance's reclaim does to a Ray node (KubeRay's autoscaler asks the same): the node is
+    marked as going within 120 s."""
+    subprocess.run(
+        [
+            *(sys.executable, "-m", "ray.scripts.scripts", "drain-node", "--address", cluster.address),
+            *("--node-id", node.node_id, "--reason", "DRAIN_NODE_REASON_PREEMPTION"),
+            *("--reason-message", "spot instance reclaimed (test)", "--deadline-remaining-seconds", "120"),
+        ],
+        check=True,
+        timeout=60,
+    )
 
 
 def _planned_seeds(config, index: int, steps: int) -> list[int]:
@@ -105,7 +131,9 @@ def test_curriculum_across_nodes_survives_losing_the_train_node(cluster, data_di
     # the DeepSpeed JSON named relative to the driver's cwd, which no worker shares
     shutil.copy(REPO / "netgpt" / "ds_configs" / "zero3.json", driver_cwd / "ds.json")
     runs = tmp_path / "runs"
-    config = make_config(data_dir, runs, "multinode", [*PLACEMENT, "train.ds_config=ds.json"])
+    # checkpoints only at stage ends, and the one the drain asks for; Ray Train asked after every step
+    settings = ["train.ds_config=ds.json", "train.checkpoint_every=100", "train.preemption_check_every=1"]
+    config = make_config(data_dir, runs, "multinode", [*PLACEMENT, *settings])
     preset = tmp_path / "multinode.yaml"
     preset.write_text(to_yaml(config), encoding="utf-8")
     outcome_file, log_file = tmp_path / "outcome.json", tmp_path / "driver.log"
@@ -121,11 +149,20 @@ def test_curriculum_across_nodes_survives_losing_the_train_node(cluster, data_di
             stderr=subprocess.STDOUT,
         )
         try:
-            removed = None
+            drained_at = removed = None
             deadline = time.monotonic() + 480  # 200 s alone on 2 cores, 240+ s inside the full suite
             while driver.poll() is None and removed is None and time.monotonic() < deadline:
                 state = _registered_state(runs / "multinode")
-                if state and state["stage_index"] >= 1 and state["position"] > 0:
+                if drained_at is None and state and state["stage_index"] >= 1:
+                    _drain(cluster, train_node)
+                    drained_at = state
+                if (
+                    drained_at is not None
+                    and state
+                    and _registered_metrics(runs / "multinode")
+                    .get(f"step-{state['global_step']:08d}-r0", {})
+                    .get("preemption")
+                ):
                     cluster.remove_node(train_node)
                     removed = state
                     replacement = _add_train_node(cluster)
@@ -137,9 +174,18 @@ def test_curriculum_across_nodes_survives_losing_the_train_node(cluster, data_di
                 driver.wait()
     took = time.monotonic() - started
     log_tail = log_file.read_text(encoding="utf-8", errors="replace")[-6000:]
-    assert removed is not None, "the run ended before the Train node could be removed mid-stage\n" + log_tail
+    assert drained_at is not None, "the run ended before the Train node could be drained\n" + log_tail
+    assert removed is not None, "no checkpoint answered the drain before the run ended\n" + log_tail
     assert driver.returncode == 0, log_tail
-    print(f"multi-node run with the Train node removed at step {removed['global_step']}: {took:.0f} s")
+    print(
+        f"multi-node run: Train node drained after step {drained_at['global_step']}, checkpointed at step "
+        f"{removed['global_step']}, removed: {took:.0f} s"
+    )
+    # the checkpoint the drain asked for was written mid-stage, after the drain, at a step no other would be
+    assert removed["position"] > 0 and removed["global_step"] > drained_at["global_step"], (
+        drained_at,
+        removed,
+    )
 
     outcome = json.loads(outcome_file.read_text(encoding="utf-8"))
     progress, total = outcome["progress"], sum(stage.max_steps for stage in config.train.stages)
@@ -156,9 +202,10 @@ def test_curriculum_across_nodes_survives_losing_the_train_node(cluster, data_di
     assert {w["node_id"] for w in first} == {train_node.node_id}
     assert {w["node_id"] for w in second} == {replacement.node_id}
 
-    # Resumed once, from the checkpoint registered when the node went (or a newer one registered meanwhile).
+    # Resumed once, from the checkpoint the drain asked for (or a newer one registered meanwhile).
     (resumed_from,) = progress["resumed_from"]
     assert removed["global_step"] <= resumed_from < total
+    assert any("being drained" in line for line in progress["summaries"]), progress["summaries"]
 
     # Every step trained on the seeds the loader's plan gives it, a step done again after the resume on the
     # same seeds as before: each stage saw its plan's first batches, every seed once in the epoch.
