@@ -233,6 +233,27 @@ def test_every_ray_node_keeps_idle_workers_for_the_streams_read_tasks(rendered):
     assert nodes >= 4
 
 
+def test_every_ray_worker_drains_its_node_before_its_pod_ends(rendered):
+    """A worker Pod's preStop hook drains its Ray node (netgpt/train/drain.py), with a deadline inside the
+    Pod's grace period, so that a run checkpoints before Kubernetes ends the Pod."""
+    groups = 0
+    for where, doc in _docs(rendered):
+        for name, spec in cluster_specs(doc):
+            for group in spec.get("workerGroupSpecs", []):
+                pod = group["template"]["spec"]
+                (container,) = pod["containers"]
+                command = container["lifecycle"]["preStop"]["exec"]["command"]
+                assert command[:3] == ["python", "-m", "netgpt.train.drain"], f"{where} {name}"
+                deadline = int(command[command.index("--deadline-s") + 1])
+                assert 0 < deadline < pod["terminationGracePeriodSeconds"] - 15, f"{where} {name}"
+                groups += 1
+    assert groups >= 3
+    drain_options = subprocess.run(
+        [sys.executable, "-m", "netgpt.train.drain", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert "--deadline-s" in drain_options.stdout, drain_options.stderr
+
+
 def _base_pod() -> dict:
     docs = yaml.safe_load_all((REPO / "k8s/base/tensorboard.yaml").read_text(encoding="utf-8"))
     (doc,) = [d for d in docs if d and d["kind"] == "Deployment"]
