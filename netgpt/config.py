@@ -568,7 +568,7 @@ class TrainConfig:
     """Ask Ray Train every N optimizer steps whether a node of the run is being drained (a spot instance
     reclaimed, a node scaled down); the first time it is, checkpoint at once, so that the restart elsewhere
     loses the fewest steps (docs/checkpoints.md#preemption). Each ask is a round trip through Ray Train's
-    controller, about 4 ms with 2 CPU workers; 0: never ask."""
+    controller, 3.8 ms with 2 CPU workers (`tools/bench/preemption_check.py`); 0: never ask."""
     log_every: int = 5
     """TensorBoard scalars every N optimizer steps."""
     val_every_epoch: bool = True
