@@ -567,7 +567,7 @@ class TrainConfig:
     preemption_check_every: int = 1
     """Ask Ray Train every N optimizer steps whether a node of the run is being drained (a spot instance
     reclaimed, a node scaled down); the first time it is, checkpoint at once, so that the restart elsewhere
-    loses the fewest steps (docs/checkpoints.md#preemption). Each ask is a round trip through Ray Train's
+    loses the fewest steps (docs/checkpoints.md, "Preemption"). Each ask is a round trip through Ray Train's
     controller, 3.8 ms with 2 CPU workers (`tools/bench/preemption_check.py`); 0: never ask."""
     log_every: int = 5
     """TensorBoard scalars every N optimizer steps."""
