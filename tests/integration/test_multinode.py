@@ -89,7 +89,7 @@ def _registered_metrics(run_dir: Path) -> dict[str, dict]:
 
 
 def _drain(cluster, node) -> None:
-    """What a spot instance's reclaim does to a Ray node (KubeRay's autoscaler asks the same): the node is
+    """What a spot instance's reclaim does to a Ray node (Ray's autoscaler v2 asks the same): the node is
     marked as going within 120 s."""
     subprocess.run(
         [
