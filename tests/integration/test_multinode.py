@@ -24,6 +24,7 @@ from netgpt.convert.errors import ConvertError
 from netgpt.convert.locate import latest_registered
 from netgpt.graph.plan import EpochPlan
 from netgpt.train.checkpoint import STATE_FILE
+from netgpt.train.drain import drain
 
 pytestmark = pytest.mark.integration
 
@@ -88,20 +89,6 @@ def _registered_metrics(run_dir: Path) -> dict[str, dict]:
         return {}
 
 
-def _drain(cluster, node) -> None:
-    """What a spot instance's reclaim does to a Ray node (Ray's autoscaler v2 asks the same): the node is
-    marked as going within 120 s."""
-    subprocess.run(
-        [
-            *(sys.executable, "-m", "ray.scripts.scripts", "drain-node", "--address", cluster.address),
-            *("--node-id", node.node_id, "--reason", "DRAIN_NODE_REASON_PREEMPTION"),
-            *("--reason-message", "spot instance reclaimed (test)", "--deadline-remaining-seconds", "120"),
-        ],
-        check=True,
-        timeout=60,
-    )
-
-
 def _planned_seeds(config, index: int, steps: int) -> list[int]:
     """The seeds of the first `steps` optimizer steps of stage `index` in the loader's plan (the same on
     every world size): what an uninterrupted run trains on."""
@@ -154,7 +141,8 @@ def test_curriculum_across_nodes_survives_losing_the_train_node(cluster, data_di
             while driver.poll() is None and removed is None and time.monotonic() < deadline:
                 state = _registered_state(runs / "multinode")
                 if drained_at is None and state and state["stage_index"] >= 1:
-                    _drain(cluster, train_node)
+                    # what a spot instance's reclaim does to a Ray node (Ray's autoscaler v2 asks the same)
+                    drain(cluster.address, train_node.node_id, 120, "spot instance reclaimed (test)")
                     drained_at = state
                 if (
                     drained_at is not None

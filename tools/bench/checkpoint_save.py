@@ -104,7 +104,7 @@ def checkpoint_costs(engine, run_dir: Path, step: Callable[[], float], idle_step
     started = time.perf_counter()
     checkpoint._write_shard_into(engine, run_dir / "in-place", state, 0, run_dir, "in-place")
     in_place = time.perf_counter() - started
-    size = sum(path.stat().st_size for path in (run_dir / "in-place").rglob("*") if path.is_file())
+    size = _bytes_under(run_dir / "in-place")
     shutil.rmtree(run_dir / "in-place")
 
     state.global_step = 2
@@ -142,7 +142,7 @@ def _costs_of_a_best(engine, run_dir: Path, state, writer, device) -> dict:
     started = time.perf_counter()
     best = save_best(engine, run_dir, "bench", state, 0)
     in_place = time.perf_counter() - started
-    size = sum(path.stat().st_size for path in best.rglob("*") if path.is_file())
+    size = _bytes_under(best)
     shutil.rmtree(best)
     started = time.perf_counter()
     pending = start_best(engine, run_dir, "bench", state, 0, writer)
@@ -155,6 +155,10 @@ def _costs_of_a_best(engine, run_dir: Path, state, writer, device) -> dict:
         "best_stall_s_in_place": round(in_place, 3),
         "best_stall_s_background": round(background, 3),
     }
+
+
+def _bytes_under(folder: Path) -> int:
+    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
 
 
 if __name__ == "__main__":
