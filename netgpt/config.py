@@ -565,8 +565,9 @@ class TrainConfig:
     """Worker-group restarts Ray Train may make before the run fails. A preemption's restart is not counted
     (Ray Train's own budget for those is unlimited)."""
     preemption_check_every: int = 1
-    """Ask Ray Train every N optimizer steps whether a node of the run is being drained (a spot instance
-    reclaimed, a node scaled down); the first time it is, checkpoint at once, so that the restart elsewhere
+    """Ask Ray Train every N optimizer steps, and before every N-th batch of an evaluation from its first,
+    whether a node of the run is being drained (a spot instance reclaimed, a node scaled down); the first
+    time it is, checkpoint at once (with the evaluation due, during one), so that the restart elsewhere
     loses the fewest steps (docs/checkpoints.md, "Preemption"). Each ask is a round trip through Ray Train's
     controller, 3.8 ms with 2 CPU workers (`tools/bench/preemption_check.py`); 0: never ask."""
     log_every: int = 5

@@ -112,6 +112,10 @@ class ResumeRefused(RuntimeError):
     """A checkpoint that this configuration or worker count cannot continue."""
 
 
+EVALUATIONS = ("validation", "test")
+"""The evaluations a drain can interrupt, in the order a stage runs them at the same step."""
+
+
 @dataclass
 class TrainerState:
     """Where the curriculum stands; saved with every checkpoint, so resuming is the same path as starting."""
@@ -152,6 +156,11 @@ class TrainerState:
     """sha256 of `settings`."""
     settings: dict[str, Any] = field(default_factory=dict)
     """The settings that must not change across a resume (`resume_settings`), flattened: key -> value."""
+    evaluation_due: str = ""
+    """An evaluation of the stage that a node's drain interrupted (`EVALUATIONS`), run first on resume:
+    "validation" (the step that ended an epoch or the stage is taken, its validation unfinished) or "test"
+    (the stage's training ended and its best is in the weights, its test unfinished); "" in every other
+    checkpoint."""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -315,8 +324,11 @@ def save_checkpoint(engine, state: TrainerState, metrics: dict[str, float], rank
 
 
 def checkpoint_name(state: TrainerState) -> str:
-    """The folder name of the checkpoint of `state` (step, then restarts: unique within a run)."""
-    return f"step-{state.global_step:08d}-r{state.restarts}"
+    """The folder name of the checkpoint of `state` (step, restarts, and the evaluation due in one written
+    during an evaluation, which the checkpoint after that evaluation shares its step with: unique within a
+    run)."""
+    due = f"-{state.evaluation_due}" if state.evaluation_due else ""
+    return f"step-{state.global_step:08d}-r{state.restarts}{due}"
 
 
 def _reported_metrics(metrics: dict[str, float], state: TrainerState) -> dict[str, float]:
@@ -478,7 +490,7 @@ def load_checkpoint(
         else:
             if run_dir is None:
                 raise ValueError("a checkpoint of another world size needs run_dir for its conversion")
-            _load_resharded(engine, folder, state, Path(run_dir), rank)
+            _load_resharded(engine, folder, state, checkpoint_name(state), Path(run_dir), rank)
         if rank < (state.world_size or world_size):  # a rank the old world had: its RNG file must be there
             load_rng_state(folder, rank)
     state.restarts += 1
@@ -508,15 +520,15 @@ def _load_resharded(
     engine,
     folder: Path,
     state: TrainerState,
+    key: str,
     run_dir: Path,
     rank: int,
-    prefix: str = "step",
     best: bool = False,
 ) -> None:
-    """Every rank: rank 0 converts the checkpoint (once: a complete conversion is reused), the others wait
-    for it; all load it as a universal checkpoint, then rank 0 deletes the conversion. A `best` one gets
-    zeros for the moments it left out first."""
-    name = f"{prefix}-{state.global_step:08d}-r{state.restarts}-w{state.world_size}"
+    """Every rank: rank 0 converts the checkpoint (once: a complete conversion of the same `key`, a name
+    unique within the run, is reused), the others wait for it; all load it as a universal checkpoint, then
+    rank 0 deletes the conversion. A `best` one gets zeros for the moments it left out first."""
+    name = f"{key}-w{state.world_size}"
     root = run_dir / UNIVERSAL_DIR
     final = root / name
     if rank == 0 and not final.is_dir():
@@ -622,9 +634,8 @@ def restore_best(engine, run_dir: Path, stage_name: str, rank: int = 0) -> None:
     if state_file.is_file():
         state = TrainerState.from_json(state_file.read_text(encoding="utf-8"))
         if state.world_size not in (0, dist.get_world_size()):
-            _load_resharded(
-                engine, folder, state, Path(run_dir), rank, prefix=f"best-{stage_name}", best=True
-            )
+            key = f"best-{stage_name}-{state.global_step:08d}-r{state.restarts}"
+            _load_resharded(engine, folder, state, key, Path(run_dir), rank, best=True)
             return
     load_path, _ = engine.load_checkpoint(
         str(folder), tag=DS_TAG, load_optimizer_states=False, load_lr_scheduler_states=False

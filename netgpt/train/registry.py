@@ -36,13 +36,14 @@ from ray.train.v2._internal.execution.checkpoint.checkpoint_manager import (
 )
 
 from netgpt.atomic import write_text_atomic
+from netgpt.train.checkpoint import EVALUATIONS
 from netgpt.train.manifest import STATE_FILE, checkpoint_problems
 
 REGISTRY_FILE = CHECKPOINT_MANAGER_SNAPSHOT_FILENAME
 DAMAGED_DIR = "damaged"
 BEFORE_REPAIR = f"{REGISTRY_FILE}.before-repair"
-CHECKPOINT_NAME = re.compile(r"step-(\d+)-r(\d+)")
-"""The folder names `save_checkpoint` gives (global step, restarts)."""
+CHECKPOINT_NAME = re.compile(rf"step-(\d+)-r(\d+)(?:-({'|'.join(EVALUATIONS)}))?")
+"""The folder names `checkpoint_name` gives (global step, restarts, the evaluation a drain interrupted)."""
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +79,9 @@ def _scan(run_dir: Path) -> list[str]:
     for child in run_dir.iterdir():
         match = CHECKPOINT_NAME.fullmatch(child.name)
         if match and child.is_dir():
-            found.append(((int(match.group(1)), int(match.group(2))), child.name))
+            # at one step and restart the run writes them in the order of EVALUATIONS, the plain one last
+            due = EVALUATIONS.index(match.group(3)) if match.group(3) else len(EVALUATIONS)
+            found.append(((int(match.group(1)), int(match.group(2)), due), child.name))
     return [name for _, name in sorted(found)]
 
 

@@ -8,6 +8,7 @@ Reading order: `train_loop_per_worker` (setup, resume, stages, test) → `Curric
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import os
@@ -125,7 +126,7 @@ class Curriculum:
         self.pending: PendingCheckpoint | None = None
         """The checkpoint or best `writer` is writing; put in place once every rank has written it."""
         self.preemption: ray.train.PreemptionInfo | None = None
-        """The node drain last answered with a checkpoint (`checkpoint_if_preempted`)."""
+        """The node drain last answered with a checkpoint (`drain_notice`)."""
         if self.progress is not None:
             self.progress.worker.remote(self.rank, os.getpid(), ray.get_runtime_context().get_node_id())
 
@@ -185,6 +186,12 @@ class Curriculum:
                 f"resumed at step {state.global_step} on {self.world} workers from a checkpoint of "
                 f"{state.world_size}: ZeRO shards re-cut through a universal checkpoint (weights, fp32 "
                 "master weights and Adam moments kept), streams resumed at the same global position",
+            )
+        if state.evaluation_due:
+            self._post(
+                "summary",
+                f"resumed at step {state.global_step} from {Path(checkpoint.path).name}: its "
+                f"{state.evaluation_due}, which a node's drain interrupted, runs first",
             )
         if not state.fingerprint:
             state.fingerprint, state.settings = fingerprint(settings), settings
@@ -260,6 +267,18 @@ class Curriculum:
         )
 
     def run_stage(self, index: int, stage: StageConfig) -> None:
+        """Train the stage (unless a drain interrupted its test: its training is done, its best in the
+        weights), test it, and checkpoint the state the next stage begins from."""
+        if self.state.evaluation_due != "test":
+            self.train_stage(index, stage)
+        self.state.evaluation_due = ""
+        tested = self.test(stage) if self.evaluate_test else {}
+        self.state = self.state.for_next_stage(tested)
+        self.checkpoint(self.state, {"stage_end": float(index)})
+
+    def train_stage(self, index: int, stage: StageConfig) -> None:
+        """The stage's optimizer steps, validating after each epoch (first the validation a drain interrupted,
+        on a resume), until its last step or early stopping; then the stage's best back in the weights."""
         state = self.state
         active = freeze_for_stage(self.model, stage)
         if state.stage_step == 0:
@@ -280,8 +299,15 @@ class Curriculum:
         first, stride = self.rank, self.world
         batches = prefetch(iter_graph_batches(streams.train, streams.train_start + first, stride))
         val_batches = iter_graph_batches(streams.val, streams.val_start + first, stride)
+        validates = self.config.train.val_every_epoch and streams.val_batches
         meter = StepMeter()
         self._post("stage_update", stage.name, index, state.stage_step, total, None)
+        if state.evaluation_due == "validation":
+            state.evaluation_due = ""
+            if validates and self.validate_and_keep_best(
+                stage, val_batches, streams.val_batches // self.world
+            ):
+                total = state.stage_step
         first_step = True
         while state.stage_step < total:
             step_started = time.perf_counter()
@@ -320,7 +346,7 @@ class Curriculum:
                 meter = StepMeter()
             epoch_end = state.position % streams.train_batches == 0
             stage_end = state.stage_step == total
-            if (epoch_end or stage_end) and self.config.train.val_every_epoch and streams.val_batches:
+            if (epoch_end or stage_end) and validates:
                 stop = self.validate_and_keep_best(stage, val_batches, streams.val_batches // self.world)
                 if stop:
                     stage_end = True
@@ -338,9 +364,6 @@ class Curriculum:
         if state.best_step is not None and state.best_step != state.global_step:
             self.settle_checkpoint(wait=True)  # a best still being written must be in place to be read
             restore_best(self.engine, self.run_dir, stage.name, self.rank)
-        tested = self.test(stage) if self.evaluate_test else {}
-        self.state = state.for_next_stage(tested)
-        self.checkpoint(self.state, {"stage_end": float(index)})
 
     def checkpoint(self, state: TrainerState, metrics: dict[str, float]) -> None:
         """Checkpoint `state`; `write_checkpoint` says how."""
@@ -352,20 +375,46 @@ class Curriculum:
         )
 
     def checkpoint_if_preempted(self, state: TrainerState, loss: float) -> None:
-        """Every `train.preemption_check_every` steps, ask Ray Train whether a node of the run is being
-        drained (a collective of Ray Train's: every rank asks at the same steps); at the first answer of a
-        drain, checkpoint now, unless this step was just checkpointed, and wait until it is registered, so
-        that Ray Train's restart on other nodes resumes from this step. Training goes on meanwhile: the
-        drain may be called off, and Ray Train ends the worker group at the deadline."""
+        """Every `train.preemption_check_every` steps, ask whether a node of the run is being drained
+        (`drain_notice`); at a new drain, checkpoint this step unless it was just checkpointed
+        (`answer_drain`). Training goes on meanwhile: the drain may be called off, and Ray Train ends the
+        worker group at the deadline."""
         every = self.config.train.preemption_check_every
         if not every or state.global_step % every:
             return
-        preemption = ray.train.get_preemption_info()
-        if preemption is None or preemption == self.preemption:
+        preemption = self.drain_notice()
+        if preemption is None:
             return
-        self.preemption = preemption
         if state.global_step % self.config.train.checkpoint_every:
             self.checkpoint(state, {"train_loss": loss, "preemption": 1.0})
+        self.answer_drain(preemption, "this step")
+
+    def checkpoint_if_preempted_during(self, evaluation: str, batch: int) -> None:
+        """Before batches 0, `every`, 2 `every`, ... of an evaluation (`train.preemption_check_every`), ask
+        whether a node of the run is being drained; at a new drain, checkpoint the state with `evaluation`
+        due, which a resumed run runs first (`run_stage`). An evaluation on a large split (a validation
+        that generates answers) can outlast a drain's notice; the steps before it are not lost with it."""
+        every = self.config.train.preemption_check_every
+        if not every or batch % every:
+            return
+        preemption = self.drain_notice()
+        if preemption is not None:
+            due = dataclasses.replace(self.state, evaluation_due=evaluation)
+            self.checkpoint(due, {"preemption": 1.0})
+            self.answer_drain(preemption, f"during the {evaluation}")
+
+    def drain_notice(self) -> ray.train.PreemptionInfo | None:
+        """Ray Train's word on a drain of one of the run's nodes, when it is new (a collective of Ray
+        Train's: every rank asks at the same points of the run)."""
+        preemption = ray.train.get_preemption_info()
+        if preemption is None or preemption == self.preemption:
+            return None
+        self.preemption = preemption
+        return preemption
+
+    def answer_drain(self, preemption: ray.train.PreemptionInfo, when: str) -> None:
+        """Wait until the checkpoint answering `preemption` is registered, so that Ray Train's restart on
+        other nodes resumes from it, and say so in the run's summary."""
         self.settle_checkpoint(wait=True)
         left = (
             ""
@@ -374,8 +423,8 @@ class Curriculum:
         )
         self._post(
             "summary",
-            f"step {state.global_step}: node(s) {', '.join(preemption.preempted_node_ids)} being drained "
-            f"(ranks {preemption.preempted_ranks}{left}): checkpointed this step",
+            f"step {self.state.global_step}: node(s) {', '.join(preemption.preempted_node_ids)} being "
+            f"drained (ranks {preemption.preempted_ranks}{left}): checkpointed {when}",
         )
 
     def keep_best(self, stage: StageConfig, state: TrainerState) -> None:
@@ -457,9 +506,12 @@ class Curriculum:
 
     # ---------------------------------------------------------------- validation
     @torch.no_grad()
-    def evaluate(self, stage: StageConfig, batches, count: int) -> tuple[dict[str, Metrics], list[dict]]:
+    def evaluate(
+        self, stage: StageConfig, batches, count: int, evaluation: str
+    ) -> tuple[dict[str, Metrics], list[dict]]:
         """Rate `count` batches with every prediction the stage makes, gather the rows of all ranks, score
-        them; returns the metrics and a few example rows.
+        them; returns the metrics and a few example rows. `evaluation` ("validation", "test") is what a
+        checkpoint answering a drain meanwhile has due (`checkpoint_if_preempted_during`).
 
         All ranks rate the same number of batches and generate in step (`synced_gpus`), so ZeRO-3's
         collective gathers stay in step."""
@@ -467,7 +519,8 @@ class Curriculum:
         made = stage.predictions()
         builder = self.prompt_builders[stage.graph_tokens]
         rows: list[dict] = []
-        for _ in range(count):
+        for index in range(count):
+            self.checkpoint_if_preempted_during(evaluation, index)
             _epoch, _position, batch = next(batches)
             rated = rate_batch(self.engine, batch, builder, self.device, made, synced_gpus=self.world > 1)
             for row, fields in zip(as_rows(rated), batch.seed_fields, strict=True):
@@ -480,7 +533,7 @@ class Curriculum:
     def validate_and_keep_best(self, stage: StageConfig, batches, count: int) -> bool:
         """Validate, log, keep the stage's best checkpoint; True when patience says stop."""
         state = self.state
-        results, examples = self.evaluate(stage, batches, count)
+        results, examples = self.evaluate(stage, batches, count, "validation")
         state.validations += 1
         primary = stage.primary_prediction()
         score = results[primary].mae if primary in results else float("nan")
@@ -507,7 +560,7 @@ class Curriculum:
         name = stream_name("test", stage.name)
         shard = graph_dataset_shard(self.stream_starts, name, 0, multiple)
         count = self.stream_shapes[name].batches_per_epoch(multiple) // self.world
-        results, _ = self.evaluate(stage, iter_graph_batches(shard, self.rank, self.world), count)
+        results, _ = self.evaluate(stage, iter_graph_batches(shard, self.rank, self.world), count, "test")
         scalars: dict[str, float] = {}
         for source, metrics in results.items():
             scalars.update(metrics.scalars(prefix=f"test/{stage.name}/{source}/"))

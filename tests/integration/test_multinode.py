@@ -1,9 +1,10 @@
 """The curriculum on a Ray cluster of several nodes on one machine (`ray.cluster_utils.Cluster`): a head with
 no CPUs, one node for the Train workers and one for the sampler actors (custom resources place them there),
 the driver a process of its own. The Train node is drained as a spot instance's reclaim is (`ray drain-node`,
-reason preemption): the workers checkpoint at once, mid-stage. Then it is removed and another added: Ray
-Train restarts the worker group there, which resumes from that checkpoint, and the sampler actors on the
-other node serve it on. The driver's cwd and the nodes' cwd are empty folders: nothing may need them."""
+reason preemption): the workers checkpoint at once, mid-stage, after a training step or, in the other run,
+during an evaluation. Then it is removed and another added: Ray Train restarts the worker group there, which
+resumes from that checkpoint (running the interrupted evaluation first), and the sampler actors on the other
+node serve it on. The driver's cwd and the nodes' cwd are empty folders: nothing may need them."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from netgpt.config import to_yaml
 from netgpt.convert.errors import ConvertError
 from netgpt.convert.locate import latest_registered
 from netgpt.graph.plan import EpochPlan
-from netgpt.train.checkpoint import STATE_FILE
+from netgpt.train.checkpoint import STATE_FILE, TrainerState, checkpoint_name
 from netgpt.train.drain import drain
 
 pytestmark = pytest.mark.integration
@@ -107,8 +108,20 @@ def _planned_seeds(config, index: int, steps: int) -> list[int]:
     return sorted(int(s) for _, seeds in plan.epoch(0)[: steps * multiple] for s in seeds)
 
 
+ANSWERED = {
+    "step": ["train.preemption_check_every=1", "train.stages.1.max_steps=10"],
+    "evaluation": ["train.preemption_check_every=1000"],
+}
+"""Each run's settings: Ray Train asked after every step and evaluation batch, stage 2 long enough that a
+drain during its steps is answered after one of them; or (the tiny run has 10 steps) only before an
+evaluation's first batch, so that such a drain is answered in stage 2's validation or test."""
+
+
 @pytest.mark.timeout(600)
-def test_curriculum_across_nodes_survives_losing_the_train_node(cluster, data_dir, make_config, tmp_path):
+@pytest.mark.parametrize("answered", ANSWERED)
+def test_curriculum_across_nodes_survives_losing_the_train_node(
+    cluster, data_dir, make_config, tmp_path, answered
+):
     train_node = _add_train_node(cluster)
     # the sampler actors (0.5 CPU each) and one spare; the streams' read tasks take no CPU
     sampler_node = cluster.add_node(num_cpus=2, resources={SAMPLER_RESOURCE: 2})
@@ -118,8 +131,8 @@ def test_curriculum_across_nodes_survives_losing_the_train_node(cluster, data_di
     # the DeepSpeed JSON named relative to the driver's cwd, which no worker shares
     shutil.copy(REPO / "netgpt" / "ds_configs" / "zero3.json", driver_cwd / "ds.json")
     runs = tmp_path / "runs"
-    # checkpoints only at stage ends, and the one the drain asks for; Ray Train asked after every step
-    settings = ["train.ds_config=ds.json", "train.checkpoint_every=100", "train.preemption_check_every=1"]
+    # checkpoints only at stage ends, and the one the drain asks for
+    settings = ["train.ds_config=ds.json", "train.checkpoint_every=100", *ANSWERED[answered]]
     config = make_config(data_dir, runs, "multinode", [*PLACEMENT, *settings])
     preset = tmp_path / "multinode.yaml"
     preset.write_text(to_yaml(config), encoding="utf-8")
@@ -148,7 +161,7 @@ def test_curriculum_across_nodes_survives_losing_the_train_node(cluster, data_di
                     drained_at is not None
                     and state
                     and _registered_metrics(runs / "multinode")
-                    .get(f"step-{state['global_step']:08d}-r0", {})
+                    .get(checkpoint_name(TrainerState(**state)), {})
                     .get("preemption")
                 ):
                     cluster.remove_node(train_node)
@@ -167,13 +180,15 @@ def test_curriculum_across_nodes_survives_losing_the_train_node(cluster, data_di
     assert driver.returncode == 0, log_tail
     print(
         f"multi-node run: Train node drained after step {drained_at['global_step']}, checkpointed at step "
-        f"{removed['global_step']}, removed: {took:.0f} s"
+        f"{removed['global_step']} ({removed['evaluation_due'] or 'after the step'}), removed: {took:.0f} s"
     )
     # the checkpoint the drain asked for was written mid-stage, after the drain, at a step no other would be
     assert removed["position"] > 0 and removed["global_step"] > drained_at["global_step"], (
         drained_at,
         removed,
     )
+    evaluations = ("validation", "test") if answered == "evaluation" else ("",)
+    assert removed["evaluation_due"] in evaluations, removed
 
     outcome = json.loads(outcome_file.read_text(encoding="utf-8"))
     progress, total = outcome["progress"], sum(stage.max_steps for stage in config.train.stages)
@@ -194,6 +209,19 @@ def test_curriculum_across_nodes_survives_losing_the_train_node(cluster, data_di
     (resumed_from,) = progress["resumed_from"]
     assert removed["global_step"] <= resumed_from < total
     assert any("being drained" in line for line in progress["summaries"]), progress["summaries"]
+    if answered == "evaluation":
+        # The resumed run began with the evaluation the drain interrupted: a validation at the checkpoint's
+        # step right after the resume; an interrupted test is run without validating again.
+        summaries = progress["summaries"]
+        due = removed["evaluation_due"]
+        resumed = [i for i, line in enumerate(summaries) if line.startswith("resumed at step")]
+        assert (
+            len(resumed) == 1 and f"its {due}, which a node's drain interrupted" in summaries[resumed[0]]
+        ), summaries
+        stage = config.train.stages[removed["stage_index"]].name
+        validated = f"[{stage}] step {removed['global_step']} validation:"
+        after = [line.startswith(validated) for line in summaries[resumed[0] :]]
+        assert any(after) == (due == "validation"), summaries
 
     # Every step trained on the seeds the loader's plan gives it, a step done again after the resume on the
     # same seeds as before: each stage saw its plan's first batches, every seed once in the epoch.

@@ -107,6 +107,22 @@ def test_a_truncated_registry_falls_back_to_the_checkpoint_folders(run_dir):
     assert rewritten["checkpoint_results"][1]["metrics"] == {"global_step": 8, "stage_index": 0}
 
 
+def test_at_one_step_the_folders_are_taken_in_the_order_they_were_written(run_dir, fake_checkpoint):
+    """A drain during step 12's validation, another during its test, then the stage's end: written in that
+    order, at one step and restart; with the registry unreadable, the last written is the newest, and the
+    next newest complete one is the test's."""
+    written = [f"step-00000012-r1-{due}" for due in ("validation", "test")] + ["step-00000012-r1"]
+    for name in written[:2]:  # the plain one is in the run already (NAMES)
+        fake_checkpoint(run_dir / name, 12)
+    (run_dir / REGISTRY_FILE).write_text("{")
+    choice = prepare_resume(run_dir, say=lambda line: None)
+    assert choice.checkpoint == written[-1]
+    rewritten = json.loads((run_dir / REGISTRY_FILE).read_text())
+    assert [r["checkpoint_dir_name"] for r in rewritten["checkpoint_results"]] == NAMES[:2] + written
+    (run_dir / written[-1] / "manifest" / "rank0.json").unlink()
+    assert prepare_resume(run_dir, say=lambda line: None).checkpoint == written[1]
+
+
 def test_no_complete_checkpoint_is_an_error_not_a_fresh_start(run_dir):
     for name in NAMES:
         (run_dir / name / "trainer_state.json").unlink()
