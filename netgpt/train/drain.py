@@ -4,7 +4,8 @@ Kubernetes ends a Pod with a signal and a grace period (a spot node reclaimed, `
 scale-down), and Ray learns of it only when the node is gone: the run resumes from its last periodic
 checkpoint. Run first, this tells Ray the node is going, as Ray's autoscaler does before it removes one
 (`ray drain-node`, reason preemption, with a deadline). Ray Train's preemption watcher then tells the run's
-workers, which checkpoint at once (`Curriculum.checkpoint_if_preempted`). The hook waits while Ray Train
+workers, which checkpoint at once (`Curriculum.checkpoint_if_preempted`, or `..._during` an evaluation,
+which the resumed run then runs first). The hook waits while Ray Train
 workers run on the node, at most until the deadline, when Ray Train ends them and restarts the run on other
 nodes from that checkpoint; on a node with none (a cluster deleted between runs) it returns at once.
 

@@ -37,3 +37,31 @@ def test_steps_slower_than_the_post_interval_are_each_posted():
         Curriculum._post_step(trainer, stage, 0, 10, loss=0.5)
         time.sleep(PROGRESS_POST_S)
     assert [post[3] for post in posts] == [1, 2, 3]
+
+
+def _stage_runner(due: str) -> tuple[SimpleNamespace, list[tuple]]:
+    """A trainer whose stage parts only record their calls, resumed at the end of stage 2 with `due`."""
+    calls: list[tuple] = []
+    trainer = SimpleNamespace(
+        state=TrainerState(stage_index=1, stage_step=3, global_step=7, evaluation_due=due), evaluate_test=True
+    )
+    trainer.train_stage = lambda index, stage: calls.append(("train", index))
+    trainer.test = lambda stage: calls.append(("test", trainer.state.evaluation_due)) or {"test/x/acc": 0.5}
+    trainer.checkpoint = lambda state, metrics: calls.append(("checkpoint", state.stage_index, metrics))
+    return trainer, calls
+
+
+def test_a_run_resumed_with_the_test_due_tests_the_stage_without_training_it_again():
+    stage = load_config("demo").train.stages[1]
+    trainer, calls = _stage_runner("test")
+    Curriculum.run_stage(trainer, 1, stage)
+    assert calls == [("test", ""), ("checkpoint", 2, {"stage_end": 1.0})]
+    assert trainer.state.evaluation_due == "" and trainer.state.test_metrics == {"test/x/acc": 0.5}
+
+
+def test_a_run_resumed_with_the_validation_due_or_none_trains_the_stage_then_tests_it():
+    stage = load_config("demo").train.stages[1]
+    for due in ("validation", ""):
+        trainer, calls = _stage_runner(due)
+        Curriculum.run_stage(trainer, 1, stage)
+        assert [call[0] for call in calls] == ["train", "test", "checkpoint"], due
