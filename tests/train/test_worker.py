@@ -1,9 +1,14 @@
-"""netgpt/train/worker.py pieces that need no cluster: how often rank 0 posts a stage's progress."""
+"""netgpt/train/worker.py pieces that need no cluster: how often rank 0 posts a stage's progress, when a drain
+is asked about and how it is answered, what a resumed stage runs first."""
 
 from __future__ import annotations
 
+import functools
+import re
 import time
 from types import SimpleNamespace
+
+import ray.train
 
 from netgpt.config import load_config
 from netgpt.train.checkpoint import TrainerState
@@ -65,3 +70,81 @@ def test_a_run_resumed_with_the_validation_due_or_none_trains_the_stage_then_tes
         trainer, calls = _stage_runner(due)
         Curriculum.run_stage(trainer, 1, stage)
         assert [call[0] for call in calls] == ["train", "test", "checkpoint"], due
+
+
+def _draining_trainer(every: int, checkpoint_every: int, notice_from: int, deadline_ms: int | None):
+    """A trainer asked about drains every `every` steps, whose run's node is drained from step
+    `notice_from` on: Ray Train's answer is `ray.train.PreemptionInfo` from then (deduplicated as
+    `Curriculum.drain_notice` does); checkpoints, settles and posts are recorded."""
+    calls: list[tuple] = []
+    train = SimpleNamespace(preemption_check_every=every, checkpoint_every=checkpoint_every)
+    trainer = SimpleNamespace(config=SimpleNamespace(train=train), state=TrainerState(), preemption=None)
+    info = ray.train.PreemptionInfo(deadline_ms=deadline_ms, preempted_node_to_ranks={"node-a": [1, 0]})
+
+    def drain_notice():
+        calls.append(("asked", trainer.state.global_step))
+        if trainer.state.global_step < notice_from or trainer.preemption is not None:
+            return None
+        trainer.preemption = info
+        return info
+
+    trainer.drain_notice = drain_notice
+    trainer.checkpoint = lambda state, metrics: calls.append(("checkpoint", state.evaluation_due, metrics))
+    trainer.settle_checkpoint = lambda wait=False: calls.append(("settle", wait))
+    trainer._post = lambda *args: calls.append(args)
+    trainer.answer_drain = functools.partial(Curriculum.answer_drain, trainer)
+    return trainer, calls
+
+
+def _steps(trainer, calls: list[tuple], steps: int) -> list[tuple]:
+    for step in range(1, steps + 1):
+        trainer.state.global_step = step
+        Curriculum.checkpoint_if_preempted(trainer, trainer.state, loss=0.25)
+    return calls
+
+
+def test_a_drain_is_answered_at_the_next_asked_step_with_a_checkpoint_registered_before_going_on():
+    trainer, calls = _draining_trainer(every=2, checkpoint_every=100, notice_from=3, deadline_ms=None)
+    assert _steps(trainer, calls, 8) == [
+        ("asked", 2),
+        ("asked", 4),
+        ("checkpoint", "", {"train_loss": 0.25, "preemption": 1.0}),
+        ("settle", True),
+        ("summary", "step 4: node(s) node-a being drained (ranks [0, 1]): checkpointed this step"),
+        ("asked", 6),  # the same drain again: answered once
+        ("asked", 8),
+    ]
+
+
+def test_a_step_just_checkpointed_is_not_checkpointed_again_and_the_time_left_is_said():
+    deadline_ms = int((time.time() + 90) * 1000)
+    trainer, calls = _draining_trainer(every=1, checkpoint_every=3, notice_from=3, deadline_ms=deadline_ms)
+    answered = _steps(trainer, calls, 3)[3:]
+    assert answered[0] == ("settle", True)  # the step's own checkpoint, registered before going on
+    assert re.fullmatch(
+        r"step 3: node\(s\) node-a being drained \(ranks \[0, 1\], (89|90) s left\): checkpointed this step",
+        answered[1][1],
+    )
+
+
+def test_never_asked_when_the_setting_is_0():
+    trainer, calls = _draining_trainer(every=0, checkpoint_every=100, notice_from=1, deadline_ms=None)
+    assert _steps(trainer, calls, 5) == []
+
+
+def test_a_drain_during_an_evaluation_checkpoints_a_copy_of_the_state_with_it_due():
+    trainer, calls = _draining_trainer(every=2, checkpoint_every=100, notice_from=0, deadline_ms=None)
+    trainer.state.global_step = 7
+    for batch in range(4):
+        Curriculum.checkpoint_if_preempted_during(trainer, "validation", batch)
+    assert calls == [
+        ("asked", 7),  # before batch 0
+        ("checkpoint", "validation", {"preemption": 1.0}),
+        ("settle", True),
+        (
+            "summary",
+            "step 7: node(s) node-a being drained (ranks [0, 1]): checkpointed during the validation",
+        ),
+        ("asked", 7),  # before batch 2
+    ]
+    assert trainer.state.evaluation_due == ""  # the run's own state goes on without it
