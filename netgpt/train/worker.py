@@ -2,8 +2,10 @@
 
     train_loop_per_worker(loop_config)     # called by TorchTrainer on each rank
 
-Reading order: `train_loop_per_worker` (setup, resume, stages, test) → `Curriculum.run_stage`
-(windows of micro-batches, one optimizer step each) → `Curriculum.train_step` → `Curriculum.validate`.
+Reading order: `train_loop_per_worker` (setup, resume, stages) → `Curriculum.run_stage` (train, test,
+checkpoint) → `Curriculum.train_stage` (windows of micro-batches, one optimizer step each with
+`netgpt.train.step.train_step`; `validate_and_keep_best` after each epoch) → `checkpoint_if_preempted` and
+`checkpoint_if_preempted_during` (a node's drain, after a step or during an evaluation).
 """
 
 from __future__ import annotations
