@@ -129,6 +129,8 @@ class Curriculum:
         """The checkpoint or best `writer` is writing; put in place once every rank has written it."""
         self.preemption: ray.train.PreemptionInfo | None = None
         """The node drain last answered with a checkpoint (`drain_notice`)."""
+        self.noticed_at = 0.0
+        """`time.monotonic()` when `drain_notice` last returned a drain."""
         if self.progress is not None:
             self.progress.worker.remote(self.rank, os.getpid(), ray.get_runtime_context().get_node_id())
 
@@ -411,22 +413,26 @@ class Curriculum:
         preemption = ray.train.get_preemption_info()
         if preemption is None or preemption == self.preemption:
             return None
-        self.preemption = preemption
+        self.preemption, self.noticed_at = preemption, time.monotonic()
         return preemption
 
     def answer_drain(self, preemption: ray.train.PreemptionInfo, when: str) -> None:
         """Wait until the checkpoint answering `preemption` is registered, so that Ray Train's restart on
-        other nodes resumes from it, and say so in the run's summary."""
+        other nodes resumes from it, and say so in the run's summary, with how long that took after the
+        notice and what was left of the deadline: the margin a node's notice (`k8s/`: the preStop hook's
+        deadline) leaves this run's checkpoints."""
         self.settle_checkpoint(wait=True)
+        took = time.monotonic() - self.noticed_at
         left = (
             ""
             if preemption.deadline_ms is None
-            else f", {preemption.deadline_ms / 1000 - time.time():.0f} s left"
+            else f", {preemption.deadline_ms / 1000 - time.time():.0f} s before the deadline"
         )
         self._post(
             "summary",
             f"step {self.state.global_step}: node(s) {', '.join(preemption.preempted_node_ids)} being "
-            f"drained (ranks {preemption.preempted_ranks}{left}): checkpointed {when}",
+            f"drained (ranks {preemption.preempted_ranks}): checkpointed {when}, registered {took:.1f} s "
+            f"after the notice{left}",
         )
 
     def keep_best(self, stage: StageConfig, state: TrainerState) -> None:

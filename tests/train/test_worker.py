@@ -85,12 +85,17 @@ def _draining_trainer(every: int, checkpoint_every: int, notice_from: int, deadl
         calls.append(("asked", trainer.state.global_step))
         if trainer.state.global_step < notice_from or trainer.preemption is not None:
             return None
-        trainer.preemption = info
+        trainer.preemption, trainer.noticed_at = info, time.monotonic()
         return info
 
     trainer.drain_notice = drain_notice
     trainer.checkpoint = lambda state, metrics: calls.append(("checkpoint", state.evaluation_due, metrics))
-    trainer.settle_checkpoint = lambda wait=False: calls.append(("settle", wait))
+
+    def settle_checkpoint(wait=False):
+        calls.append(("settle", wait))
+        time.sleep(0.2 if wait else 0)  # the checkpoint being registered
+
+    trainer.settle_checkpoint = settle_checkpoint
     trainer._post = lambda *args: calls.append(args)
     trainer.answer_drain = functools.partial(Curriculum.answer_drain, trainer)
     return trainer, calls
@@ -103,17 +108,27 @@ def _steps(trainer, calls: list[tuple], steps: int) -> list[tuple]:
     return calls
 
 
+DRAINED = r"step {step}: node\(s\) node-a being drained \(ranks \[0, 1\]\): checkpointed {when}, "
+REGISTERED = r"registered (0\.[2-9]|[1-9]\d*\.\d) s after the notice"
+"""The summary of a drain's answer, registered at least 0.2 s after it (the recorded settle's wait)."""
+
+
+def _summary(calls: list[tuple]) -> str:
+    (line,) = [call[1] for call in calls if call[0] == "summary"]
+    return line
+
+
 def test_a_drain_is_answered_at_the_next_asked_step_with_a_checkpoint_registered_before_going_on():
     trainer, calls = _draining_trainer(every=2, checkpoint_every=100, notice_from=3, deadline_ms=None)
-    assert _steps(trainer, calls, 8) == [
+    assert [call for call in _steps(trainer, calls, 8) if call[0] != "summary"] == [
         ("asked", 2),
         ("asked", 4),
         ("checkpoint", "", {"train_loss": 0.25, "preemption": 1.0}),
         ("settle", True),
-        ("summary", "step 4: node(s) node-a being drained (ranks [0, 1]): checkpointed this step"),
         ("asked", 6),  # the same drain again: answered once
         ("asked", 8),
     ]
+    assert re.fullmatch(DRAINED.format(step=4, when="this step") + REGISTERED, _summary(calls))
 
 
 def test_a_step_just_checkpointed_is_not_checkpointed_again_and_the_time_left_is_said():
@@ -121,10 +136,8 @@ def test_a_step_just_checkpointed_is_not_checkpointed_again_and_the_time_left_is
     trainer, calls = _draining_trainer(every=1, checkpoint_every=3, notice_from=3, deadline_ms=deadline_ms)
     answered = _steps(trainer, calls, 3)[3:]
     assert answered[0] == ("settle", True)  # the step's own checkpoint, registered before going on
-    assert re.fullmatch(
-        r"step 3: node\(s\) node-a being drained \(ranks \[0, 1\], (89|90) s left\): checkpointed this step",
-        answered[1][1],
-    )
+    before = r", (89|90) s before the deadline"
+    assert re.fullmatch(DRAINED.format(step=3, when="this step") + REGISTERED + before, _summary(calls))
 
 
 def test_never_asked_when_the_setting_is_0():
@@ -137,14 +150,11 @@ def test_a_drain_during_an_evaluation_checkpoints_a_copy_of_the_state_with_it_du
     trainer.state.global_step = 7
     for batch in range(4):
         Curriculum.checkpoint_if_preempted_during(trainer, "validation", batch)
-    assert calls == [
+    assert [call for call in calls if call[0] != "summary"] == [
         ("asked", 7),  # before batch 0
         ("checkpoint", "validation", {"preemption": 1.0}),
         ("settle", True),
-        (
-            "summary",
-            "step 7: node(s) node-a being drained (ranks [0, 1]): checkpointed during the validation",
-        ),
         ("asked", 7),  # before batch 2
     ]
+    assert re.fullmatch(DRAINED.format(step=7, when="during the validation") + REGISTERED, _summary(calls))
     assert trainer.state.evaluation_due == ""  # the run's own state goes on without it
