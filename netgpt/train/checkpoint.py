@@ -634,7 +634,7 @@ def restore_best(engine, run_dir: Path, stage_name: str, rank: int = 0) -> None:
     if state_file.is_file():
         state = TrainerState.from_json(state_file.read_text(encoding="utf-8"))
         if state.world_size not in (0, dist.get_world_size()):
-            key = f"best-{stage_name}-{state.global_step:08d}-r{state.restarts}"
+            key = f"best-{stage_name}-{checkpoint_name(state)}"
             _load_resharded(engine, folder, state, key, Path(run_dir), rank, best=True)
             return
     load_path, _ = engine.load_checkpoint(

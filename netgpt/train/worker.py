@@ -379,14 +379,10 @@ class Curriculum:
         )
 
     def checkpoint_if_preempted(self, state: TrainerState, loss: float) -> None:
-        """Every `train.preemption_check_every` steps, ask whether a node of the run is being drained
-        (`drain_notice`); at a new drain, checkpoint this step unless it was just checkpointed
-        (`answer_drain`). Training goes on meanwhile: the drain may be called off, and Ray Train ends the
-        worker group at the deadline."""
-        every = self.config.train.preemption_check_every
-        if not every or state.global_step % every:
-            return
-        preemption = self.drain_notice()
+        """After a step, at a new drain (`drain_notice`), checkpoint this step unless it was just
+        checkpointed (`answer_drain`). Training goes on meanwhile: the drain may be called off, and Ray
+        Train ends the worker group at the deadline."""
+        preemption = self.drain_notice(state.global_step)
         if preemption is None:
             return
         if state.global_step % self.config.train.checkpoint_every:
@@ -394,27 +390,34 @@ class Curriculum:
         self.answer_drain(preemption, "this step")
 
     def checkpoint_if_preempted_during(self, evaluation: str, batch: int) -> None:
-        """Before batches 0, `every`, 2 `every`, ... of an evaluation (`train.preemption_check_every`), ask
-        whether a node of the run is being drained; at a new drain, checkpoint the state with `evaluation`
-        due, which a resumed run runs first (`run_stage`). An evaluation on a large split (a validation
-        that generates answers) can outlast a drain's notice; the steps before it are not lost with it."""
-        every = self.config.train.preemption_check_every
-        if not every or batch % every:
-            return
-        preemption = self.drain_notice()
+        """Before an evaluation's batch, at a new drain (`drain_notice`), checkpoint the state with
+        `evaluation` due, which a resumed run runs first (`run_stage`). An evaluation on a large split (a
+        validation that generates answers) can outlast a drain's notice; the steps before it are not lost
+        with it."""
+        preemption = self.drain_notice(batch)
         if preemption is not None:
             due = dataclasses.replace(self.state, evaluation_due=evaluation)
             self.checkpoint(due, {"preemption": 1.0})
             self.answer_drain(preemption, f"during the {evaluation}")
 
-    def drain_notice(self) -> ray.train.PreemptionInfo | None:
-        """Ray Train's word on a drain of one of the run's nodes, when it is new (a collective of Ray
-        Train's: every rank asks at the same points of the run)."""
-        preemption = ray.train.get_preemption_info()
+    def drain_notice(self, count: int) -> ray.train.PreemptionInfo | None:
+        """At every `train.preemption_check_every`-th `count` (global steps; an evaluation's batches from
+        its first), ask whether a node of the run is being drained (`ask_preemption`); the answer when it
+        names a drain not answered yet, else None (also when not asked; 0: never)."""
+        every = self.config.train.preemption_check_every
+        if not every or count % every:
+            return None
+        preemption = self.ask_preemption()
         if preemption is None or preemption == self.preemption:
             return None
         self.preemption, self.noticed_at = preemption, time.monotonic()
         return preemption
+
+    def ask_preemption(self) -> ray.train.PreemptionInfo | None:
+        """Ray Train's word on a drain of one of the run's nodes: a collective of Ray Train's (every rank
+        asks at the same points of the run), the one part of a drain's handling that needs a Ray Train
+        worker."""
+        return ray.train.get_preemption_info()
 
     def answer_drain(self, preemption: ray.train.PreemptionInfo, when: str) -> None:
         """Wait until the checkpoint answering `preemption` is registered, so that Ray Train's restart on

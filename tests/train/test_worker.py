@@ -74,30 +74,27 @@ def test_a_run_resumed_with_the_validation_due_or_none_trains_the_stage_then_tes
 
 def _draining_trainer(every: int, checkpoint_every: int, notice_from: int, deadline_ms: int | None):
     """A trainer asked about drains every `every` steps, whose run's node is drained from step
-    `notice_from` on: Ray Train's answer is `ray.train.PreemptionInfo` from then (deduplicated as
-    `Curriculum.drain_notice` does); checkpoints, settles and posts are recorded."""
+    `notice_from` on: Ray Train's answer (`ask_preemption`, the one call that needs a Ray Train worker) is
+    then `ray.train.PreemptionInfo`; each ask, checkpoint, settle and post is recorded."""
     calls: list[tuple] = []
     train = SimpleNamespace(preemption_check_every=every, checkpoint_every=checkpoint_every)
     trainer = SimpleNamespace(config=SimpleNamespace(train=train), state=TrainerState(), preemption=None)
     info = ray.train.PreemptionInfo(deadline_ms=deadline_ms, preempted_node_to_ranks={"node-a": [1, 0]})
 
-    def drain_notice():
+    def ask_preemption():
         calls.append(("asked", trainer.state.global_step))
-        if trainer.state.global_step < notice_from or trainer.preemption is not None:
-            return None
-        trainer.preemption, trainer.noticed_at = info, time.monotonic()
-        return info
-
-    trainer.drain_notice = drain_notice
-    trainer.checkpoint = lambda state, metrics: calls.append(("checkpoint", state.evaluation_due, metrics))
+        return info if trainer.state.global_step >= notice_from else None
 
     def settle_checkpoint(wait=False):
         calls.append(("settle", wait))
         time.sleep(0.2 if wait else 0)  # the checkpoint being registered
 
+    trainer.ask_preemption = ask_preemption
+    trainer.checkpoint = lambda state, metrics: calls.append(("checkpoint", state.evaluation_due, metrics))
     trainer.settle_checkpoint = settle_checkpoint
     trainer._post = lambda *args: calls.append(args)
-    trainer.answer_drain = functools.partial(Curriculum.answer_drain, trainer)
+    for method in ("drain_notice", "answer_drain"):
+        setattr(trainer, method, functools.partial(getattr(Curriculum, method), trainer))
     return trainer, calls
 
 
