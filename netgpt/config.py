@@ -35,6 +35,15 @@ def _check(condition: bool, key: str, rule: str, value: Any) -> None:
         raise ConfigError(f"config key {key!r}: expected {rule}, got {value!r}")
 
 
+def _auto_true_false(key: str, value: str) -> str:
+    """`value` of an `auto` / `true` / `false` key in lower case: YAML reads a bare true or false (in a file
+    or an override such as `train.bf16=false`) as a boolean, which OmegaConf hands a string field as
+    `True` / `False`."""
+    normalised = value.lower() if value in ("True", "False") else value
+    _check(normalised in ("auto", "true", "false"), key, "'auto', 'true' or 'false'", value)
+    return normalised
+
+
 def _is_name(text: str) -> bool:
     """A name that becomes one path component: no separator, not `.` or `..`, not empty, no NUL."""
     return bool(text) and text not in (".", "..") and not any(c in text for c in "/\\\0")
@@ -596,7 +605,7 @@ class TrainConfig:
             )
         _check_output_folder("train.storage_path", self.storage_path)
         _check(self.num_workers >= 1, "train.num_workers", "an integer >= 1", self.num_workers)
-        _check(self.bf16 in ("auto", "true", "false"), "train.bf16", "'auto', 'true' or 'false'", self.bf16)
+        self.bf16 = _auto_true_false("train.bf16", self.bf16)
         _check(bool(self.stages), "train.stages", "at least one stage", self.stages)
         names = [s.name for s in self.stages]
         _check(len(set(names)) == len(names), "train.stages", "unique stage names", names)

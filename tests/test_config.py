@@ -242,3 +242,13 @@ def test_a_yaml_that_is_not_utf8_is_a_config_error(tmp_path):
     path.write_bytes("train:\n  run_name: caf\xe9\n".encode("latin-1"))
     with pytest.raises(ConfigError, match=rf"config file {path}: not UTF-8 text"):
         load_config(path)
+
+
+@pytest.mark.parametrize("key", ["bf16"])
+@pytest.mark.parametrize("value", ["true", "false"])
+def test_a_bare_true_or_false_sets_an_auto_true_false_key(tmp_path, key, value):
+    # YAML reads a bare true / false as a boolean, in an override and in a file alike
+    assert getattr(load_config("demo", [f"train.{key}={value}"]).train, key) == value
+    path = tmp_path / "run.yaml"
+    path.write_text(f"train:\n  {key}: {value}\n", encoding="utf-8")
+    assert getattr(load_config(str(path)).train, key) == value
