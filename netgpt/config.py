@@ -549,6 +549,10 @@ class TrainConfig:
     """One GPU per worker (NCCL, bf16) when true; gloo on CPU otherwise."""
     cpus_per_worker: int = 1
     """CPUs reserved for each worker."""
+    bind_cores: str = "auto"
+    """Bind each Train worker's threads to its even share of its node's cores (`netgpt.train.cores`, as
+    DeepSpeed's `--bind_cores_to_rank`): `auto` on CPU workers only, `true` on every worker (on GPU nodes the
+    even cut does not follow each GPU's NUMA node), `false` never."""
     worker_resources: dict[str, float] = field(default_factory=dict)
     """Custom Ray resources each Train worker requests besides its CPUs and GPU, e.g. `{netgpt_train: 1}`:
     the workers then run only on nodes started with that resource (`ray start --resources`)."""
@@ -606,6 +610,7 @@ class TrainConfig:
         _check_output_folder("train.storage_path", self.storage_path)
         _check(self.num_workers >= 1, "train.num_workers", "an integer >= 1", self.num_workers)
         self.bf16 = _auto_true_false("train.bf16", self.bf16)
+        self.bind_cores = _auto_true_false("train.bind_cores", self.bind_cores)
         _check(bool(self.stages), "train.stages", "at least one stage", self.stages)
         names = [s.name for s in self.stages]
         _check(len(set(names)) == len(names), "train.stages", "unique stage names", names)

@@ -39,6 +39,7 @@ def test_wrong_type_names_the_key():
         ("graph.text.batch_size=0", r"graph\.text\.batch_size"),
         ("train.worker_resources.CPU=2", r"train\.worker_resources\.CPU.*a custom resource name"),
         ("graph.sampler_resources.netgpt_sampler=0", r"graph\.sampler_resources\.netgpt_sampler.*> 0"),
+        ("train.bind_cores=always", r"train\.bind_cores.*'auto', 'true' or 'false'"),
         ("evaluate.models_per_replica=-1", r"evaluate\.models_per_replica.*>= 0 \(0: every folder"),
     ],
 )
@@ -244,7 +245,7 @@ def test_a_yaml_that_is_not_utf8_is_a_config_error(tmp_path):
         load_config(path)
 
 
-@pytest.mark.parametrize("key", ["bf16"])
+@pytest.mark.parametrize("key", ["bf16", "bind_cores"])
 @pytest.mark.parametrize("value", ["true", "false"])
 def test_a_bare_true_or_false_sets_an_auto_true_false_key(tmp_path, key, value):
     # YAML reads a bare true / false as a boolean, in an override and in a file alike

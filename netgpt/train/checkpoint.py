@@ -68,6 +68,7 @@ CONVERSION_WAIT_S = 6 * 3600
 MAY_CHANGE = (
     "train.num_workers",
     "train.cpus_per_worker",
+    "train.bind_cores",
     "train.worker_resources.",
     "train.checkpoint_every",
     "train.keep_checkpoints",

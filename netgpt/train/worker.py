@@ -50,6 +50,7 @@ from netgpt.train.checkpoint import (
     write_json_atomically,
     writes_ended,
 )
+from netgpt.train.cores import bind_worker, binds
 from netgpt.train.engine import avoid_jit_builds, build_engine, param_count
 from netgpt.train.monitor import FlopCounter, StepMeter, TensorBoardLog
 from netgpt.train.prefetch import prefetch
@@ -102,6 +103,13 @@ class Curriculum:
         context = ray.train.get_context()
         self.rank = context.get_world_rank()
         self.world = context.get_world_size()
+        train = self.config.train
+        self.cores = (
+            bind_worker(context.get_local_rank(), context.get_local_world_size())
+            if binds(train.bind_cores, train.use_gpu)
+            else []
+        )
+        """The cores this worker's threads are bound to (`train.bind_cores`); empty: not bound."""
         self.tokenizer = AutoTokenizer.from_pretrained(loop_config["tokenizer_dir"])
         self.engine, self.ds_config = build_engine(
             self.config, self.feature_dims, self.tokenizer, self.world, loop_config["ds_template"]
@@ -154,6 +162,7 @@ class Curriculum:
         figures = {f"run/{k.split('/')[-1]}": v for k, v in self.totals.rates(self.world).items()}
         figures["run/first_steps_s"] = self.startup.busy_s
         figures["run/first_steps_wait_s"] = self.startup.wait_s
+        figures["run/cores_bound"] = len(self.cores)
         figures.update(self.stage_profiles)
         return figures
 

@@ -45,6 +45,8 @@ def test_three_stages_on_two_zero3_workers(baseline):
     assert metrics["global_step"] == total_steps
     for rank in range(2):
         assert 0.4 < metrics[f"zero/param_share_rank{rank}"] < 0.6, metrics
+    # both workers on this machine's local Ray, bound to half its cores each (train.bind_cores: auto, CPU)
+    assert metrics["run/cores_bound"] == len(os.sched_getaffinity(0)) // 2
     for source in ("graph", "answer", "regression"):
         assert 0.0 <= metrics[f"test/{source}/acc"] <= 1.0
         assert metrics[f"test/{source}/count"] > 0

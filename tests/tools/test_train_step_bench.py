@@ -83,7 +83,7 @@ def test_a_stage_without_the_cores_has_no_cpu_figures(bench) -> None:
 def test_the_report_is_a_line_per_demo_stage_then_the_summary(bench, capsys) -> None:
     results = {
         "one": {**_run_metrics(0.04, 0.01, 4, 0.9), "wall_s": 50.0},
-        "two": {**_run_metrics(0.05, 0.02, 6, 1.5), "wall_s": 60.0},
+        "two": {**_run_metrics(0.05, 0.02, 6, 1.5), "run/cores_bound": 1.0, "wall_s": 60.0},
     }
     bench._report(results, Namespace(steps=200, videos=300, overrides=["graph.fanouts=[5,5]"]))
     *stages, summary = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
@@ -92,3 +92,4 @@ def test_the_report_is_a_line_per_demo_stage_then_the_summary(bench, capsys) -> 
     assert (summary["steps_per_stage"], summary["videos"]) == (200, 300)
     assert summary["overrides"] == ["graph.fanouts=[5,5]"]
     assert summary["wall_s"] == {"one": 50.0, "two": 60.0} and summary["goals"] == bench.GOALS
+    assert summary["cores_bound_per_worker_2workers"] == 1

@@ -157,6 +157,7 @@ def test_a_resume_with_changed_settings_is_refused_naming_them(make_tiny_config)
     state = TrainerState(batch_world_size=2, fingerprint=fingerprint(settings), settings=settings)
     moved = make_tiny_config()
     moved.train.num_workers, moved.train.checkpoint_every, moved.graph.store_dir = 1, 7, "/elsewhere"
+    moved.train.bind_cores = "false"
     moved.train.worker_resources, moved.graph.sampler_resources = {"gpu_node": 1.0}, {"cpu_node": 0.5}
     moved.train.stages[1].lr = 1e-4  # lowered to resume a run that diverged
     check_resume(state, resume_settings(moved, {"train": 100}), moved.train.stages, world_size=1)

@@ -23,6 +23,8 @@ rest), with their `total`: on 2 cores what the data path and Ray take is what tw
 `worker_cpu_s_per_step_2workers` is the CPU a step costs one of the two workers (the 1-process run's in
 `worker_cpu_s_per_step_1proc`), and `ratio_with_a_core_each` that over the 1-process step: the ratio two
 workers would reach with a whole core each and no wait for each other, the data path and Ray free.
+The summary's `cores_bound_per_worker_2workers` says how many cores each of the two workers was bound to
+(`train.bind_cores`; `train.bind_cores=false` as an override compares without).
 """
 
 from __future__ import annotations
@@ -212,6 +214,7 @@ def _report(results: dict[str, dict[str, float]], args: argparse.Namespace) -> N
             "ratio_2workers_over_1proc": round(two["run/step_s"] / one["run/step_s"], 3),
             "data_wait_share_2workers": round(two["run/data_wait_share"], 4),
             "first_steps_s_2workers": round(two["run/first_steps_s"], 2),
+            "cores_bound_per_worker_2workers": int(two.get("run/cores_bound", 0)),
             "goals": GOALS,
             "wall_s": {k: round(v["wall_s"], 1) for k, v in results.items()},
             "load_avg_1m": round(os.getloadavg()[0], 2),
