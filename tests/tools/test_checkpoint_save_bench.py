@@ -4,30 +4,12 @@ checkpoints it writes are gone when it ends."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
-
-REPO = Path(__file__).resolve().parents[2]
-SCRIPT = REPO / "tools" / "bench" / "checkpoint_save.py"
 
 
 @pytest.mark.timeout(240)
-def test_both_writes_are_measured_and_their_files_removed(tmp_path):
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--layers", "1", "--videos", "40", "--dir", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=200,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        cwd=REPO,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    [line] = [json.loads(text) for text in done.stdout.splitlines()]  # stdout is the JSON line only
+def test_both_writes_are_measured_and_their_files_removed(run_bench, tmp_path):
+    [line] = run_bench("checkpoint_save.py", "--layers", "1", "--videos", "40", "--dir", str(tmp_path))
     assert line["bench"] == "checkpoint_save" and line["params"] > 0
     assert 0 < line["best_gb"] < line["checkpoint_gb"]  # a best leaves AdamW's moments out
     in_place, background = line["stall_s_in_place"], line["stall_s_background"]

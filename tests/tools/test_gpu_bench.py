@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -20,25 +18,17 @@ FIGURES = ("step_s", "tokens_per_s", "samples_per_s", "tflops", "mfu", "peak_mem
 SETTING = ("shape", "zero", "gradient_checkpointing", "prompt_tokens", "micro_batch", "estimate_s")
 
 
-def _run(*args: str, budget: str = "150", env: dict[str, str] | None = None) -> list[dict]:
+def _run(run_bench, *args: str, budget: str = "150", env: dict[str, str] | None = None) -> list[dict]:
     """The script's JSON lines; a budget far above the ~10 s it takes, so a loaded machine skips nothing."""
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--tiny", "--skip-demo", "--budget-s", budget, *args],
-        capture_output=True,
-        text=True,
-        timeout=200,
-        env={**os.environ, "PYTHONPATH": str(REPO), "CUDA_VISIBLE_DEVICES": "", **(env or {})},
-        cwd=REPO,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    lines = [json.loads(line) for line in done.stdout.splitlines()]  # every stdout line is JSON
+    tiny = ("--tiny", "--skip-demo", "--budget-s", budget, *args)
+    lines = run_bench("gpu.py", *tiny, env={"CUDA_VISIBLE_DEVICES": "", **(env or {})})
     assert all(line["bench"] == "gpu" for line in lines)
     return lines
 
 
 @pytest.mark.timeout(240)
-def test_tiny_run_on_cpu_reports_every_setting_with_finite_figures():
-    lines = _run()
+def test_tiny_run_on_cpu_reports_every_setting_with_finite_figures(run_bench):
+    lines = _run(run_bench)
     peak = [line for line in lines if line["what"] == "matmul_peak"]
     assert len(peak) == 1 and peak[0]["tflops"] > 0 and peak[0]["n"] == 512
     steps = [line for line in lines if line["what"] == "train_step"]
@@ -64,8 +54,9 @@ def test_tiny_run_on_cpu_reports_every_setting_with_finite_figures():
 
 
 @pytest.mark.timeout(240)
-def test_an_out_of_memory_setting_is_reported_and_the_next_engine_builds():
+def test_an_out_of_memory_setting_is_reported_and_the_next_engine_builds(run_bench):
     lines = _run(
+        run_bench,
         "--checkpointing",
         "false",
         "--prompt-lengths",
@@ -83,8 +74,8 @@ def test_an_out_of_memory_setting_is_reported_and_the_next_engine_builds():
 
 
 @pytest.mark.timeout(120)
-def test_settings_that_do_not_fit_the_budget_are_reported_skipped():
-    lines = _run(budget="1")
+def test_settings_that_do_not_fit_the_budget_are_reported_skipped(run_bench):
+    lines = _run(run_bench, budget="1")
     assert [line["what"] for line in lines] == ["matmul_peak", *["train_step"] * 4, "done"]
     for step in lines[1:-1]:
         assert "budget left" in step["skipped"] and step["estimate_s"] > 0 and "step_s" not in step

@@ -4,32 +4,14 @@ summary that adds them up."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
 from netgpt.config import load_config
 
-REPO = Path(__file__).resolve().parents[2]
-SCRIPT = REPO / "tools" / "bench" / "model_step.py"
-
 
 @pytest.mark.timeout(240)
-def test_each_stage_is_timed_at_a_workers_micro_batch_and_at_twice_it():
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--steps", "1", "--videos", "60"],
-        capture_output=True,
-        text=True,
-        timeout=200,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        cwd=REPO,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    *stages, summary = [json.loads(line) for line in done.stdout.splitlines()]  # every stdout line is JSON
+def test_each_stage_is_timed_at_a_workers_micro_batch_and_at_twice_it(run_bench):
+    *stages, summary = run_bench("model_step.py", "--steps", "1", "--videos", "60")
     demo = load_config("demo").train.stages
     assert [line["stage"] for line in stages] == [stage.name for stage in demo]
     for line, stage in zip(stages, demo, strict=True):

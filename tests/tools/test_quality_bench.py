@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -46,18 +44,10 @@ def _check_ranges(row: dict) -> None:
 
 @pytest.mark.integration
 @pytest.mark.timeout(420)
-def test_quick_run_prints_one_json_line_with_every_row_in_range(tmp_path):
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--quick", "--text-kinds", "use", "--work", str(tmp_path / "work")],
-        capture_output=True,
-        text=True,
-        timeout=400,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        cwd=tmp_path,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    [text] = done.stdout.splitlines()  # ONE line on stdout, the training's output went to stderr
-    line = json.loads(text)
+def test_quick_run_prints_one_json_line_with_every_row_in_range(run_bench, tmp_path):
+    args = ("--quick", "--text-kinds", "use", "--work", str(tmp_path / "work"))
+    # ONE line on stdout, the training's output went to stderr
+    [line] = run_bench("quality.py", *args, timeout=400, cwd=tmp_path)
     assert (line["bench"], line["llm"], line["videos"], line["seed"], line["quick"]) == (
         "quality",
         "demo",

@@ -1,0 +1,37 @@
+"""What the bench tests share: a script of tools/bench run as its users run it, its JSON lines read back."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _run_bench(
+    script: str, *args: str, timeout: float = 200, cwd: Path = REPO, env: dict[str, str] | None = None
+) -> list[dict]:
+    """`tools/bench/<script> args` in a process of its own (the repo on its path, `env` added to this one's);
+    every line of its stdout parsed as JSON, the benches printing only their results there. A failed run
+    fails the test with the end of its stderr."""
+    done = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "bench" / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
+        cwd=cwd,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return [json.loads(line) for line in done.stdout.splitlines()]
+
+
+@pytest.fixture
+def run_bench() -> Callable[..., list[dict]]:
+    return _run_bench
