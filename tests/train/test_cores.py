@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from netgpt.train.cores import binds, cores_for
+from netgpt.train.cores import bind_worker, binds, cores_for
 
 
 @pytest.mark.parametrize(
@@ -57,3 +57,14 @@ def test_every_thread_of_the_worker_is_bound_also_those_started_after():
     assert report["cores"] == allowed[share : 2 * share]
     assert len(report["threads"]) >= 3  # the main thread, one started before and one after
     assert all(cores == report["cores"] for cores in report["threads"].values()), report
+
+
+def test_nothing_is_bound_without_a_core_for_each_local_worker():
+    allowed = os.sched_getaffinity(0)
+    assert bind_worker(0, len(allowed) + 1) == []
+    assert os.sched_getaffinity(0) == allowed
+
+
+def test_nothing_is_bound_where_the_os_cannot_bind_threads(monkeypatch):
+    monkeypatch.delattr(os, "sched_setaffinity")  # as on macOS
+    assert bind_worker(0, 1) == []
