@@ -9,7 +9,8 @@ Phases: `data_wait` (the step's `next()` on the stream: sampling and transfer no
 `encoder_forward`, `llm_forward`, `other_forward` (projector, heads, losses), `backward`, `optimizer`, and
 `idle` (the rest of the step: the loss all-reduce, bookkeeping). `collectives_s` is the time spent inside
 `torch.distributed` calls (ZeRO-3's parameter gathers, gradient reduce-scatters, the step's all-reduces),
-including waits on their handles; it overlaps the phases it happens in. `collectives` counts the calls.
+including waits on their handles; it overlaps the phases it happens in. `collectives` counts the calls and
+`collective_mb` the megabytes they carry (`payload_bytes`).
 
 Off, nothing is hooked or wrapped and `phase` returns a shared null context: no timer and no device sync
 runs in a normal run. On a GPU the profile synchronises the device at each phase's end (only then).
@@ -61,6 +62,16 @@ def _deepspeed_backend() -> Any:
 _NULL = contextlib.nullcontext()
 
 
+def payload_bytes(args: tuple, kwargs: dict[str, Any]) -> int:
+    """The bytes a collective carries: its largest tensor argument (the gathered output of an all-gather,
+    the input a reduce-scatter splits, the tensor an all-reduce reduces), a list of tensors counted whole."""
+    sizes = [0]
+    for value in (*args, *kwargs.values()):
+        tensors = value if isinstance(value, (list, tuple)) else [value]
+        sizes.append(sum(t.numel() * t.element_size() for t in tensors if isinstance(t, torch.Tensor)))
+    return max(sizes)
+
+
 class _Off:
     """The profile of a normal run: no hooks, no timers."""
 
@@ -107,6 +118,7 @@ class StepProfile:
     def __init__(self) -> None:
         self.seconds: dict[str, float] = defaultdict(float)
         self.collectives: dict[str, int] = defaultdict(int)
+        self.collective_bytes: dict[str, int] = defaultdict(int)
         self.steps = 0
         self.step_times: list[float] = []
         """Each step's seconds (one float a step): the median and the slowest, which a mean hides."""
@@ -125,6 +137,7 @@ class StepProfile:
     def reset(self) -> None:
         self.seconds.clear()
         self.collectives.clear()
+        self.collective_bytes.clear()
         self.steps = 0
         self.step_times.clear()
         self.window_unix.clear()
@@ -188,6 +201,7 @@ class StepProfile:
                 self._depth -= 1
                 self.seconds["collectives"] += time.perf_counter() - started
                 self.collectives[name] += 1
+                self.collective_bytes[name] += payload_bytes(args, kwargs)
             return _TimedWork(result, self) if kwargs.get("async_op") and result is not None else result
 
         call._netgpt_counted = True  # type: ignore[attr-defined]
@@ -208,8 +222,8 @@ class StepProfile:
         self.window_unix[1:] = [time.time()]
 
     def figures(self) -> dict[str, float]:
-        """Mean seconds per step of each phase, `idle` (the step's rest), collective calls per step; the
-        median and the slowest step; when the steps ran (`window_start_unix`, `window_end_unix`)."""
+        """Mean seconds per step of each phase, `idle` (the step's rest), collective calls and megabytes per
+        step; the median and the slowest step; when the steps ran (`window_start_unix`, `window_end_unix`)."""
         steps = max(self.steps, 1)
         mean = {name: value / steps for name, value in self.seconds.items()}
         forward = mean.pop("forward", 0.0)
@@ -220,6 +234,10 @@ class StepProfile:
         figures = {f"{name}_s": value for name, value in mean.items()}
         figures["collectives"] = sum(self.collectives.values()) / steps
         figures.update({f"collectives/{name}": count / steps for name, count in self.collectives.items()})
+        figures["collective_mb"] = sum(self.collective_bytes.values()) / steps / 1e6
+        figures.update(
+            {f"collective_mb/{name}": size / steps / 1e6 for name, size in self.collective_bytes.items()}
+        )
         if self.step_times:
             figures["step_median_s"] = statistics.median(self.step_times)
             figures["step_max_s"] = max(self.step_times)

@@ -38,6 +38,8 @@ def _run_metrics(step_s: float, backward_s: float, all_reduces: int, workers_cor
             profile.seconds["backward"] += backward_s
             profile.collectives["all_reduce"] += all_reduces
             profile.collectives["all_gather_into_tensor"] += 1
+            profile.collective_bytes["all_reduce"] += 4_000 * all_reduces
+            profile.collective_bytes["all_gather_into_tensor"] += 2_000_000
             profile.end_step(wait_s=0.0, step_s=step_s + stall)
         prefix = f"profile/{stage.name}/"
         metrics.update({prefix + key: value for key, value in profile.figures().items()})
@@ -64,6 +66,12 @@ def test_a_stage_line_compares_the_two_runs_from_their_profiles(bench) -> None:
         "all_reduce": 6,
         "all_gather_into_tensor": 1,
     }
+    # megabytes a step: 4 kB an all-reduce and a 2 MB gather; the 1-process run's apart
+    assert line["collective_mb"] == 2.024 and line["collective_mb_by_kind"] == {
+        "all_reduce": 0.024,
+        "all_gather_into_tensor": 2.0,
+    }
+    assert line["collective_mb_1proc"] == 2.016
     assert (line["first_step_s_2workers"], line["first_step_wait_s_2workers"]) == (4.0, 1.5)
     assert line["cores_2workers"]["train_workers"] == 1.5 and line["cores_1proc"]["train_workers"] == 0.9
     # a worker's CPU a step: its share of the workers' cores over the step

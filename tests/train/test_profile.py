@@ -7,7 +7,7 @@ import torch
 import torch.distributed as dist
 
 from netgpt.train.monitor import StepMeter
-from netgpt.train.profile import COLLECTIVES, ENV, OFF, StepProfile
+from netgpt.train.profile import COLLECTIVES, ENV, OFF, StepProfile, payload_bytes
 from netgpt.train.stages import freeze_for_stage, set_stage_hparams
 from netgpt.train.step import train_step
 
@@ -38,6 +38,7 @@ def test_figures_are_means_per_step_with_idle_the_rest():
         profile.seconds["backward"] += 0.2
         profile.seconds["optimizer"] += 0.1
         profile.collectives["all_reduce"] += 3
+        profile.collective_bytes["all_reduce"] += 3_000_000
         profile.end_step(wait_s=0.05, step_s=1.0)
     figures = profile.figures()
     assert figures["step_s"] == pytest.approx(1.0)
@@ -45,7 +46,16 @@ def test_figures_are_means_per_step_with_idle_the_rest():
     assert figures["other_forward_s"] == pytest.approx(0.2)
     assert figures["idle_s"] == pytest.approx(1.0 - 0.3 - 0.2 - 0.1 - 0.05)
     assert figures["collectives"] == 3 and figures["collectives/all_reduce"] == 3
+    assert figures["collective_mb"] == pytest.approx(3.0) and figures["collective_mb/all_reduce"] == 3.0
     assert figures["steps"] == 2
+
+
+def test_a_collective_carries_its_largest_tensor_or_list_of_tensors():
+    gathered, shard = torch.zeros(1000), torch.zeros(500)  # an all-gather's output and its input
+    assert payload_bytes((gathered, shard), {}) == 4000
+    assert payload_bytes((), {"output_tensor": shard, "input_tensor": gathered, "async_op": True}) == 4000
+    assert payload_bytes(([torch.zeros(300, dtype=torch.float64)] * 2, shard), {}) == 4800
+    assert payload_bytes(([None],), {"group": None}) == 0
 
 
 def test_the_median_and_the_slowest_step_show_a_stall_the_mean_spreads():
@@ -99,6 +109,12 @@ def test_a_profiled_step_times_its_phases_and_counts_its_collectives(engine, bat
         assert figures[f"{phase}_s"] > 0, phase
     # the step's seed count and finiteness flag, at least; ZeRO-3 adds its own
     assert figures["collectives/all_reduce"] >= 2
+    assert figures["collective_mb"] > 0
     calls = figures["collectives"]
     dist.all_reduce(torch.zeros(1))  # outside a step: not counted
     assert profile.figures()["collectives"] == calls
+    profile.begin_step()
+    dist.all_reduce(torch.zeros(250_000))  # 1 MB, counted
+    profile.end_step(wait_s=0.0, step_s=1.0)
+    both_steps = profile.figures()
+    assert both_steps["collective_mb"] * 2 == pytest.approx(figures["collective_mb"] + 1.0)

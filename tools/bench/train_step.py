@@ -4,11 +4,12 @@ Prints ONE JSON line per stage of the demo curriculum (graph_pretrain, alignment
 line. A stage's line has the 2-worker run's mean seconds per step in each phase (`netgpt.train.profile`):
 `data_wait` (sampling and transfer not hidden by the prefetch), `encoder_forward`, `llm_forward`,
 `other_forward`, `backward`, `optimizer`, `idle` (the rest), plus `collectives_s` (time inside
-`torch.distributed` calls, overlapping the phases) and `collectives` (calls per step, by kind in
-`collectives_by_kind`); its first step (the stream's start-up and ZeRO-3's first trace) apart; the median
-and the slowest step (one stall, such as a Ray worker process starting on a busy machine, moves a mean of
-a dozen steps far); and the 1-process run's step time at the same global batch with the ratio of means
-(goal <= 1.0) and of medians.
+`torch.distributed` calls, overlapping the phases), `collectives` (calls per step, by kind in
+`collectives_by_kind`) and `collective_mb` (megabytes they carry a step, by kind in `collective_mb_by_kind`;
+the 1-process run's in `collective_mb_1proc`); its first step (the stream's start-up and ZeRO-3's first
+trace) apart; the median and the slowest step (one stall, such as a Ray worker process starting on a busy
+machine, moves a mean of a dozen steps far); and the 1-process run's step time at the same global batch with
+the ratio of means (goal <= 1.0) and of medians.
 
     python tools/bench/train_step.py [--steps 12] [--videos 300] [KEY=VALUE ...]   # a few minutes on 2 cores
 
@@ -177,11 +178,10 @@ def _stage_line(stage: str, one: dict[str, float], two: dict[str, float]) -> dic
     line.update({f"{phase}_s": round(two.get(f"{prefix}{phase}_s", 0.0), 4) for phase in PHASES})
     line["phases_1proc"] = {phase: round(one.get(f"{prefix}{phase}_s", 0.0), 4) for phase in PHASES}
     line["collectives"] = round(two.get(f"{prefix}collectives", 0.0), 1)
-    line["collectives_by_kind"] = {
-        key[len(prefix) + len("collectives/") :]: round(value, 1)
-        for key, value in two.items()
-        if key.startswith(f"{prefix}collectives/")
-    }
+    line["collectives_by_kind"] = _by_kind(two, f"{prefix}collectives/", 1)
+    line["collective_mb"] = round(two.get(f"{prefix}collective_mb", 0.0), 3)
+    line["collective_mb_by_kind"] = _by_kind(two, f"{prefix}collective_mb/", 3)
+    line["collective_mb_1proc"] = round(one.get(f"{prefix}collective_mb", 0.0), 3)
     line["first_step_s_2workers"] = round(two[f"{prefix}first_step_s"], 2)
     line["first_step_wait_s_2workers"] = round(two[f"{prefix}first_step_wait_s"], 2)
     line["first_step_s_1proc"] = round(one[f"{prefix}first_step_s"], 2)
@@ -196,6 +196,13 @@ def _stage_line(stage: str, one: dict[str, float], two: dict[str, float]) -> dic
         line["worker_cpu_s_per_step_1proc"] = round(line["cores_1proc"]["train_workers"] * step_one, 4)
         line["ratio_with_a_core_each"] = round(worker_cpu_two / step_one, 3)
     return line
+
+
+def _by_kind(metrics: dict[str, float], prefix: str, digits: int) -> dict[str, float]:
+    """The figures under `prefix` (one per collective kind), keyed by the kind."""
+    return {
+        key[len(prefix) :]: round(value, digits) for key, value in metrics.items() if key.startswith(prefix)
+    }
 
 
 def _report(results: dict[str, dict[str, float]], args: argparse.Namespace) -> None:
