@@ -102,3 +102,11 @@ def test_nothing_points_outside_the_repository():
         if needle in line
     ]
     assert not outside, "\n".join(outside)
+
+
+def test_the_docs_index_lists_every_page_and_only_pages_that_exist():
+    index = ROOT / "docs" / "README.md"
+    listed = re.findall(r"\]\(([A-Za-z0-9_-]+\.md)\)", index.read_text(encoding="utf-8"))
+    pages = sorted(p.name for p in (ROOT / "docs").glob("*.md") if p.name != "README.md")
+    assert sorted(set(listed)) == pages, f"docs/README.md lists {sorted(set(listed))}, docs/ holds {pages}"
+    assert len(listed) == len(set(listed)), "a page listed twice"
