@@ -101,3 +101,28 @@ def test_the_report_is_a_line_per_demo_stage_then_the_summary(bench, capsys) -> 
     assert summary["overrides"] == ["graph.fanouts=[5,5]"]
     assert summary["wall_s"] == {"one": 50.0, "two": 60.0} and summary["goals"] == bench.GOALS
     assert summary["cores_bound_per_worker_2workers"] == 1
+
+
+def _round(step_one: float, step_two: float) -> dict[str, dict]:
+    """One round's two runs, 1 process and 2 workers, at these seconds a step."""
+    one = {**_run_metrics(step_one, 0.01, 4, 0.9), "wall_s": 50.0}
+    two = {**_run_metrics(step_two, 0.02, 6, 1.5), "wall_s": 60.0}
+    return {"one": one, "two": two}
+
+
+def test_each_round_is_reported_then_their_spread(bench, capsys) -> None:
+    rounds = [_round(0.04, 0.05), _round(0.05, 0.045)]
+    for number, results in enumerate(rounds, 1):
+        bench._report(results, Namespace(steps=200, videos=300, overrides=[]), number)
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    stages = [stage.name for stage in load_config("demo").train.stages]
+    assert [line["round"] for line in lines] == [1] * (len(stages) + 1) + [2] * (len(stages) + 1)
+    assert [line["ratio_2workers_over_1proc"] for line in lines if line.get("summary")] == [1.25, 0.9]
+
+    spread = bench._rounds_line(rounds)
+    assert spread["rounds"] == 2
+    overall = spread["ratio_2workers_over_1proc"]
+    assert overall == {"each": [1.25, 0.9], "mean": 1.075, "least": 0.9, "greatest": 1.25}
+    # a stage's ratio is of its mean steps (each run's third step stalls at three times the others)
+    assert list(spread["by_stage"]) == stages
+    assert all(spread["by_stage"][stage]["each"] == [1.25, 0.9] for stage in stages)

@@ -26,12 +26,20 @@ rest), with their `total`: on 2 cores what the data path and Ray take is what tw
 workers would reach with a whole core each and no wait for each other, the data path and Ray free.
 The summary's `cores_bound_per_worker_2workers` says how many cores each of the two workers was bound to
 (`train.bind_cores`; `train.bind_cores=false` as an override compares without).
+
+The ratio moves by ±0.05 from run to run on 2 cores, and the machine's pace from hour to hour. `--rounds N`
+runs the pair N times, alternated, on the same data (1 process, 2 workers, 1 process, ...): every round
+prints its lines (`"round"`), then one line has each round's ratio with their mean, least and greatest,
+overall and by stage.
+
+    python tools/bench/train_step.py --steps 200 --rounds 3    # about two minutes a round on 2 cores
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -102,12 +110,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=12, help="optimizer steps per stage (first one apart)")
     parser.add_argument("--videos", type=int, default=300, help="synthetic videos (the demo has 300)")
+    parser.add_argument("--rounds", type=int, default=1, help="pairs of runs, alternated (default 1)")
     parser.add_argument(
         "overrides", nargs="*", help="config overrides for both runs, e.g. graph.fanouts=[5,5]"
     )
     args = parser.parse_args()
     if args.steps < 3:
         parser.error("--steps must be at least 3 (each stage's first step is reported apart)")
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     keep_stdout_for_results()  # `prepare`'s summary table and Ray print to stdout too
 
     import ray
@@ -120,13 +131,16 @@ def main() -> None:
         runtime_env={"env_vars": {ENV: "1"}},
     )
     with tempfile.TemporaryDirectory(prefix="netgpt-bench-") as tmp:
-        results = _run(Path(tmp), args)
+        rounds = _run(Path(tmp), args)
     ray.shutdown()
-    _report(results, args)
+    for number, results in enumerate(rounds, 1):
+        _report(results, args, number)
+    if len(rounds) > 1:
+        emit(_rounds_line(rounds))
 
 
-def _run(folder: Path, args: argparse.Namespace) -> dict[str, dict[str, float]]:
-    """Data, graph store, then the 1-process and the 2-worker run, in `folder`."""
+def _run(folder: Path, args: argparse.Namespace) -> list[dict[str, dict[str, float]]]:
+    """Data, graph store, then each round's 1-process and 2-worker run, in `folder` (a run folder each)."""
     from netgpt.data.prepare import prepare
     from netgpt.data.synthetic import write_synthetic
     from netgpt.graph.build import build_graph
@@ -137,15 +151,19 @@ def _run(folder: Path, args: argparse.Namespace) -> dict[str, dict[str, float]]:
     prepare(raw, folder / "tables", base.data)
     build_graph(folder / "tables", base.graph, folder / "graph")
 
-    results = {}
-    for workers, name in ((1, "one"), (2, "two")):
-        started = time.perf_counter()
-        config = _config(folder, workers, args.steps, name, args.overrides)
-        _fit_epochs(config, args.steps)
-        with ProcessCpu() as cpu:
-            metrics = train(config, show_progress=False, evaluate_test=False).metrics
-        results[name] = {**metrics, **_stage_cores(cpu, metrics), "wall_s": time.perf_counter() - started}
-    return results
+    rounds = []
+    for number in range(1, args.rounds + 1):
+        results = {}
+        for workers, name in ((1, "one"), (2, "two")):
+            started = time.perf_counter()
+            config = _config(folder, workers, args.steps, f"{name}{number}", args.overrides)
+            _fit_epochs(config, args.steps)
+            with ProcessCpu() as cpu:
+                metrics = train(config, show_progress=False, evaluate_test=False).metrics
+            wall_s = time.perf_counter() - started
+            results[name] = {**metrics, **_stage_cores(cpu, metrics), "wall_s": wall_s}
+        rounds.append(results)
+    return rounds
 
 
 def _stage_cores(cpu: ProcessCpu, metrics: dict[str, float]) -> dict[str, dict[str, float]]:
@@ -205,14 +223,16 @@ def _by_kind(metrics: dict[str, float], prefix: str, digits: int) -> dict[str, f
     }
 
 
-def _report(results: dict[str, dict[str, float]], args: argparse.Namespace) -> None:
+def _report(results: dict[str, dict[str, float]], args: argparse.Namespace, number: int = 1) -> None:
+    """One round's lines: a line per stage, then its summary."""
     one, two = results["one"], results["two"]
     for stage in load_config("demo").train.stages:
-        emit(_stage_line(stage.name, one, two))
+        emit({**_stage_line(stage.name, one, two), "round": number})
     emit(
         {
             "bench": "train_step",
             "summary": True,
+            "round": number,
             "steps_per_stage": args.steps,
             "videos": args.videos,
             "overrides": args.overrides,
@@ -227,6 +247,31 @@ def _report(results: dict[str, dict[str, float]], args: argparse.Namespace) -> N
             "load_avg_1m": round(os.getloadavg()[0], 2),
         }
     )
+
+
+def _spread(ratios: list[float]) -> dict:
+    """The ratios of the rounds in their order, and their mean, least and greatest."""
+    return {
+        "each": [round(r, 3) for r in ratios],
+        "mean": round(statistics.mean(ratios), 3),
+        "least": round(min(ratios), 3),
+        "greatest": round(max(ratios), 3),
+    }
+
+
+def _rounds_line(rounds: list[dict[str, dict[str, float]]]) -> dict:
+    """Each round's ratio of means (2 workers over 1 process), overall and by stage, and their spread."""
+    by_stage = {}
+    for stage in load_config("demo").train.stages:
+        key = f"profile/{stage.name}/step_s"
+        by_stage[stage.name] = _spread([r["two"][key] / r["one"][key] for r in rounds])
+    overall = [r["two"]["run/step_s"] / r["one"]["run/step_s"] for r in rounds]
+    return {
+        "bench": "train_step",
+        "rounds": len(rounds),
+        "ratio_2workers_over_1proc": _spread(overall),
+        "by_stage": by_stage,
+    }
 
 
 if __name__ == "__main__":
