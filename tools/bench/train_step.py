@@ -27,10 +27,10 @@ workers would reach with a whole core each and no wait for each other, the data 
 The summary's `cores_bound_per_worker_2workers` says how many cores each of the two workers was bound to
 (`train.bind_cores`; `train.bind_cores=false` as an override compares without).
 
-The ratio moves by ±0.05 from run to run on 2 cores, and the machine's pace from hour to hour. `--rounds N`
-runs the pair N times, alternated, on the same data (1 process, 2 workers, 1 process, ...): every round
-prints its lines (`"round"`), then one line has each round's ratio with their mean, least and greatest,
-overall and by stage.
+The ratio moves by up to ±0.07 from run to run on 2 cores, and the machine's pace from hour to hour.
+`--rounds N` runs the pair N times, alternated, on the same data (1 process, 2 workers, 1 process, ...):
+every round prints its lines (`"round"`), then one line has each round's ratio with their mean, least and
+greatest, overall and by stage.
 
     python tools/bench/train_step.py --steps 200 --rounds 3    # about two minutes a round on 2 cores
 """
