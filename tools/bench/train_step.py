@@ -186,11 +186,11 @@ def _stage_line(stage: str, one: dict[str, float], two: dict[str, float]) -> dic
         "steps_profiled": int(two[f"{prefix}steps"]),
         "step_s_2workers_zero3": round(step_two, 4),
         "step_s_1proc": round(step_one, 4),
-        "ratio_2workers_over_1proc": round(step_two / step_one, 3),
+        "ratio_2workers_over_1proc": round(_ratio(one, two, f"{prefix}step_s"), 3),
         # a mean hides whether every step is slow or one stalled (a Ray worker process starting on 2 cores)
         "step_median_s_2workers": round(two[f"{prefix}step_median_s"], 4),
         "step_median_s_1proc": round(one[f"{prefix}step_median_s"], 4),
-        "ratio_of_medians": round(two[f"{prefix}step_median_s"] / one[f"{prefix}step_median_s"], 3),
+        "ratio_of_medians": round(_ratio(one, two, f"{prefix}step_median_s"), 3),
         "step_max_s_2workers": round(two[f"{prefix}step_max_s"], 4),
     }
     line.update({f"{phase}_s": round(two.get(f"{prefix}{phase}_s", 0.0), 4) for phase in PHASES})
@@ -216,6 +216,12 @@ def _stage_line(stage: str, one: dict[str, float], two: dict[str, float]) -> dic
     return line
 
 
+def _ratio(one: dict[str, float], two: dict[str, float], key: str) -> float:
+    """The 2-worker run's figure `key` over the 1-process run's: the step-time ratios of each round's lines
+    and of the rounds' line alike."""
+    return two[key] / one[key]
+
+
 def _by_kind(metrics: dict[str, float], prefix: str, digits: int) -> dict[str, float]:
     """The figures under `prefix` (one per collective kind), keyed by the kind."""
     return {
@@ -238,7 +244,7 @@ def _report(results: dict[str, dict[str, float]], args: argparse.Namespace, numb
             "overrides": args.overrides,
             "step_s_1proc": round(one["run/step_s"], 4),
             "step_s_2workers_zero3": round(two["run/step_s"], 4),
-            "ratio_2workers_over_1proc": round(two["run/step_s"] / one["run/step_s"], 3),
+            "ratio_2workers_over_1proc": round(_ratio(one, two, "run/step_s"), 3),
             "data_wait_share_2workers": round(two["run/data_wait_share"], 4),
             "first_steps_s_2workers": round(two["run/first_steps_s"], 2),
             "cores_bound_per_worker_2workers": int(two.get("run/cores_bound", 0)),
@@ -264,8 +270,8 @@ def _rounds_line(rounds: list[dict[str, dict[str, float]]]) -> dict:
     by_stage = {}
     for stage in load_config("demo").train.stages:
         key = f"profile/{stage.name}/step_s"
-        by_stage[stage.name] = _spread([r["two"][key] / r["one"][key] for r in rounds])
-    overall = [r["two"]["run/step_s"] / r["one"]["run/step_s"] for r in rounds]
+        by_stage[stage.name] = _spread([_ratio(r["one"], r["two"], key) for r in rounds])
+    overall = [_ratio(r["one"], r["two"], "run/step_s") for r in rounds]
     return {
         "bench": "train_step",
         "rounds": len(rounds),
