@@ -1,6 +1,8 @@
 """The DeepSpeed engine as the workers build it (one process, ZeRO-3): the HGT encoder's layers are ZeRO-3
 leaves and train; no parameter is kept whole on every rank; a pretrained LLM's rows for the graph tokens are
-its old rows' mean in the shards."""
+its old rows' mean in the shards; a step starts no subprocess."""
+
+import subprocess
 
 import deepspeed
 import torch
@@ -10,7 +12,7 @@ from netgpt.graph.types import feature_dims
 from netgpt.model.encoder import HGTLayer
 from netgpt.model.llm import tiny_llm_config
 from netgpt.model.tokenizer import add_graph_tokens
-from netgpt.train.engine import avoid_jit_builds, build_engine
+from netgpt.train.engine import avoid_jit_builds, build_engine, name_local_size
 from netgpt.train.monitor import StepMeter
 from netgpt.train.stages import freeze_for_stage, set_stage_hparams
 from netgpt.train.step import train_step
@@ -65,6 +67,37 @@ def test_zero3_keeps_no_parameter_whole(engine):
     params = list(engine.module.parameters())
     assert params and not any(getattr(p, "ds_persist", True) for p in params)
     assert not engine.optimizer.persistent_parameters
+
+
+def test_deepspeed_counts_the_local_ranks_from_ray_trains_environment(monkeypatch):
+    from deepspeed.accelerator import get_accelerator
+
+    monkeypatch.delenv("LOCAL_SIZE", raising=False)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    name_local_size()
+    assert get_accelerator().device_count() == 2
+    monkeypatch.setenv("LOCAL_SIZE", "4")  # left from another process group
+    name_local_size()
+    assert get_accelerator().device_count() == 2
+
+
+def test_a_zero3_step_starts_no_subprocess(engine, batch_maker, monkeypatch):
+    """Not told the local size, DeepSpeed's CPU accelerator ran `numactl --hardware` in a subprocess at every
+    gradient reduce-scatter: a fork of the worker every step."""
+    engine, config = engine
+    stage = config.train.stages[0]
+    set_stage_hparams(engine.optimizer, stage, freeze_for_stage(engine.module, stage), factor=1.0)
+    started = []
+    popen_init = subprocess.Popen.__init__
+
+    def counted(self, args, *rest, **kwargs):
+        started.append(args)
+        popen_init(self, args, *rest, **kwargs)
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", counted)
+    for _ in range(2):
+        train_step(engine, [batch_maker(2, seed=1)], stage, engine.module.prompt_builder(), StepMeter())
+    assert started == []
 
 
 def test_a_pretrained_llm_gets_its_new_token_rows_in_the_zero3_shards(
