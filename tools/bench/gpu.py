@@ -274,32 +274,38 @@ def micro_batches(args: argparse.Namespace, length: int) -> list[int]:
 # ---------------------------------------------------------------- engine
 
 
-def init_process_group(device: torch.device, gpu_backend: str) -> None:
-    """A one-process group as Ray Train sets one up (world size 1): gloo on CPU, gloo+NCCL on a GPU (the
-    trainer's small collectives run on the engine's device, and NCCL has no CPU tensors). A finite timeout,
-    so that a hanging collective fails loudly instead of eating the device time."""
+def free_port() -> int:
+    """A TCP port on the loopback that nothing listens on now, for a process group's rendezvous."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def init_process_group(
+    device: torch.device, gpu_backend: str, rank: int = 0, world_size: int = 1, port: int | None = None
+) -> None:
+    """A process group of `world_size` processes on this machine as Ray Train sets one up (by default one
+    process, meeting on a free port): gloo on CPU, gloo+NCCL on a GPU (the trainer's small collectives run
+    on the engine's device, and NCCL has no CPU tensors). A finite timeout, so that a hanging collective
+    fails loudly instead of eating the device time."""
     from datetime import timedelta
 
     import torch.distributed as dist
 
     if dist.is_initialized():
         return
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     os.environ.update(
         MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        RANK="0",
-        WORLD_SIZE="1",
-        LOCAL_RANK="0",
-        LOCAL_WORLD_SIZE="1",
+        MASTER_PORT=str(port if port is not None else free_port()),
+        RANK=str(rank),
+        WORLD_SIZE=str(world_size),
+        LOCAL_RANK=str(rank),
+        LOCAL_WORLD_SIZE=str(world_size),
     )
+    backend = gpu_backend if device.type == "cuda" else "gloo"
     if device.type == "cuda":
         torch.cuda.set_device(device)
-        dist.init_process_group(gpu_backend, rank=0, world_size=1, timeout=timedelta(seconds=180))
-    else:
-        dist.init_process_group("gloo", rank=0, world_size=1, timeout=timedelta(seconds=180))
+    dist.init_process_group(backend, rank=rank, world_size=world_size, timeout=timedelta(seconds=180))
 
 
 def offload_json(folder: Path, adam: str) -> Path:

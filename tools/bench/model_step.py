@@ -9,15 +9,22 @@ that the extra seeds cost, 1 - step(1x) / step(2x): how much two workers could s
 the step is fixed cost (module calls, ZeRO-3's hooks, autograd, the optimizer's Python) that each worker
 pays whole, and no number of workers makes such a step shorter.
 
-    python tools/bench/model_step.py [--steps 60] [--videos 300] [KEY=VALUE ...]   # about a minute on 2 cores
+`--two-ranks` also times the smaller step on 2 gloo ranks, 2 processes each bound to a core of its own (as
+`train.bind_cores` binds the Train workers): `step_s_2ranks`, and `ratio_2ranks_over_2x` against the larger
+step in one process. That is `tools/bench/train_step.py`'s comparison without Ray, the streams and their
+processes: what ZeRO-3 on 2 ranks costs beside one process, whatever else shares the cores.
 
-No Ray, no streams, no collectives across processes: the same model, batches and step as a Train worker's,
-one thread (a demo worker's one CPU). The median over the steps after the first 3 is reported.
+    python tools/bench/model_step.py [--steps 60] [--videos 300] [--two-ranks] [KEY=VALUE ...]
+    # about a minute on 2 cores, two with --two-ranks
+
+No Ray, no streams: the same model, batches and step as a Train worker's, one thread (a demo worker's one
+CPU). The median over the steps after the first 3 is reported.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -36,6 +43,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=60, help="timed steps per stage and size")
     parser.add_argument("--videos", type=int, default=300, help="synthetic videos (the demo has 300)")
+    parser.add_argument(
+        "--two-ranks", action="store_true", help="also time the smaller step on 2 ranks, a core each"
+    )
     parser.add_argument("overrides", nargs="*", help="config overrides, e.g. model.tiny_llm.hidden_size=256")
     args = parser.parse_args()
     if args.steps < 1:
@@ -56,15 +66,19 @@ def main() -> None:
         dist.destroy_process_group()
     for line in lines:
         emit(line)
+    sizes = ["step_s_1x", "step_s_2x"] + (["step_s_2ranks"] if args.two_ranks else [])
+    summary = {size: round(sum(line[size] for line in lines), 6) for size in sizes}
+    if args.two_ranks:
+        summary["ratio_2ranks_over_2x"] = round(summary["step_s_2ranks"] / summary["step_s_2x"], 3)
     emit(
         {
             "bench": "model_step",
             "summary": True,
             "steps": args.steps,
             "videos": args.videos,
+            "two_ranks": args.two_ranks,
             "overrides": args.overrides,
-            "step_s_1x": round(sum(line["step_s_1x"] for line in lines), 6),
-            "step_s_2x": round(sum(line["step_s_2x"] for line in lines), 6),
+            **summary,
         }
     )
 
@@ -94,7 +108,54 @@ def _run(folder: Path, args: argparse.Namespace) -> list[dict]:
                 "arithmetic_share": round(1 - one / two, 3),
             }
         )
+    if args.two_ranks:
+        on_ranks = _two_rank_steps(folder, args)
+        for line in lines:
+            line["step_s_2ranks"] = round(on_ranks[line["stage"]], 6)
+            line["ratio_2ranks_over_2x"] = round(on_ranks[line["stage"]] / line["step_s_2x"], 3)
     return lines
+
+
+def _two_rank_steps(folder: Path, args: argparse.Namespace) -> dict[str, float]:
+    """Each stage's median step at a demo worker's micro-batch on 2 gloo ranks (2 processes, a core each,
+    on `folder`'s data), as rank 0 timed it."""
+    import torch.multiprocessing as mp
+    from gpu import free_port  # this folder
+
+    result = folder / "two_ranks.json"
+    mp.start_processes(
+        _rank_steps,
+        args=(folder, free_port(), args.overrides, args.steps, result),
+        nprocs=2,
+        start_method="spawn",
+    )
+    return json.loads(result.read_text())
+
+
+def _rank_steps(rank: int, folder: Path, port: int, overrides: list[str], steps: int, result: Path) -> None:
+    """One of `_two_rank_steps`'s ranks."""
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import torch
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    from gpu import init_process_group  # this folder
+    from in_process import attach, demo_config  # this folder
+
+    from netgpt.train.cores import bind_worker
+
+    init_process_group(torch.device("cpu"), gpu_backend="nccl", rank=rank, world_size=2, port=port)
+    try:
+        bind_worker(rank, 2)
+        run = attach(demo_config(folder, overrides, world_size=2), folder, world_size=2)
+        medians = {
+            stage.name: _median_step(run, stage, run.batches(stage.micro_batch_size), steps)
+            for stage in run.config.train.stages
+        }
+    finally:
+        dist.destroy_process_group()
+    if rank == 0:
+        result.write_text(json.dumps(medians))
 
 
 def _median_step(run, stage, batches: list, steps: int) -> float:
