@@ -550,9 +550,10 @@ class TrainConfig:
     cpus_per_worker: int = 1
     """CPUs reserved for each worker."""
     bind_cores: str = "auto"
-    """Bind each Train worker's threads to its even share of its node's cores (`netgpt.train.cores`, as
-    DeepSpeed's `--bind_cores_to_rank`): `auto` on CPU workers only, `true` on every worker (on GPU nodes the
-    even cut does not follow each GPU's NUMA node), `false` never."""
+    """Bind each Train worker's threads to cores of its own (`netgpt.train.cores`): a CPU worker to its even
+    share of its node's cores (as DeepSpeed's `--bind_cores_to_rank`), a GPU worker to its share of its
+    GPU's NUMA node (as `torchrun --numa-binding=exclusive`). `auto` binds CPU workers only, `true` every
+    worker, `false` none."""
     worker_resources: dict[str, float] = field(default_factory=dict)
     """Custom Ray resources each Train worker requests besides its CPUs and GPU, e.g. `{netgpt_train: 1}`:
     the workers then run only on nodes started with that resource (`ray start --resources`)."""

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import ray.train
+import ray.train.torch
 import torch
 import torch.distributed as dist
 
@@ -105,7 +106,11 @@ class Curriculum:
         self.world = context.get_world_size()
         train = self.config.train
         self.cores = (
-            bind_worker(context.get_local_rank(), context.get_local_world_size())
+            bind_worker(
+                context.get_local_rank(),
+                context.get_local_world_size(),
+                ray.train.torch.get_device().index if train.use_gpu else None,
+            )
             if binds(train.bind_cores, train.use_gpu)
             else []
         )

@@ -1,11 +1,14 @@
 import json
+import logging
 import os
+import re
 import subprocess
 import sys
 
 import pytest
+import torch
 
-from netgpt.train.cores import bind_worker, binds, cores_for
+from netgpt.train.cores import bind_worker, binds, cores_for, gpu_cores
 
 
 @pytest.mark.parametrize(
@@ -68,3 +71,18 @@ def test_nothing_is_bound_without_a_core_for_each_local_worker():
 def test_nothing_is_bound_where_the_os_cannot_bind_threads(monkeypatch):
     monkeypatch.delattr(os, "sched_setaffinity")  # as on macOS
     assert bind_worker(0, 1) == []
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the GPU path where torch cannot see a GPU")
+def test_a_gpu_worker_whose_numa_node_cannot_be_told_stays_unbound_and_says_why(caplog):
+    allowed = os.sched_getaffinity(0)
+    with caplog.at_level(logging.WARNING, logger="netgpt.train.cores"):
+        assert bind_worker(0, 1, gpu_index=0) == []
+    assert os.sched_getaffinity(0) == allowed
+    assert "cuda:0's threads left unbound" in caplog.text
+
+
+def test_a_torch_without_numa_binding_is_named(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch.numa.binding", None)  # as a torch that predates the module
+    with pytest.raises(RuntimeError, match=re.escape(f"torch {torch.__version__} has no torch.numa.binding")):
+        gpu_cores(0)

@@ -5,6 +5,9 @@ Prints one JSON line per measurement on stdout (progress and estimates go to std
 - `"what": "matmul_peak"`: the chip's bf16 matmul rate measured in this run (8192³, mean of timed products
   after warm-ups); every MFU below is against it (`mfu`), and against the datasheet table of
   `netgpt.train.monitor.PEAK_BF16_FLOPS` too (`mfu_table`, what TensorBoard uses).
+- `"what": "numa_cores"`: the cores `train.bind_cores=true` would bind GPU 0's worker to
+  (`netgpt.train.cores.gpu_cores`: its share of the GPU's NUMA node), beside the cores this process may
+  use, or the error that left it unbound (CUDA only).
 - `"what": "demo"`: `netgpt demo`'s config with `train.use_gpu=true train.num_workers=1` (Ray Train, NCCL,
   bf16, ZeRO-3), its wall time and `netgpt evaluate`'s table (skipped with `--skip-demo`, or when Ray is
   missing).
@@ -602,6 +605,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def numa_cores(gpu_index: int) -> dict:
+    """What `train.bind_cores=true` binds the worker of CUDA device `gpu_index` to, or why nothing."""
+    from netgpt.train.cores import gpu_cores
+
+    allowed = sorted(os.sched_getaffinity(0))
+    try:
+        return {"gpu": gpu_index, "cores": gpu_cores(gpu_index), "allowed": allowed}
+    except Exception as error:  # noqa: BLE001  (the error is the finding: it is what leaves a worker unbound)
+        return {"gpu": gpu_index, "error": repr(error)[:500], "allowed": allowed}
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     budget = Budget(args.budget_s)
@@ -626,6 +640,9 @@ def main(argv: list[str] | None = None) -> None:
             "torch": torch.__version__,
         }
     )
+
+    if cuda:
+        emit({"bench": "gpu", "what": "numa_cores", **numa_cores(0)})
 
     with tempfile.TemporaryDirectory(prefix="netgpt-gpu-bench-") as tmp:
         folder = Path(tmp)
