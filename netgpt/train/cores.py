@@ -74,7 +74,9 @@ def gpu_cores(gpu_index: int) -> list[int]:
     except ImportError as error:
         import torch
 
-        raise RuntimeError(f"torch {torch.__version__} has no torch.numa.binding") from error
+        raise RuntimeError(
+            f"torch {torch.__version__} has no torch.numa.binding, or not its exclusive cut"
+        ) from error
     # torchrun's own cut, a private function of its module: torch exposes it only around a launcher's
     # subprocess (`--numa-binding`), and Ray Train, not a launcher, starts the workers
     exclusive = NumaOptions(affinity_mode=AffinityMode.EXCLUSIVE)
