@@ -9,6 +9,7 @@ does anyway."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -41,6 +42,16 @@ def _free_ports(count: int) -> list[int]:
     return ports
 
 
+def _worker_ports_apart_from(taken: set[int]) -> int:
+    """The first of 100 ports for the head's workers, none of them in `taken`: `ray start` refuses a port
+    given to two of its parts. Spread by the process id, below Linux's ephemeral ports (32768 on), where
+    `_free_ports` finds the others; the first form ran up to 39999 and could meet one of them."""
+    low = 10000 + (os.getpid() % 200) * 100
+    while taken & set(range(low, low + 100)):
+        low += 100
+    return low
+
+
 @pytest.fixture()
 def loopback_cluster():
     """`ray start --head --block` in its own process group; stopped by signalling that group only."""
@@ -49,7 +60,9 @@ def loopback_cluster():
     gcs, dashboard, client, agent_http, agent_grpc, metrics, env_agent, node_manager, object_manager = (
         _free_ports(9)
     )
-    low = 20000 + (os.getpid() % 200) * 100
+    low = _worker_ports_apart_from(
+        {gcs, dashboard, client, agent_http, agent_grpc, metrics, env_agent, node_manager, object_manager}
+    )
     command = [
         str(BIN / "ray"), "start", "--head", "--block", "--disable-usage-stats",
         "--node-ip-address", "127.0.0.1", "--dashboard-host", "127.0.0.1", "--include-dashboard", "true",
@@ -78,13 +91,19 @@ def loopback_cluster():
             if probe.returncode == 0:
                 break
             if head.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the head did not come up: {probe.stderr[-2000:]}")
+                ended = f"ended with {head.returncode}" if head.poll() is not None else "still running"
+                head_log = (Path(temp_dir) / "head.log").read_text(errors="replace")[-3000:]
+                raise RuntimeError(
+                    f"the head did not come up ({ended}); `ray job list`: {probe.stderr[-1500:]}\n"
+                    f"`ray start`'s output: {head_log}"
+                )
             time.sleep(2)
         yield address, env
     finally:
         # `ray start --block` took over 30 s to stop on SIGTERM (every run hit that wait); after a few seconds
         # its whole process group, the Ray processes it started, is killed instead
-        os.killpg(head.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):  # a head that ended by itself (the error above)
+            os.killpg(head.pid, signal.SIGTERM)
         try:
             head.wait(timeout=5)
         except subprocess.TimeoutExpired:
