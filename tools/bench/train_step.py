@@ -11,7 +11,7 @@ trace) apart; the median and the slowest step (one stall, such as a Ray worker p
 machine, moves a mean of a dozen steps far); and the 1-process run's step time at the same global batch with
 the ratio of means (goal <= 1.0) and of medians.
 
-    python tools/bench/train_step.py [--steps 12] [--videos 300] [KEY=VALUE ...]   # a few minutes on 2 cores
+    python tools/bench/train_step.py [--steps 12] [--videos 300] [KEY=VALUE ...]   # 57 s on 2 cores
 
 Both runs go through the real path: a local Ray, Ray Train workers, the streaming graph loader, DeepSpeed
 ZeRO-3 on gloo; the demo's model and curriculum on synthetic data, each stage cut to `--steps` steps and
