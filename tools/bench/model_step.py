@@ -33,6 +33,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # results.py, gpu.py, in_process.py beside it
 
 from results import emit, keep_stdout_for_results  # noqa: E402  (this folder: DeepSpeed logs to stdout)
 
@@ -66,21 +67,24 @@ def main() -> None:
         dist.destroy_process_group()
     for line in lines:
         emit(line)
+    emit(_summary(lines, args))
+
+
+def _summary(lines: list[dict], args: argparse.Namespace) -> dict:
+    """The summary line: each size's steps added up over the stages (and their ratio with `--two-ranks`)."""
     sizes = ["step_s_1x", "step_s_2x"] + (["step_s_2ranks"] if args.two_ranks else [])
-    summary = {size: round(sum(line[size] for line in lines), 6) for size in sizes}
+    totals = {size: round(sum(line[size] for line in lines), 6) for size in sizes}
     if args.two_ranks:
-        summary["ratio_2ranks_over_2x"] = round(summary["step_s_2ranks"] / summary["step_s_2x"], 3)
-    emit(
-        {
-            "bench": "model_step",
-            "summary": True,
-            "steps": args.steps,
-            "videos": args.videos,
-            "two_ranks": args.two_ranks,
-            "overrides": args.overrides,
-            **summary,
-        }
-    )
+        totals["ratio_2ranks_over_2x"] = round(totals["step_s_2ranks"] / totals["step_s_2x"], 3)
+    return {
+        "bench": "model_step",
+        "summary": True,
+        "steps": args.steps,
+        "videos": args.videos,
+        "two_ranks": args.two_ranks,
+        "overrides": args.overrides,
+        **totals,
+    }
 
 
 def _run(folder: Path, args: argparse.Namespace) -> list[dict]:
