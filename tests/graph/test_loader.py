@@ -23,7 +23,7 @@ from netgpt.graph.loader import (
     split_size,
     stream_name,
 )
-from netgpt.graph.plan import EpochPlan, rank_positions
+from netgpt.graph.plan import EpochPlan, rank_positions, sample_batches
 from netgpt.graph.sampler import NeighborSampler
 from netgpt.graph.store import open_partition, read_meta
 from netgpt.train.prefetch import prefetch
@@ -200,6 +200,30 @@ def test_sampler_actors_fetch_halo_rows_from_their_owners_and_a_restarted_one_se
     assert ray_cluster.get(streams.actors[1][0].batches_sampled.remote()) == 1  # restarted: counts anew
     for p in (0, 1):
         _assert_same_batch(after[p], before[p])
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(120)
+def test_a_read_task_puts_each_batch_at_its_position(streams, ray_cluster) -> None:
+    """`sample_batches` (a read task's body) gives each of its rows the batch a sampler gives for that
+    position's seeds and key (plan seed, epoch, batch), across an epoch's end and both partitions."""
+    meta = read_meta(streams.store_dir)
+    direct = [NeighborSampler(open_partition(streams.store_dir, p, meta), [2, 2], num_hops=2) for p in (0, 1)]
+    plan = EpochPlan(streams.store_dir, "train", 4, 2, True, 7)
+    per_epoch = plan.batches_per_epoch()
+    rows = np.arange((per_epoch - 8) // 2, (per_epoch + 8) // 2)  # rank 1 of 2: around epoch 0's end
+    got = sample_batches({"id": rows}, plan, streams.actors, 1, 2, 0)
+
+    assert got["position"].tolist() == (1 + 2 * rows).tolist()
+    assert set(got["epoch"].tolist()) == {0, 1}
+    partitions = set()
+    for position, epoch, batch in zip(got["position"], got["epoch"], got["batch"], strict=True):
+        j = int(position) - int(epoch) * per_epoch
+        partition, seeds = plan.epoch(int(epoch))[j]
+        partitions.add(partition)
+        expected = direct[partition].sample(seeds, np.random.default_rng([plan.seed, int(epoch), j]))
+        _assert_same_batch(pickle.loads(batch).to_hetero_data(), expected)
+    assert partitions == {0, 1}
 
 
 def _kill_and_wait_for_its_restart(ray_cluster, actor, timeout_s: float = 60.0) -> None:
