@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # results.py, beside t
 from results import emit, keep_stdout_for_results  # noqa: E402
 
 BUILD = r"""
-import json, os, socket, sys, time
+import json, sys, time
 from pathlib import Path
 import torch, torch.distributed as dist
 folder, layers = Path(sys.argv[1]), int(sys.argv[2])
@@ -69,11 +69,8 @@ dims = read_meta(folder / "graph")["feature_dims"]
 save_config(config, run)
 tokenizer.save_pretrained(run / "tokenizer")
 # world size 1, ZeRO-3, the trainer's own engine, one checkpoint
-with socket.socket() as s:
-    s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]
-os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK="0", WORLD_SIZE="1",
-    LOCAL_RANK="0", LOCAL_WORLD_SIZE="1")
-dist.init_process_group("gloo", rank=0, world_size=1)
+from gpu import init_process_group  # tools/bench
+init_process_group(torch.device("cpu"), "gloo")
 avoid_jit_builds()
 engine, _ = build_engine(config, dims, tokenizer, world_size=1)
 params = param_count(engine.module)
@@ -109,7 +106,8 @@ print(json.dumps({"seconds": done - loading, "wall_s": done - started, "tensors"
 
 
 def _child(script: str, *args: str) -> dict:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    paths = [str(REPO), str(Path(__file__).resolve().parent), os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}  # the repo, and this folder for gpu.py
     run = subprocess.run(
         [sys.executable, "-c", script, *args], env=env, capture_output=True, text=True, check=False
     )
