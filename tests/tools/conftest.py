@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -35,3 +37,17 @@ def _run_bench(
 @pytest.fixture
 def run_bench() -> Callable[..., list[dict]]:
     return _run_bench
+
+
+def _load_bench(script: str) -> ModuleType:
+    """`tools/bench/<script>` as a module (`<stem>_bench`), its `main` not run: for testing its helpers."""
+    path = REPO / "tools" / "bench" / script
+    spec = importlib.util.spec_from_file_location(f"{path.stem}_bench", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def load_bench() -> Callable[[str], ModuleType]:
+    return _load_bench

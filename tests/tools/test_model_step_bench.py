@@ -4,15 +4,11 @@ process and the smaller on 2 ranks, and a summary that adds them up."""
 
 from __future__ import annotations
 
-import importlib.util
 from argparse import Namespace
-from pathlib import Path
 
 import pytest
 
 from netgpt.config import load_config
-
-BENCH = Path(__file__).resolve().parents[2] / "tools" / "bench" / "model_step.py"
 
 
 @pytest.mark.timeout(300)
@@ -38,10 +34,8 @@ def test_each_stage_is_timed_at_a_workers_micro_batch_and_at_twice_it(run_bench)
     )
 
 
-def test_without_two_ranks_the_summary_adds_up_the_one_process_sizes_only():
-    spec = importlib.util.spec_from_file_location("model_step_bench", BENCH)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+def test_without_two_ranks_the_summary_adds_up_the_one_process_sizes_only(load_bench):
+    bench = load_bench("model_step.py")
     lines = [{"step_s_1x": 0.02, "step_s_2x": 0.025}, {"step_s_1x": 0.05, "step_s_2x": 0.06}]
     args = Namespace(steps=60, videos=300, overrides=[], two_ranks=False)
     summary = bench._summary(lines, args)

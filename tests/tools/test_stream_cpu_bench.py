@@ -3,20 +3,12 @@ small size whose figures add up."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
-
-BENCH = Path(__file__).resolve().parents[2] / "tools" / "bench"
 
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("stream_cpu_bench", BENCH / "stream_cpu.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench(load_bench):
+    return load_bench("stream_cpu.py")
 
 
 def test_each_further_batch_costs_the_difference_of_two_streams_over_the_batches_between(bench):

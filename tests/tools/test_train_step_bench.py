@@ -4,26 +4,19 @@ profile renames or drops breaks here, and each ratio is checked against the numb
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from argparse import Namespace
-from pathlib import Path
 
 import pytest
 
 from netgpt.config import load_config
 from netgpt.train.profile import StepProfile
 
-BENCH = Path(__file__).resolve().parents[2] / "tools" / "bench"
-
 
 @pytest.fixture(scope="module")
-def bench():
+def bench(load_bench):
     """The bench as a module (it puts its own folder on `sys.path` for process_cpu and results)."""
-    spec = importlib.util.spec_from_file_location("train_step_bench", BENCH / "train_step.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("train_step.py")
 
 
 def _run_metrics(step_s: float, backward_s: float, all_reduces: int, workers_cores: float) -> dict:

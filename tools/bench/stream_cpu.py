@@ -75,9 +75,8 @@ def main() -> None:
 
 def _measure(streams, config, seeds: int, args: argparse.Namespace) -> dict:
     short, long = max(1, args.batches // 4), args.batches
-    _stream_cpu(
-        streams, seeds, short, seed=args.repeats
-    )  # Ray Data's actors and the read tasks' processes start
+    # a stream first in which Ray Data's actors and the read tasks' processes start
+    _stream_cpu(streams, seeds, short, seed=args.repeats)
     short_runs, long_runs = [], []
     for repeat in range(args.repeats):
         short_runs.append(_stream_cpu(streams, seeds, short, seed=repeat))
