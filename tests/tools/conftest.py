@@ -40,10 +40,13 @@ def run_bench() -> Callable[..., list[dict]]:
 
 
 def _load_bench(script: str) -> ModuleType:
-    """`tools/bench/<script>` as a module (`<stem>_bench`), its `main` not run: for testing its helpers."""
+    """`tools/bench/<script>` loaded afresh as a module (`<stem>_bench`), its `main` not run: for testing its
+    helpers. It is registered in `sys.modules` before it runs, as an import would be, because a dataclass
+    looks its module up there."""
     path = REPO / "tools" / "bench" / script
     spec = importlib.util.spec_from_file_location(f"{path.stem}_bench", path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
 

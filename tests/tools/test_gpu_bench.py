@@ -7,13 +7,9 @@ from __future__ import annotations
 
 import json
 import math
-import sys
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-SCRIPT = REPO / "tools" / "bench" / "gpu.py"
 FIGURES = ("step_s", "tokens_per_s", "samples_per_s", "tflops", "mfu", "peak_mem_gib", "loss")
 SETTING = ("shape", "zero", "gradient_checkpointing", "prompt_tokens", "micro_batch", "estimate_s")
 
@@ -81,18 +77,13 @@ def test_settings_that_do_not_fit_the_budget_are_reported_skipped(run_bench):
         assert "budget left" in step["skipped"] and step["estimate_s"] > 0 and "step_s" not in step
 
 
-def test_the_demo_line_carries_the_evaluation_table(monkeypatch, tmp_path):
+def test_the_demo_line_carries_the_evaluation_table(load_bench, monkeypatch, tmp_path):
     """The demo needs a GPU; its line's shaping (config overrides, the table) is checked with a stand-in."""
-    import importlib.util
-
     import netgpt.demo
     from netgpt.evaluate.run import EvaluationReport, ModelScores
     from netgpt.metrics import compute_metrics
 
-    spec = importlib.util.spec_from_file_location("gpu_bench", SCRIPT)
-    bench = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "gpu_bench", bench)  # its dataclasses look their module up
-    spec.loader.exec_module(bench)
+    bench = load_bench("gpu.py")
     seen = {}
 
     def fake_demo(config):

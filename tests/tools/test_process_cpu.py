@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "tools" / "bench" / "process_cpu.py"
-_spec = importlib.util.spec_from_file_location("process_cpu", SCRIPT)
-process_cpu = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(process_cpu)
 UNNAMED = "python /x/ray/_private/workers/default_worker.py"  # a Ray worker before Ray titles it
+
+
+@pytest.fixture
+def process_cpu(load_bench):
+    return load_bench("process_cpu.py")
 
 
 @pytest.mark.parametrize(
@@ -36,14 +35,14 @@ UNNAMED = "python /x/ray/_private/workers/default_worker.py"  # a Ray worker bef
         (["bash"], "other"),
     ],
 )
-def test_a_process_keeps_the_first_role_in_order_any_of_its_titles_gave(titles, role):
+def test_a_process_keeps_the_first_role_in_order_any_of_its_titles_gave(process_cpu, titles, role):
     found = None
     for title in titles:
         found = process_cpu.role_of(title, found)
     assert found == role
 
 
-def test_a_process_spinning_through_the_window_counts_about_one_core_in_its_role():
+def test_a_process_spinning_through_the_window_counts_about_one_core_in_its_role(process_cpu):
     spin = "import time\nend = time.time() + 3\nwhile time.time() < end: pass"
     with process_cpu.ProcessCpu(period_s=0.2) as cpu:
         # the argument after the code puts the title of a Train worker in the child's command line

@@ -4,15 +4,11 @@ trainings (the rows carry their text kind, the baselines appear once)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-SCRIPT = REPO / "tools" / "bench" / "quality.py"
 FIGURES = ("acc", "mae", "mse", "macro_f1", "within_one", "unparsable", "count")
 DEMO_ROWS = [
     ("majority level", "train split's"),
@@ -25,12 +21,9 @@ DEMO_ROWS = [
 ]
 
 
-def _bench(monkeypatch):
-    spec = importlib.util.spec_from_file_location("quality_bench", SCRIPT)
-    bench = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "quality_bench", bench)
-    spec.loader.exec_module(bench)
-    return bench
+@pytest.fixture
+def bench(load_bench):
+    return load_bench("quality.py")
 
 
 def _check_ranges(row: dict) -> None:
@@ -68,7 +61,7 @@ def test_quick_run_prints_one_json_line_with_every_row_in_range(run_bench, tmp_p
     assert line["wall_s"] > 0 and {"data", "store_use", "train_use", "evaluate_use"} <= set(line["phases_s"])
 
 
-def test_two_text_kinds_label_their_rows_and_the_baselines_appear_once(monkeypatch, tmp_path):
+def test_two_text_kinds_label_their_rows_and_the_baselines_appear_once(bench, monkeypatch, tmp_path):
     """Both stores are built, NetGPT trains on each, the LLM alone once (it reads no graph)."""
     import ray
 
@@ -78,7 +71,6 @@ def test_two_text_kinds_label_their_rows_and_the_baselines_appear_once(monkeypat
     from netgpt.evaluate.run import EvaluationReport, ModelScores
     from netgpt.metrics import compute_metrics
 
-    bench = _bench(monkeypatch)
     seen = {"stores": [], "trained": [], "evaluated": []}
     scores = compute_metrics([1, 2, 3, 3], [1.0, 2.4, None, 5.0])
 
@@ -129,8 +121,7 @@ def test_two_text_kinds_label_their_rows_and_the_baselines_appear_once(monkeypat
     assert sum(line["oracle"]["levels"]) == 30 and 0.0 <= line["oracle"]["latent"] <= 1.0
 
 
-def test_settings_reach_the_config(monkeypatch, tmp_path):
-    bench = _bench(monkeypatch)
+def test_settings_reach_the_config(bench, tmp_path):
     quick = bench.bench_config(bench._arguments(["--quick"]), tmp_path, "use")
     assert quick.data.synth_videos == bench.QUICK_VIDEOS and quick.train.num_workers == 1
     assert [s.max_steps for s in quick.train.stages] == [bench.QUICK_STEPS] * len(quick.train.stages)
@@ -162,16 +153,14 @@ def test_settings_reach_the_config(monkeypatch, tmp_path):
         (["--llm-steps", "-1"], "--llm-steps"),
     ],
 )
-def test_bad_settings_are_refused_by_name(monkeypatch, capsys, argv, message):
-    bench = _bench(monkeypatch)
+def test_bad_settings_are_refused_by_name(bench, capsys, argv, message):
     with pytest.raises(SystemExit):
         bench._arguments(argv)
     assert message in capsys.readouterr().err
 
 
-def test_a_work_folder_with_files_is_refused(monkeypatch, capsys, tmp_path):
+def test_a_work_folder_with_files_is_refused(bench, capsys, tmp_path):
     """A run found there would resume instead of training: the figures would not be this run's."""
-    bench = _bench(monkeypatch)
     (tmp_path / "left_over").write_text("x")
     with pytest.raises(SystemExit):
         bench._arguments(["--work", str(tmp_path)])

@@ -1,17 +1,20 @@
 """The README-steps timer reads the README's own commands, each one a command the CLI parses."""
 
-import importlib.util
 from pathlib import Path
+
+import pytest
 
 from netgpt.cli import build_parser
 
 REPO = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("readme_steps", REPO / "tools" / "bench" / "readme_steps.py")
-readme_steps = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(readme_steps)
 
 
-def test_the_timed_steps_are_the_readmes_netgpt_commands_and_the_cli_parses_each():
+@pytest.fixture
+def readme_steps(load_bench):
+    return load_bench("readme_steps.py")
+
+
+def test_the_timed_steps_are_the_readmes_netgpt_commands_and_the_cli_parses_each(readme_steps):
     commands = readme_steps.readme_steps(REPO / "README.md")
     names = [command[1] for command in commands]
     assert names[:4] == ["synth", "prepare", "build-graph", "train"]
@@ -22,7 +25,7 @@ def test_the_timed_steps_are_the_readmes_netgpt_commands_and_the_cli_parses_each
         parser.parse_args(command[1:])  # exits (fails the test) on a command the CLI does not take
 
 
-def test_the_video_count_is_replaced_only_where_given(tmp_path):
+def test_the_video_count_is_replaced_only_where_given(readme_steps, tmp_path):
     synth = ["netgpt", "synth", "--out", "x.json", "--videos", "3000"]
     assert readme_steps.with_videos(synth, 300) == ["netgpt", "synth", "--out", "x.json", "--videos", "300"]
     assert readme_steps.with_videos(synth, None) == synth
