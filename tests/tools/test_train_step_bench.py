@@ -5,6 +5,7 @@ profile renames or drops breaks here, and each ratio is checked against the numb
 from __future__ import annotations
 
 import json
+import os
 from argparse import Namespace
 
 import pytest
@@ -37,7 +38,12 @@ def _run_metrics(step_s: float, backward_s: float, all_reduces: int, workers_cor
         prefix = f"profile/{stage.name}/"
         metrics.update({prefix + key: value for key, value in profile.figures().items()})
         metrics[f"{prefix}first_step_s"], metrics[f"{prefix}first_step_wait_s"] = 4.0, 1.5
-        metrics[f"cores/{stage.name}"] = {"train_workers": workers_cores, "ray_daemons": 0.1, "idle": 0.2}
+        metrics[f"cores/{stage.name}"] = {
+            "train_workers": workers_cores,
+            "ray_daemons": 0.1,
+            "total": workers_cores + 0.1,
+            "idle": 0.2,
+        }
     return metrics
 
 
@@ -71,6 +77,11 @@ def test_a_stage_line_compares_the_two_runs_from_their_profiles(bench) -> None:
     assert line["worker_cpu_s_per_step_2workers"] == pytest.approx(1.5 * mean_two / 2, abs=1e-4)
     assert line["worker_cpu_s_per_step_1proc"] == pytest.approx(0.9 * mean_one, abs=1e-4)
     assert line["ratio_with_a_core_each"] == pytest.approx(1.5 * mean_two / 2 / mean_one, abs=1e-3)
+    # the machine's CPU a step, every process counted, and the 2-worker step's on every core over the other's
+    assert line["cpu_s_per_step_2workers"] == pytest.approx(1.6 * mean_two, abs=1e-4)
+    assert line["cpu_s_per_step_1proc"] == pytest.approx(1.0 * mean_one, abs=1e-4)
+    floor = 1.6 * mean_two / (os.cpu_count() * mean_one)
+    assert line["ratio_floor_on_these_cores"] == pytest.approx(floor, abs=1e-3)
 
 
 def test_a_stage_without_the_cores_has_no_cpu_figures(bench) -> None:
@@ -79,6 +90,8 @@ def test_a_stage_without_the_cores_has_no_cpu_figures(bench) -> None:
     del two["cores/finetune"]
     line = bench._stage_line("finetune", one, two)
     assert line["cores_2workers"] == {} and "ratio_with_a_core_each" not in line
+    assert "ratio_floor_on_these_cores" not in line
+    assert bench._floor(one, two, ["alignment", "finetune"]) is None
 
 
 def test_the_report_is_a_line_per_demo_stage_then_the_summary(bench, capsys) -> None:
@@ -94,6 +107,11 @@ def test_the_report_is_a_line_per_demo_stage_then_the_summary(bench, capsys) -> 
     assert summary["overrides"] == ["graph.fanouts=[5,5]"]
     assert summary["wall_s"] == {"one": 50.0, "two": 60.0} and summary["goals"] == bench.GOALS
     assert summary["cores_bound_per_worker_2workers"] == 1
+    # every stage at 0.05 s on 1.6 cores against 0.04 s: the stages' steps weigh alike
+    assert summary["machine_cores"] == os.cpu_count()
+    assert summary["ratio_floor_on_these_cores"] == pytest.approx(
+        1.6 * 0.05 / (os.cpu_count() * 0.04), abs=1e-3
+    )
 
 
 def _round(step_one: float, step_two: float) -> dict[str, dict]:
@@ -119,3 +137,5 @@ def test_each_round_is_reported_then_their_spread(bench, capsys) -> None:
     # a stage's ratio is of its mean steps (each run's third step stalls at three times the others)
     assert list(spread["by_stage"]) == stages
     assert all(spread["by_stage"][stage]["each"] == [1.25, 0.9] for stage in stages)
+    floors = [1.6 * 0.05 / (os.cpu_count() * 0.04), 1.6 * 0.045 / (os.cpu_count() * 0.05)]
+    assert spread["ratio_floor_on_these_cores"]["each"] == pytest.approx(floors, abs=1e-3)

@@ -24,13 +24,19 @@ rest), with their `total`: on 2 cores what the data path and Ray take is what tw
 `worker_cpu_s_per_step_2workers` is the CPU a step costs one of the two workers (the 1-process run's in
 `worker_cpu_s_per_step_1proc`), and `ratio_with_a_core_each` that over the 1-process step: the ratio two
 workers would reach with a whole core each and no wait for each other, the data path and Ray free.
+`cpu_s_per_step_2workers` is the CPU a 2-worker step costs the whole machine, every process counted (the
+1-process run's in `cpu_s_per_step_1proc`), and `ratio_floor_on_these_cores` that spread over the
+machine's cores (`machine_cores`) with none idle, over the 1-process step: the least ratio any scheduling
+of that work could reach here (also in the summary, the stages weighted by their steps). What the ratio
+is above its floor is scheduling (a worker waiting for the other, a core idle); the floor itself moves only
+with the CPU a step costs.
 The summary's `cores_bound_per_worker_2workers` says how many cores each of the two workers was bound to
 (`train.bind_cores`; `train.bind_cores=false` as an override compares without).
 
 The ratio moves by up to ±0.07 from run to run on 2 cores, and the machine's pace from hour to hour.
 `--rounds N` runs the pair N times, alternated, on the same data (1 process, 2 workers, 1 process, ...):
 every round prints its lines (`"round"`), then one line has each round's ratio with their mean, least and
-greatest, overall and by stage.
+greatest, overall and by stage, and the same of each round's floor.
 
     python tools/bench/train_step.py --steps 200 --rounds 3    # about two minutes a round on 2 cores
 """
@@ -213,7 +219,28 @@ def _stage_line(stage: str, one: dict[str, float], two: dict[str, float]) -> dic
         line["worker_cpu_s_per_step_2workers"] = round(worker_cpu_two, 4)
         line["worker_cpu_s_per_step_1proc"] = round(line["cores_1proc"]["train_workers"] * step_one, 4)
         line["ratio_with_a_core_each"] = round(worker_cpu_two / step_one, 3)
+        # CPU seconds a step costs the whole machine, every process counted
+        line["cpu_s_per_step_2workers"] = round(line["cores_2workers"]["total"] * step_two, 4)
+        line["cpu_s_per_step_1proc"] = round(line["cores_1proc"]["total"] * step_one, 4)
+        line["ratio_floor_on_these_cores"] = round(_floor(one, two, [stage]), 3)
     return line
+
+
+def _floor(one: dict[str, float], two: dict[str, float], stages: list[str]) -> float | None:
+    """The least ratio two workers could reach on this machine's cores with the CPU their steps cost: that
+    CPU (every process's) spread over every core without a moment idle, against the 1-process step, over
+    `stages` weighted by their steps as the summary's ratio of means is; None where a stage's cores were not
+    measured. Above 1, no scheduling of the same work beats one process; only a step that costs less CPU
+    can."""
+    cpu_two = step_one = 0.0
+    for stage in stages:
+        prefix, cores = f"profile/{stage}/", two.get(f"cores/{stage}")
+        if not cores or not one.get(f"cores/{stage}"):
+            return None
+        steps = two[f"{prefix}steps"]
+        cpu_two += cores["total"] * two[f"{prefix}step_s"] * steps
+        step_one += one[f"{prefix}step_s"] * steps
+    return cpu_two / ((os.cpu_count() or 1) * step_one)
 
 
 def _ratio(one: dict[str, float], two: dict[str, float], key: str) -> float:
@@ -232,8 +259,10 @@ def _by_kind(metrics: dict[str, float], prefix: str, digits: int) -> dict[str, f
 def _report(results: dict[str, dict[str, float]], args: argparse.Namespace, number: int = 1) -> None:
     """One round's lines: a line per stage, then its summary."""
     one, two = results["one"], results["two"]
-    for stage in load_config("demo").train.stages:
-        emit({**_stage_line(stage.name, one, two), "round": number})
+    stages = [stage.name for stage in load_config("demo").train.stages]
+    for stage in stages:
+        emit({**_stage_line(stage, one, two), "round": number})
+    floor = _floor(one, two, stages)
     emit(
         {
             "bench": "train_step",
@@ -245,6 +274,8 @@ def _report(results: dict[str, dict[str, float]], args: argparse.Namespace, numb
             "step_s_1proc": round(one["run/step_s"], 4),
             "step_s_2workers_zero3": round(two["run/step_s"], 4),
             "ratio_2workers_over_1proc": round(_ratio(one, two, "run/step_s"), 3),
+            "ratio_floor_on_these_cores": None if floor is None else round(floor, 3),
+            "machine_cores": os.cpu_count(),
             "data_wait_share_2workers": round(two["run/data_wait_share"], 4),
             "first_steps_s_2workers": round(two["run/first_steps_s"], 2),
             "cores_bound_per_worker_2workers": int(two.get("run/cores_bound", 0)),
@@ -272,12 +303,17 @@ def _rounds_line(rounds: list[dict[str, dict[str, float]]]) -> dict:
         key = f"profile/{stage.name}/step_s"
         by_stage[stage.name] = _spread([_ratio(r["one"], r["two"], key) for r in rounds])
     overall = [_ratio(r["one"], r["two"], "run/step_s") for r in rounds]
-    return {
+    line = {
         "bench": "train_step",
         "rounds": len(rounds),
         "ratio_2workers_over_1proc": _spread(overall),
         "by_stage": by_stage,
     }
+    stages = [stage.name for stage in load_config("demo").train.stages]
+    floors = [_floor(r["one"], r["two"], stages) for r in rounds]
+    if None not in floors:
+        line["ratio_floor_on_these_cores"] = _spread(floors)
+    return line
 
 
 if __name__ == "__main__":
