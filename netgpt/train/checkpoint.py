@@ -502,7 +502,9 @@ def universal_checkpoint(source: Path, target: Path) -> None:
     """DeepSpeed's `ds_to_universal` from the ZeRO folder `source` (`<checkpoint>/ds`) into `target`: per
     parameter, its fp32 weights and Adam moments whole (`target/zero/<name>/{fp32,exp_avg,exp_avg_sq}.pt`),
     plus the model-state files. In one process: it reads one rank's optimizer file at a time and merges one
-    parameter at a time."""
+    parameter at a time. ZeRO-1/2 files are converted only with the conversion's info that Megatron-style
+    clients save (tensor-parallel layouts); `inject_missing_state` lets DeepSpeed add its plain default,
+    right for a model without tensor parallelism (ZeRO-3 files never need it)."""
     from deepspeed.checkpoint import ds_to_universal
 
     args = argparse.Namespace(
@@ -512,7 +514,7 @@ def universal_checkpoint(source: Path, target: Path) -> None:
         num_merge_workers=1,
         keep_temp_folder=False,
         strict=True,
-        inject_missing_state=False,
+        inject_missing_state=True,
     )
     ds_to_universal.main(args)
 

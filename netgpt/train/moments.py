@@ -59,9 +59,9 @@ def adam_moments_left_out(engine: Any) -> Iterator[bool]:
 
 def with_zero_moments(ds_folder: Path, scratch: Path) -> Path:
     """`ds_folder` (a checkpoint's ZeRO files) when its optimizer files hold the moments (every rank saves
-    alike: the first tells); else a copy in `scratch` whose optimizer files have zeros for them (one file
-    at a time, its masters read from the map), the other files hard-linked (copied where the file system
-    cannot link)."""
+    alike: the first tells; ZeRO-1 and ZeRO-2 files always do, `adam_moments_left_out` leaving theirs in);
+    else a copy in `scratch` whose optimizer files have zeros for them (one file at a time, its masters read
+    from the map), the other files hard-linked (copied where the file system cannot link)."""
     files = sorted(p for p in ds_folder.iterdir() if p.is_file())
     optimizer_files = [p for p in files if p.name.endswith(OPTIMIZER_FILE_SUFFIX)]
     if not optimizer_files:
@@ -96,6 +96,8 @@ def _load(path: Path) -> dict:
 
 def _has_moments(saved: dict) -> bool:
     zero = saved["optimizer_state_dict"]
+    if "fp32_flat_groups" not in zero:  # not ZeRO-3's layout: ZeRO-1/2 keep the moments in every file
+        return True
     groups = zero["optimizer_state_dict"]["state"]
     return all(
         all(moment in groups.get(index, {}) for moment in MOMENTS)

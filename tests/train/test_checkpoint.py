@@ -9,6 +9,7 @@ import ray.train
 import torch
 
 from netgpt.config import RETIRED_KEYS
+from netgpt.graph.types import feature_dims
 from netgpt.train import checkpoint
 from netgpt.train.checkpoint import (
     ResumeRefused,
@@ -20,11 +21,14 @@ from netgpt.train.checkpoint import (
     resume_settings,
     save_best,
 )
+from netgpt.train.engine import avoid_jit_builds, build_engine
 from netgpt.train.manifest import checkpoint_problems
 from netgpt.train.monitor import StepMeter
 from netgpt.train.rng_state import RngStateError
 from netgpt.train.stages import set_stage_hparams
 from netgpt.train.step import train_step
+
+FEATURE_DIMS = feature_dims(text_dim=6, time_dim=4, content_dim=5)
 
 
 def _weights(engine):
@@ -249,6 +253,51 @@ def test_a_best_checkpoint_of_another_world_size_is_restored_through_a_universal
     set_stage_hparams(engine.optimizer, stage, active=[], factor=1.0)
     train_step(engine, [batch_maker(2, seed=10)], stage, engine.module.prompt_builder(), StepMeter())
     assert all(torch.equal(a, b) for a, b in zip(best, _weights(engine), strict=True))
+
+
+def test_zero2_checkpoints_of_another_world_size_load_through_a_universal_checkpoint(
+    process_group, make_tiny_config, tokenizer, batch_maker, tmp_path
+):
+    """Both re-cut paths under ZeRO-2, the paper's GPU preset (`xs_video_paper`): a resume brings back the
+    weights and Adam moments, and a best (whose ZeRO-2 files keep their moments) its weights. DeepSpeed
+    converts ZeRO-1/2 files only when allowed to add its default conversion info, and their optimizer
+    files are laid out otherwise than ZeRO-3's."""
+    avoid_jit_builds()
+    config = make_tiny_config()
+    config.train.ds_config = "ds_configs/zero2.json"
+    engine, ds_config = build_engine(config, FEATURE_DIMS, tokenizer, world_size=1)
+    assert ds_config["zero_optimization"]["stage"] == 2
+    stage = config.train.stages[0]
+    set_stage_hparams(engine.optimizer, stage, stage.active_parts(), factor=1.0)
+    train_step(engine, [batch_maker(2, seed=11)], stage, engine.module.prompt_builder(), StepMeter())
+    folder = tmp_path / "step"
+    folder.mkdir()
+    state = TrainerState(stage_step=2, position=8, global_step=2, world_size=2, batch_world_size=2)
+    checkpoint._write_shard(engine, folder, state, rank=0)
+    best = save_best(engine, tmp_path, stage.name, TrainerState(global_step=2, best_step=2), rank=0)
+    recorded = TrainerState(global_step=2, best_step=2, world_size=2)  # as if 2 workers had written it
+    (best / checkpoint.STATE_FILE).write_text(recorded.to_json(), encoding="utf-8")
+
+    def weights():
+        return [p.detach().clone() for p in engine.module.parameters()]
+
+    saved, moments = weights(), _moments(engine)
+    assert moments and any(m.abs().sum() > 0 for m in moments)
+    train_step(engine, [batch_maker(2, seed=12)], stage, engine.module.prompt_builder(), StepMeter())
+    assert any(not torch.equal(a, b) for a, b in zip(saved, weights(), strict=True))
+    run_dir = tmp_path / "run"
+    restored = load_checkpoint(
+        engine, ray.train.Checkpoint.from_directory(str(folder)), rank=0, world_size=1, run_dir=run_dir
+    )
+    assert restored.world_size == 2
+    assert all(torch.equal(a, b) for a, b in zip(saved, weights(), strict=True))
+    assert all(torch.equal(a, b) for a, b in zip(moments, _moments(engine), strict=True))
+
+    train_step(engine, [batch_maker(2, seed=12)], stage, engine.module.prompt_builder(), StepMeter())
+    assert any(not torch.equal(a, b) for a, b in zip(saved, weights(), strict=True))
+    restore_best(engine, tmp_path, stage.name, rank=0)
+    assert all(torch.equal(a, b) for a, b in zip(saved, weights(), strict=True))
+    assert not any((tmp_path / checkpoint.UNIVERSAL_DIR).iterdir())
 
 
 @pytest.mark.parametrize("best", [False, True], ids=["checkpoint", "best"])
