@@ -102,7 +102,7 @@ class GraphEncoder(nn.Module):
         for et in VIDEO_RELATIONS[: self.num_tokens - 1]:
             src, dst = edges[et]
             to_seed = dst < num_seeds
-            tokens.append(scatter(video[src[to_seed]], dst[to_seed], 0, dim_size=num_seeds, reduce="mean"))
+            tokens.append(segment_means(video[src[to_seed]], dst[to_seed], num_seeds))
         return EncoderOutput(torch.stack(tokens, dim=1))
 
 
@@ -163,10 +163,17 @@ def relation_means(
         src, dst = edges[et]
         messages.append(x_dict[et[0]][src])
         segments.append(dst * num_relations + EDGE_TYPES.index(et))
-    means = scatter(
-        torch.cat(messages), torch.cat(segments), 0, dim_size=num_videos * num_relations, reduce="mean"
-    )
+    means = segment_means(torch.cat(messages), torch.cat(segments), num_videos * num_relations)
     return means.view(num_videos, num_relations * width)
+
+
+def segment_means(values: torch.Tensor, segments: torch.Tensor, size: int) -> torch.Tensor:
+    """[size, width]: the mean of the rows of `values` in each segment (zeros where none), summed in float32
+    and returned in the dtype of `values`. PyG's scatter mean counts and sums in the values' dtype, and
+    on a GPU in bf16 its atomic adds round at every addition: a count stops at 256 (256 + 1 rounds to 256)
+    and a sum stops growing, so a segment of a few hundred neighbours (`graph.fanouts: -1` on large
+    groups) would get a wrong mean. In float32 the mean is rounded once."""
+    return scatter(values.float(), segments, 0, dim_size=size, reduce="mean").to(values.dtype)
 
 
 class RGCNEncoder(GraphEncoder):

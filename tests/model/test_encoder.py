@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from netgpt.graph.types import EDGE_TYPES, VIDEO
-from netgpt.model.encoder import VIDEO_RELATIONS, RGCNLayer, build_encoder
+from netgpt.model.encoder import VIDEO_RELATIONS, RGCNLayer, build_encoder, segment_means
 
 
 def encoder(kind: str, feature_dims: dict[str, int], num_layers: int = 2, num_tokens: int = 1):
@@ -109,6 +109,18 @@ def test_pooled_neighbour_tokens(feature_dims, make_batch):
     torch.testing.assert_close(out.tokens[:, 1], videos[[1, 2]])
     torch.testing.assert_close(out.tokens[:, 2], videos[[2, 3]].mean(0).expand(2, -1))
     assert torch.equal(out.tokens[:, 3], torch.zeros(2, 8))
+
+
+def test_bf16_means_are_summed_in_float32_and_rounded_once():
+    """Under bf16 (the GPU presets) a mean over a segment of 1000 rows is the float32 mean rounded once to
+    bf16: PyG's scatter sums in the values' dtype (here it rounds the sum before dividing: 9 of 64 columns
+    off; on a GPU its bf16 atomic adds stop counting at 256)."""
+    torch.manual_seed(0)
+    values = torch.rand(1000, 64).to(torch.bfloat16)
+    means = segment_means(values, torch.zeros(1000, dtype=torch.long), size=2)
+    assert means.dtype == torch.bfloat16 and means.shape == (2, 64)
+    assert torch.equal(means[0], values.float().mean(0).to(torch.bfloat16))
+    assert not means[1].any()  # a segment without rows
 
 
 def test_too_many_graph_tokens_is_an_error(feature_dims):
