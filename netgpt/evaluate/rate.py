@@ -38,7 +38,9 @@ def rate_batch(
 
     The prompts hold graph tokens when `prompt_builder` makes them (`model.prompt_builder(graph_tokens=False)`
     rates the LLM alone). `model` is a NetGPT or, in training, the DeepSpeed engine holding one (its forward
-    runs as in training); it must be in eval mode on `device`; bf16 weights run under autocast.
+    runs as in training); it must be in eval mode on `device`. bf16 weights run under autocast; through an
+    engine's forward DeepSpeed's bf16 mode turns it off (as in training, `netgpt.train.step`), its
+    `generate_levels` keeps it.
     `synced_gpus=True` when ZeRO-3 ranks generate together (each rank steps until all are done)."""
     device = torch.device(device)
     unknown = [name for name in predictions if name not in PREDICTIONS]

@@ -18,12 +18,6 @@ def encode_prompts(prompt_builder, batch, with_answer: bool, device: torch.devic
     return prompt_builder.encode(batch.seed_fields, with_answer=with_answer).to(device)
 
 
-def autocast(engine):
-    """bf16 autocast when the engine holds bf16 weights: float32 graph features meet bf16 layers, and
-    losses stay in float32 (autocast's rule for them)."""
-    return torch.autocast(engine.device.type, dtype=torch.bfloat16, enabled=engine.bfloat16_enabled())
-
-
 def train_step(
     engine,
     window: list,
@@ -43,6 +37,11 @@ def train_step(
     rank stops all ranks before the optimizer step, with the stage's name. `meter` gets the step's seeds,
     tokens and model FLOPs (counted by `flops`; none without it). `profile` (`netgpt.train.profile`) times
     the forward, backward and optimizer phases when the step-time bench turns it on.
+
+    No `torch.autocast` around the forward: with bf16 weights DeepSpeed's bf16 mode runs the model in bf16,
+    and `engine.forward` switches an outer CUDA autocast off (its config has no `torch_autocast` section,
+    which would keep float32 weights). The model casts at its own edges instead: float32 features to its
+    layers' dtype, its losses in float32 (`tests/train/test_stages.py` runs a bf16 engine so on CPU).
     """
     engine.train()
     world = dist.get_world_size()
@@ -57,7 +56,7 @@ def train_step(
         batch = batch.to(engine.device)
         prompts = encode_prompts(prompt_builder, batch, True, engine.device) if stage.uses_llm else None
         engine.set_gradient_accumulation_boundary(i == len(window) - 1)
-        with autocast(engine), profile.phase("forward"):
+        with profile.phase("forward"):
             out = engine(batch, prompts, dict(stage.losses), stage.graph_tokens)
         finite &= bool(torch.isfinite(out.loss).item())
         with profile.phase("backward"):

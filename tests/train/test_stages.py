@@ -16,7 +16,7 @@ from netgpt.train.stages import (
     reset_optimizer_state,
     set_stage_hparams,
 )
-from netgpt.train.step import LossNotFinite, train_step
+from netgpt.train.step import LossNotFinite, encode_prompts, train_step
 
 FEATURE_DIMS = feature_dims(text_dim=6, time_dim=4, content_dim=5)
 
@@ -128,3 +128,12 @@ def test_bf16_engine_trains_float32_batches(tiny_config, tokenizer, process_grou
         builder = engine.module.prompt_builder()
         terms = train_step(engine, [batch_maker(2, seed=3)], stage, builder, StepMeter())
         assert all(torch.isfinite(torch.tensor(v)) for v in terms.values()), stage.name
+        # no autocast, as on a GPU (DeepSpeed's bf16 mode turns an outer one off): the model's own casts
+        # keep every loss term in float32
+        assert not torch.is_autocast_enabled("cpu")
+        batch = batch_maker(2, seed=4)
+        prompts = encode_prompts(builder, batch, True, engine.device) if stage.uses_llm else None
+        with torch.no_grad():
+            out = engine(batch, prompts, dict(stage.losses), stage.graph_tokens)
+        assert out.loss.dtype == torch.float32, stage.name
+        assert all(term.dtype == torch.float32 for term in out.losses.values()), stage.name
