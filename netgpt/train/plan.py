@@ -16,8 +16,10 @@ What the plan counts:
   sampler actor; a name no node was started with is a shortfall like any other.
 * Per GPU (or per worker on CPU), bytes for P parameters of encoder + projector + LLM + heads at b bytes
   each (b = 2 under bf16, 4 in fp32), N = world size (`train.num_workers`):
-  parameters P·b, gradients P·b, optimizer states 12·P (DeepSpeed's fp32 master copy plus AdamW's two
-  fp32 moments, also when training in fp32: DeepSpeed clones the master either way); ZeRO-1 divides the
+  parameters P·b, gradients P·g (g = 4 where the DeepSpeed config accumulates them in fp32,
+  `data_types.grad_accum_dtype`, as netgpt's configs do; else b), optimizer states 12·P (DeepSpeed's fp32
+  master copy plus AdamW's two fp32 moments, also when training in fp32: DeepSpeed clones the master
+  either way); ZeRO-1 divides the
   optimizer states by N, ZeRO-2 also the gradients, ZeRO-3 all three. `offload_optimizer` moves the
   optimizer states and gradient partitions to host memory, `offload_param` the parameter partitions.
   Under ZeRO-3, 2 × the largest gathered unit (the embedding matrix or one decoder layer) × b: the module
@@ -297,6 +299,8 @@ class ResourcePlan:
     """Bytes of each partition (from `meta.json`), None when there is no store yet."""
     samplers_per_partition: int
     zero_stage: int
+    grad_accum_fp32: bool
+    """DeepSpeed accumulates the gradients in fp32 (`data_types.grad_accum_dtype`), also under bf16."""
     offload_optimizer: bool
     offload_param: bool
     params: ParamCounts
@@ -377,6 +381,8 @@ class ResourcePlan:
             partition_bytes=partition_bytes,
             samplers_per_partition=graph.samplers_per_partition,
             zero_stage=zero_stage(ds),
+            grad_accum_fp32=str(ds.get("data_types", {}).get("grad_accum_dtype", "")).lower()
+            in ("fp32", "float32", "float", "torch.float32"),
             offload_optimizer=zero.get("offload_optimizer", {}).get("device", "none") in ("cpu", "nvme"),
             offload_param=zero.get("offload_param", {}).get("device", "none") in ("cpu", "nvme"),
             params=params,
@@ -423,15 +429,20 @@ class ResourcePlan:
     # --- memory ---------------------------------------------------------------------------------------------
     @property
     def param_bytes(self) -> int:
-        """b: bytes of one parameter (and one gradient) as trained."""
+        """b: bytes of one parameter as trained."""
         return 2 if self.bf16 else 4
+
+    @property
+    def grad_bytes(self) -> int:
+        """g: bytes of one gradient as DeepSpeed accumulates it."""
+        return 4 if self.grad_accum_fp32 else self.param_bytes
 
     def device_bytes(self, world_size: int | None = None) -> dict[str, int]:
         """Per GPU (per worker on CPU) with `world_size` ranks (default: `train.num_workers`), by item."""
         n = world_size or self.num_workers
-        p, b = self.params.total, self.param_bytes
+        p, b, g = self.params.total, self.param_bytes, self.grad_bytes
         params = 0 if self.offload_param else (p * b // n if self.zero_stage >= 3 else p * b)
-        grads = p * b // n if self.zero_stage >= 2 else p * b
+        grads = p * g // n if self.zero_stage >= 2 else p * g
         optimizer = OPTIMIZER_BYTES * p // n if self.zero_stage >= 1 else OPTIMIZER_BYTES * p
         if self.offload_optimizer:
             grads = optimizer = 0
@@ -459,7 +470,7 @@ class ResourcePlan:
     def offloaded_bytes_per_rank(self) -> int:
         """Host bytes per rank that CPU offload moves off the GPU."""
         p, b, n = self.params.total, self.param_bytes, self.num_workers
-        moved = (b + OPTIMIZER_BYTES) * p // n if self.offload_optimizer else 0
+        moved = (self.grad_bytes + OPTIMIZER_BYTES) * p // n if self.offload_optimizer else 0
         return moved + (p * b // n if self.offload_param else 0)
 
     def gpus_needed(self, gpu_bytes: int, states_only: bool = False) -> int | None:
@@ -623,7 +634,12 @@ class ResourcePlan:
                 f"{_count(p.projector)}, heads {_count(p.graph_head + p.prompt_head)}",
             ),
             ("ZeRO", f"stage {self.zero_stage}", _zero_text(self)),
-            ("precision", "bf16" if self.bf16 else "fp32", f"b = {b} bytes per parameter and gradient"),
+            (
+                "precision",
+                "bf16" if self.bf16 else "fp32",
+                f"b = {b} bytes per parameter, g = {self.grad_bytes} per gradient"
+                + (" (accumulated in fp32)" if self.grad_bytes != b else ""),
+            ),
             (
                 "LLM tokens",
                 f"{self.tokens}",
@@ -634,7 +650,7 @@ class ResourcePlan:
             "parameters": f"P·{b}"
             + (f" / {n}" if self.zero_stage >= 3 else "")
             + (" (offloaded to host)" if self.offload_param else ""),
-            "gradients": f"P·{b}"
+            "gradients": f"P·{self.grad_bytes}"
             + (f" / {n}" if self.zero_stage >= 2 else "")
             + (" (offloaded to host)" if self.offload_optimizer else ""),
             "optimizer states": "P·12 (fp32 master + AdamW m, v)"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -107,10 +108,24 @@ def test_zero_stages_divide_what_they_shard(qwen2_7b_dir):
     assert zero3.device_bytes()["parameters"] == 2 * p // n
     assert zero3.device_bytes()["optimizer states"] == 12 * p // n
     assert zero2.device_bytes()["parameters"] == 2 * p  # ZeRO-2 keeps whole parameters on every GPU
-    assert zero2.device_bytes()["gradients"] == 2 * p // n
+    # gradients accumulated in fp32 (data_types.grad_accum_dtype in netgpt's configs), weights in bf16
+    assert zero3.grad_bytes == zero2.grad_bytes == 4 and zero3.param_bytes == 2
+    assert zero3.device_bytes()["gradients"] == zero2.device_bytes()["gradients"] == 4 * p // n
     assert offload.device_bytes()["optimizer states"] == offload.device_bytes()["parameters"] == 0
-    assert offload.offloaded_bytes_per_rank() == (2 + 12) * p // n + 2 * p // n
+    assert offload.offloaded_bytes_per_rank() == (4 + 12) * p // n + 2 * p // n
     assert offload.memory > zero3.memory
+
+
+def test_a_deepspeed_config_without_fp32_accumulation_counts_bf16_gradients(qwen2_7b_dir, tmp_path):
+    template = json.loads((REPO / "netgpt" / "ds_configs" / "zero3.json").read_text(encoding="utf-8"))
+    del template["data_types"]
+    (tmp_path / "ds.json").write_text(json.dumps(template), encoding="utf-8")
+    config = load_config(
+        "xs_video", [f"model.llm_path={qwen2_7b_dir}", f"train.ds_config={tmp_path / 'ds.json'}"]
+    )
+    plan = ResourcePlan.of(config, meta=_meta([GIB] * 8))
+    assert plan.grad_bytes == plan.param_bytes == 2
+    assert plan.device_bytes()["gradients"] == 2 * plan.params.total // plan.num_workers
 
 
 def test_a_rank_keeps_its_share_of_a_checkpoint_in_host_memory_while_it_is_written(qwen2_7b_dir):

@@ -123,6 +123,8 @@ def test_bf16_engine_trains_float32_batches(tiny_config, tokenizer, process_grou
     engine, ds_config = build_engine(tiny_config, FEATURE_DIMS, tokenizer, world_size=1)
     assert ds_config["bf16"]["enabled"] is True
     assert engine.module.llm.get_input_embeddings().weight.dtype == torch.bfloat16
+    # bf16 weights, gradients accumulated in fp32 over a window's micro-batches (`data_types`)
+    assert engine.optimizer.gradient_accumulation_dtype == torch.float32
     for stage in tiny_config.train.stages:
         set_stage_hparams(engine.optimizer, stage, freeze_for_stage(engine.module, stage), 1.0)
         builder = engine.module.prompt_builder()
