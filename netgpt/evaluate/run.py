@@ -64,7 +64,7 @@ class _Rater:
         self.device = torch.device("cuda" if use_gpu else "cpu")
         self.models = []
         for entry in folders:
-            model = NetGPT.from_pretrained(entry.resolved).to(self.device).eval()
+            model = NetGPT.from_pretrained(entry.resolved).to(self.device)
             self.models.append((model, model.prompt_builder(entry.graph_tokens), entry.predictions))
 
     def __call__(self, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -275,6 +275,9 @@ class NetGPT(nn.Module):
 
     @classmethod
     def from_pretrained(cls, folder: str | os.PathLike[str]) -> NetGPT:
+        """The NetGPT folder `folder` (`save_pretrained`'s), in eval mode as transformers' `from_pretrained`
+        returns a model: rating with it (`netgpt evaluate`, `netgpt predict`) must not drop out; call
+        `.train()` to train it."""
         folder = Path(folder)
         config_path = folder / CONFIG_FILE
         if not config_path.is_file():
@@ -297,7 +300,7 @@ class NetGPT(nn.Module):
         for part, file in PART_FILES.items():
             model.get_submodule(part).load_state_dict(load_file(folder / file))
         model.trained_for = meta.get("training")
-        return model
+        return model.eval()
 
 
 def training_record(stage_name: str, predictions: list[str], graph_tokens: bool) -> dict:

@@ -98,7 +98,8 @@ def test_save_load_round_trip_is_exact(model, tmp_path, make_batch):
     prompts = model.prompt_builder().encode(batch.seed_fields, with_answer=True)
     folder = model.save_pretrained(tmp_path / "model")
     assert sorted(p.name for p in folder.iterdir()) == sorted([CONFIG_FILE, "llm", *PART_FILES.values()])
-    loaded = NetGPT.from_pretrained(folder).eval()
+    loaded = NetGPT.from_pretrained(folder)
+    assert not any(module.training for module in loaded.modules())  # as transformers loads: no dropout
     assert loaded.config == model.config
     original, restored = model.state_dict(), loaded.state_dict()
     assert original.keys() == restored.keys()
