@@ -19,9 +19,9 @@ What the plan counts:
   parameters P·b, gradients P·g (g = 4 where the DeepSpeed config accumulates them in fp32,
   `data_types.grad_accum_dtype`, as netgpt's configs do; else b), optimizer states 12·P (DeepSpeed's fp32
   master copy plus AdamW's two fp32 moments, also when training in fp32: DeepSpeed clones the master
-  either way); ZeRO-1 divides the
-  optimizer states by N, ZeRO-2 also the gradients, ZeRO-3 all three. `offload_optimizer` moves the
-  optimizer states and gradient partitions to host memory, `offload_param` the parameter partitions.
+  either way); ZeRO-1 divides the optimizer states by N, ZeRO-2 also the gradients, ZeRO-3 all three.
+  `offload_optimizer` moves the optimizer states and gradient partitions to host memory, `offload_param`
+  the parameter partitions.
   Under ZeRO-3, 2 × the largest gathered unit (the embedding matrix or one decoder layer) × b: the module
   computed and the one prefetched. Activations of the LLM stages, without activation checkpointing (the
   trainer does not enable it): layers × 34 × tokens × hidden × b/2 (Korthikanti et al.'s 34 bytes per
