@@ -96,3 +96,13 @@ def build_ds_config(
 
 def zero_stage(ds_config: dict[str, Any]) -> int:
     return int(ds_config.get("zero_optimization", {}).get("stage", 0))
+
+
+_FP32_NAMES = ("fp32", "float32", "float", "torch.float32")
+"""The names DeepSpeed's `DtypeEnum` takes for fp32 (read here without importing DeepSpeed)."""
+
+
+def accumulates_grads_in_fp32(ds_config: dict[str, Any]) -> bool:
+    """Whether DeepSpeed accumulates the gradients in fp32 (`data_types.grad_accum_dtype`); without the key
+    it accumulates them in the weights' dtype."""
+    return str(ds_config.get("data_types", {}).get("grad_accum_dtype", "")).lower() in _FP32_NAMES

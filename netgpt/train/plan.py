@@ -58,7 +58,7 @@ from pathlib import Path
 from typing import Any
 
 from netgpt.config import NetGPTConfig
-from netgpt.train.ds_config import build_ds_config, use_bf16, zero_stage
+from netgpt.train.ds_config import accumulates_grads_in_fp32, build_ds_config, use_bf16, zero_stage
 
 GIB = 1024**3
 CHECKPOINT_RANK_BYTES = 2**20
@@ -381,8 +381,7 @@ class ResourcePlan:
             partition_bytes=partition_bytes,
             samplers_per_partition=graph.samplers_per_partition,
             zero_stage=zero_stage(ds),
-            grad_accum_fp32=str(ds.get("data_types", {}).get("grad_accum_dtype", "")).lower()
-            in ("fp32", "float32", "float", "torch.float32"),
+            grad_accum_fp32=accumulates_grads_in_fp32(ds),
             offload_optimizer=zero.get("offload_optimizer", {}).get("device", "none") in ("cpu", "nvme"),
             offload_param=zero.get("offload_param", {}).get("device", "none") in ("cpu", "nvme"),
             params=params,
