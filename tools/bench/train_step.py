@@ -298,10 +298,11 @@ def _spread(ratios: list[float]) -> dict:
 
 def _rounds_line(rounds: list[dict[str, dict[str, float]]]) -> dict:
     """Each round's ratio of means (2 workers over 1 process), overall and by stage, and their spread."""
-    by_stage = {}
-    for stage in load_config("demo").train.stages:
-        key = f"profile/{stage.name}/step_s"
-        by_stage[stage.name] = _spread([_ratio(r["one"], r["two"], key) for r in rounds])
+    stages = [stage.name for stage in load_config("demo").train.stages]
+    by_stage = {
+        stage: _spread([_ratio(r["one"], r["two"], f"profile/{stage}/step_s") for r in rounds])
+        for stage in stages
+    }
     overall = [_ratio(r["one"], r["two"], "run/step_s") for r in rounds]
     line = {
         "bench": "train_step",
@@ -309,7 +310,6 @@ def _rounds_line(rounds: list[dict[str, dict[str, float]]]) -> dict:
         "ratio_2workers_over_1proc": _spread(overall),
         "by_stage": by_stage,
     }
-    stages = [stage.name for stage in load_config("demo").train.stages]
     floors = [_floor(r["one"], r["two"], stages) for r in rounds]
     if None not in floors:
         line["ratio_floor_on_these_cores"] = _spread(floors)
